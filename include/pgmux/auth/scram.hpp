@@ -1,0 +1,77 @@
+// SCRAM-SHA-256 (RFC 5802, RFC 7677) as Postgres speaks it, both sides, as pure state machines.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "pgmux/auth/secrets.hpp"
+
+namespace pgmux::auth {
+
+// pgmux as the server, authenticating a client. Messages are the SASL payloads only (the bytes inside
+// SASLInitialResponse / SASLResponse and AuthenticationSASLContinue / SASLFinal), never the wire framing.
+class ScramServer {
+ public:
+  // `verifier` nullopt: the user is unknown. The exchange then runs to the end with a salt derived from
+  // `user` and `mock_secret` (so that probing reveals nothing) and always fails at the proof.
+  // `server_nonce` is the random part pgmux appends to the client's nonce (printable, no ',').
+  ScramServer(std::optional<ScramVerifier> verifier, std::string_view user, std::string_view mock_secret,
+              std::string server_nonce);
+
+  // client-first-message ("n,,n=user,r=nonce"); returns server-first-message or nullopt on malformed input or
+  // a channel-binding request ('p=') we do not offer.
+  std::optional<std::string> on_client_first(std::string_view message);
+
+  // client-final-message ("c=biws,r=...,p=..."); returns server-final-message ("v=...") when the proof is
+  // right, nullopt otherwise (malformed, wrong nonce, wrong proof, unknown user).
+  std::optional<std::string> on_client_final(std::string_view message);
+
+  // After a successful on_client_final: ClientKey = ClientProof XOR ClientSignature. With it pgmux can log in
+  // to Postgres as this user when Postgres holds the same verifier (PgBouncer's SCRAM pass-through).
+  const Key256& client_key() const { return client_key_; }
+
+  // Why the last call returned nullopt, for the log (never sent to the client).
+  const std::string& error() const { return error_; }
+
+ private:
+  std::optional<ScramVerifier> verifier_;
+  ScramVerifier effective_;  // the real verifier or the mock one
+  std::string server_nonce_;
+  std::string client_first_bare_;
+  std::string server_first_;
+  std::string combined_nonce_;
+  Key256 client_key_{};
+  std::string error_;
+  int step_ = 0;
+};
+
+// pgmux as the client, logging in to Postgres.
+class ScramClient {
+ public:
+  // With the password: the salt and iteration count come from the server.
+  static ScramClient with_password(std::string password, std::string client_nonce);
+  // With ClientKey and ServerKey recovered from a client's login against the same verifier: no PBKDF2 needed.
+  static ScramClient with_keys(const Key256& client_key, const Key256& server_key, std::string client_nonce);
+
+  // The client-first-message, "n,,n=,r=<nonce>" (Postgres ignores the user name here).
+  std::string client_first();
+  // server-first-message -> client-final-message; nullopt if malformed or the nonce does not extend ours.
+  std::optional<std::string> on_server_first(std::string_view message);
+  // server-final-message: true only if the server signature verifies ("e=..." or a bad signature: false).
+  bool on_server_final(std::string_view message);
+
+  const std::string& error() const { return error_; }
+
+ private:
+  ScramClient() = default;
+  std::optional<std::string> password_;
+  Key256 client_key_{};
+  Key256 server_key_{};
+  std::string client_nonce_;
+  std::string client_first_bare_;
+  std::string auth_message_;
+  std::string error_;
+};
+
+}  // namespace pgmux::auth

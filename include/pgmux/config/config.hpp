@@ -1,0 +1,88 @@
+// The whole configuration as one immutable value, loaded from YAML.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pgmux::config {
+
+using Duration = std::chrono::milliseconds;
+
+enum class PoolMode { transaction, session };
+enum class AuthType { scram_sha_256, md5, plain, trust };
+
+struct Endpoint {
+  std::string host;  // IPv4 literal, IPv6 literal without brackets, or a host name
+  std::uint16_t port = 0;
+};
+
+struct ListenConfig {
+  Endpoint postgres{"127.0.0.1", 6432};  // listen.postgres: "host:port" or "[v6]:port"
+};
+
+struct PoolConfig {
+  PoolMode mode = PoolMode::transaction;    // pool.mode (PgBouncer: pool_mode)
+  int default_pool_size = 20;               // backend connections per (database, user)
+  int max_client_conn = 10000;
+  Duration query_wait_timeout{120'000};     // 0 = wait forever
+  Duration server_idle_timeout{600'000};    // 0 = never
+  Duration server_lifetime{3'600'000};      // 0 = never
+  Duration server_connect_timeout{15'000};
+  Duration client_login_timeout{60'000};    // 0 = never
+  Duration client_idle_timeout{0};          // 0 = never
+  std::string server_reset_query = "DISCARD ALL";  // session mode, before a backend is reused
+  std::uint32_t max_packet_size = 64u << 20;       // larger client messages are a protocol violation
+};
+
+struct DatabaseConfig {
+  std::string name;  // the key: what clients put in `database`
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5432;
+  std::string dbname;                   // defaults to name
+  std::optional<std::string> user;      // forced backend user
+  std::optional<std::string> password;  // forced backend user's password (plain, md5 hash or SCRAM verifier)
+  std::optional<int> pool_size;         // overrides pool.default_pool_size
+  std::optional<PoolMode> pool_mode;    // overrides pool.mode
+};
+
+struct UserConfig {
+  std::string name;
+  std::string password;  // plain text, "md5<hex>" or "SCRAM-SHA-256$..."
+};
+
+struct Config {
+  ListenConfig listen;
+  PoolConfig pool;
+  std::map<std::string, DatabaseConfig> databases;
+  std::vector<UserConfig> users;
+  AuthType auth_type = AuthType::scram_sha_256;
+  int workers = 0;                // 0 = one per core
+  std::string log_level = "info";  // debug | info | warning | error
+
+  int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
+  PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }
+  const UserConfig* find_user(const std::string& name) const;
+};
+
+// Thrown at load with a message that starts with the key's path, e.g. "pool.query_wait_timeout: ...".
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Reads ${VAR} from the environment; tests pass their own.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_environment();
+
+Config parse_config(const std::string& yaml_text, const EnvLookup& env = process_environment());
+Config load_config_file(const std::string& path, const EnvLookup& env = process_environment());
+
+// "250ms", "30s", "5m", "1h", or a bare integer meaning seconds (as PgBouncer). Throws ConfigError(path: ...).
+Duration parse_duration(const std::string& text, const std::string& path);
+
+}  // namespace pgmux::config

@@ -1,0 +1,124 @@
+// pgmux: flags, signals, worker threads, and the wiring between them.
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "log.hpp"
+#include "net/asio.hpp"
+#include "net/listener.hpp"
+#include "pgmux/config/config.hpp"
+#include "session/client_session.hpp"
+#include "session/proxy.hpp"
+
+namespace {
+
+using namespace pgmux;
+
+constexpr const char* kUsage =
+    "usage: pgmux --config FILE        run the pooler\n"
+    "       pgmux --check-config FILE  validate FILE and exit (non-zero, naming the key, if it is wrong)\n"
+    "       pgmux --version\n"
+    "       pgmux --help\n";
+
+// The session lives in the coroutine frame: it ends when the connection does.
+asio::awaitable<void> serve_client(session::Proxy& proxy, tcp::socket socket) {
+  session::ClientSession session(proxy, std::move(socket));
+  co_await session.run();
+}
+
+// Exceptions are for bugs: one session's bug is logged and ends that session only.
+void log_session_failure(std::exception_ptr failure) {
+  if (!failure) return;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    log::error("client session failed: ", e.what());
+  }
+}
+
+int run(const config::Config& cfg) {
+  log::Level level;
+  if (log::parse_level(cfg.log_level, level)) log::set_level(level);
+  session::Proxy proxy(cfg);
+  int workers = cfg.workers > 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+
+  // One io_context per worker: a session, its lease and its timers stay on one thread.
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<tcp::acceptor> acceptors;
+  for (int i = 0; i < workers; ++i) {
+    contexts.push_back(std::make_unique<asio::io_context>(1));
+    acceptors.push_back(net::open_listener(*contexts.back(), cfg.listen.postgres));
+  }
+  for (int i = 0; i < workers; ++i) {
+    asio::io_context& io = *contexts[i];
+    auto on_client = [&proxy, &io](tcp::socket socket) {
+      asio::co_spawn(io, serve_client(proxy, std::move(socket)), log_session_failure);
+    };
+    asio::co_spawn(io, net::accept_loop(acceptors[i], on_client), asio::detached);
+  }
+
+  // The janitor closes idle backends past server_idle_timeout / server_lifetime, once a second.
+  asio::steady_timer janitor(*contexts[0]);
+  std::function<void()> sweep = [&] {
+    janitor.expires_after(std::chrono::seconds(1));
+    janitor.async_wait([&](error_code ec) {
+      if (ec) return;
+      proxy.sweep_pools();
+      sweep();
+    });
+  };
+  sweep();
+
+  // SIGTERM / SIGINT: stop. (Graceful drain is the operations issue's.)
+  asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
+  signals.async_wait([&](error_code, int signal) {
+    log::info("received ", strsignal(signal), ", shutting down");
+    for (auto& io : contexts) io->stop();
+  });
+
+  log::info("pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":", cfg.listen.postgres.port,
+            " with ", workers, " workers, ", cfg.databases.size(), " database(s)");
+  std::vector<std::thread> threads;
+  for (int i = 1; i < workers; ++i) threads.emplace_back([&io = *contexts[i]] { io.run(); });
+  contexts[0]->run();
+  for (auto& io : contexts) io->stop();
+  for (auto& t : threads) t.join();
+  log::info("pgmux stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (args.size() == 1 && (args[0] == "--version" || args[0] == "-V")) {
+    std::cout << "pgmux " << PGMUX_VERSION << "\n";
+    return 0;
+  }
+  if (args.size() != 2 || (args[0] != "--config" && args[0] != "--check-config")) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  try {
+    config::Config cfg = config::load_config_file(args[1]);
+    if (args[0] == "--check-config") {
+      session::Proxy check(cfg);  // also parses every secret
+      std::cout << args[1] << ": OK\n";
+      return 0;
+    }
+    return run(cfg);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "pgmux: " << args[1] << ": " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    log::error(e.what());
+    return 1;
+  }
+}

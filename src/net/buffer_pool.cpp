@@ -1,0 +1,47 @@
+// Per-thread free list of fixed-size I/O buffers, so that idle clients hold none and busy ones do not allocate.
+#include "net/buffer_pool.hpp"
+
+#include <cstring>
+#include <vector>
+
+namespace pgmux::net {
+namespace {
+
+// Each worker thread runs its own sessions, so a thread-local list needs no lock. Buffers beyond the cap are
+// freed, so memory returns after a burst.
+constexpr std::size_t kMaxFreeBuffers = 512;
+
+struct FreeList {
+  std::vector<char*> buffers;
+  ~FreeList() {
+    for (char* b : buffers) delete[] b;
+  }
+};
+thread_local FreeList t_free;
+
+}  // namespace
+
+IoBuffer::IoBuffer() {
+  if (t_free.buffers.empty()) {
+    storage_ = new char[kBufferSize];
+  } else {
+    storage_ = t_free.buffers.back();
+    t_free.buffers.pop_back();
+  }
+}
+
+IoBuffer::~IoBuffer() {
+  if (t_free.buffers.size() < kMaxFreeBuffers)
+    t_free.buffers.push_back(storage_);
+  else
+    delete[] storage_;
+}
+
+void IoBuffer::compact() {
+  if (begin_ == 0) return;
+  std::memmove(storage_, storage_ + begin_, end_ - begin_);
+  end_ -= begin_;
+  begin_ = 0;
+}
+
+}  // namespace pgmux::net

@@ -1,0 +1,36 @@
+// Per-thread free list of fixed-size I/O buffers, so that idle clients hold none and busy ones do not allocate.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace pgmux::net {
+
+inline constexpr std::size_t kBufferSize = 16 * 1024;
+
+// A borrowed buffer with read/write cursors: bytes in [begin, end) are received and not yet consumed.
+class IoBuffer {
+ public:
+  IoBuffer();  // borrows from this thread's free list
+  ~IoBuffer();  // gives it back
+  IoBuffer(const IoBuffer&) = delete;
+  IoBuffer& operator=(const IoBuffer&) = delete;
+
+  std::string_view data() const { return {storage_ + begin_, end_ - begin_}; }
+  bool empty() const { return begin_ == end_; }
+  char* space() { return storage_ + end_; }
+  std::size_t space_size() const { return kBufferSize - end_; }
+  void received(std::size_t n) { end_ += n; }
+  void consume(std::size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  // Moves unconsumed bytes (a partial header) to the front so the next read has room.
+  void compact();
+
+ private:
+  char* storage_;
+  std::size_t begin_ = 0, end_ = 0;
+};
+
+}  // namespace pgmux::net

@@ -1,0 +1,36 @@
+// A listening socket per worker thread (SO_REUSEPORT), so the kernel spreads connections across cores.
+#include "net/listener.hpp"
+
+#include "log.hpp"
+
+namespace pgmux::net {
+
+tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
+  tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
+  tcp::acceptor acceptor(io);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(tcp::acceptor::reuse_address(true));
+  acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
+  error_code ec;
+  acceptor.bind(endpoint, ec);
+  if (ec) throw boost::system::system_error(ec, "cannot listen on " + where.host + ":" + std::to_string(where.port));
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  return acceptor;
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::function<void(tcp::socket)> on_client) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      // EMFILE and friends: say so and go on; the connection stays in the backlog until there is room.
+      log::warning("accept failed: ", ec.message());
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(use_nothrow);
+      continue;
+    }
+    on_client(std::move(socket));
+  }
+}
+
+}  // namespace pgmux::net

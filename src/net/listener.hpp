@@ -1,0 +1,17 @@
+// A listening socket per worker thread (SO_REUSEPORT), so the kernel spreads connections across cores.
+#pragma once
+
+#include <functional>
+
+#include "net/asio.hpp"
+#include "pgmux/config/config.hpp"
+
+namespace pgmux::net {
+
+// Opens host:port with SO_REUSEADDR and SO_REUSEPORT. Throws boost::system::system_error naming the address.
+tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where);
+
+// Accepts until the acceptor closes, spawning `on_client` for each connection on the acceptor's executor.
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::function<void(tcp::socket)> on_client);
+
+}  // namespace pgmux::net

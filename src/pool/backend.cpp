@@ -1,0 +1,176 @@
+// One server connection to Postgres, and the login that opens it.
+#include "pool/backend.hpp"
+
+#include <sys/socket.h>
+
+#include "log.hpp"
+#include "net/message_io.hpp"
+#include "pgmux/auth/crypto.hpp"
+#include "pgmux/auth/md5.hpp"
+#include "pgmux/auth/scram.hpp"
+#include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/wire.hpp"
+
+namespace pgmux::pool {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using namespace protocol;
+
+constexpr std::uint32_t kMaxLoginMessage = 1 << 20;
+
+BackendLogin failure(std::string sqlstate, std::string message) {
+  BackendLogin out;
+  out.sqlstate = std::move(sqlstate);
+  out.message = std::move(message);
+  return out;
+}
+
+std::string scram_nonce() {
+  return auth::base64_encode(auth::random_string(18));
+}
+
+// Answers one authentication request; returns an error text or "".
+struct Authenticator {
+  const BackendCredentials& creds;
+  std::optional<auth::ScramClient> scram;
+
+  std::string plain_password() const {
+    if (creds.secret && creds.secret->kind == auth::UserSecret::Kind::plain) return creds.secret->text;
+    return {};
+  }
+
+  std::string answer(std::string_view body, std::string& out) {
+    std::uint32_t code = read_u32(body.data());
+    std::string_view data = body.substr(4);
+    switch (code) {
+      case kAuthCleartext:
+        if (plain_password().empty()) return "server asked for a cleartext password, and none is configured";
+        append_password(out, plain_password());
+        return {};
+      case kAuthMd5: {
+        if (!creds.secret || creds.secret->kind == auth::UserSecret::Kind::scram || data.size() < 4)
+          return "server asked for md5, and no plain password or md5 hash is configured";
+        auth::Md5Salt salt;
+        std::copy_n(data.data(), 4, salt.begin());
+        append_password(out, auth::md5_client_response(creds.user, *creds.secret, salt));
+        return {};
+      }
+      case kAuthSasl: {
+        if (data.find(std::string_view("SCRAM-SHA-256\0", 14)) == std::string_view::npos)
+          return "server offers no SASL mechanism pgmux knows";
+        if (!plain_password().empty())
+          scram = auth::ScramClient::with_password(plain_password(), scram_nonce());
+        else if (creds.scram_keys)
+          scram = auth::ScramClient::with_keys(creds.scram_keys->first, creds.scram_keys->second, scram_nonce());
+        else
+          return "server asked for SCRAM, and pgmux has neither the password nor keys from a client's login";
+        append_sasl_initial_response(out, "SCRAM-SHA-256", scram->client_first());
+        return {};
+      }
+      case kAuthSaslContinue: {
+        if (!scram) return "unexpected SASLContinue";
+        auto final_message = scram->on_server_first(data);
+        if (!final_message) return "SCRAM: " + scram->error();
+        append_sasl_response(out, *final_message);
+        return {};
+      }
+      case kAuthSaslFinal:
+        if (!scram || !scram->on_server_final(data)) return "SCRAM: the server's signature does not verify";
+        return {};
+      default:
+        return "server asked for unsupported authentication method " + std::to_string(code);
+    }
+  }
+};
+
+asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const BackendCredentials& creds) {
+  auto executor = co_await asio::this_coro::executor;
+  tcp::resolver resolver(executor);
+  auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
+  if (rec) co_return failure(sqlstate::kUnableToConnect, "cannot resolve " + db.host + ": " + rec.message());
+  tcp::socket socket(executor);
+  auto [cec, endpoint] = co_await asio::async_connect(socket, endpoints, use_nothrow);
+  if (cec)
+    co_return failure(sqlstate::kUnableToConnect,
+                      "cannot connect to " + db.host + ":" + std::to_string(db.port) + ": " + cec.message());
+  socket.set_option(tcp::no_delay(true));
+  socket.non_blocking(true);  // the relay reads what is there before it waits
+
+  std::string out;
+  append_startup(out, {{"user", creds.user}, {"database", db.dbname}});
+  if (auto ec = co_await net::write_all(socket, out))
+    co_return failure(sqlstate::kConnectionFailure, "server write failed: " + ec.message());
+
+  Authenticator authenticator{creds, {}};
+  BackendLogin result;
+  auto backend = std::make_unique<Backend>(std::move(socket));
+  std::string body;
+  for (;;) {
+    char type;
+    if (auto ec = co_await net::read_message(backend->socket, type, body, kMaxLoginMessage))
+      co_return failure(sqlstate::kConnectionFailure, "server closed the connection during login: " + ec.message());
+    switch (type) {
+      case 'R': {
+        if (body.size() < 4) co_return failure(sqlstate::kProtocolViolation, "malformed authentication request");
+        if (read_u32(body.data()) == kAuthOk) break;
+        out.clear();
+        std::string problem = authenticator.answer(body, out);
+        if (!problem.empty()) co_return failure(sqlstate::kInvalidAuthorization, "server login failed: " + problem);
+        if (!out.empty()) {
+          if (auto ec = co_await net::write_all(backend->socket, out))
+            co_return failure(sqlstate::kConnectionFailure, "server write failed: " + ec.message());
+        }
+        break;
+      }
+      case 'S': {
+        std::size_t name_end = body.find('\0');
+        if (name_end == std::string::npos) break;
+        std::size_t value_end = body.find('\0', name_end + 1);
+        result.parameters.emplace_back(body.substr(0, name_end),
+                                       body.substr(name_end + 1, value_end - name_end - 1));
+        break;
+      }
+      case 'K':
+        if (body.size() >= 8) {
+          backend->pid = read_u32(body.data());
+          backend->secret_key = read_u32(body.data() + 4);
+        }
+        break;
+      case 'E': {
+        auto fields = parse_error_fields(body);
+        co_return failure(fields.sqlstate.empty() ? sqlstate::kConnectionFailure : fields.sqlstate,
+                          "server login failed: " + fields.message);
+      }
+      case 'N':
+        break;
+      case 'Z':
+        result.backend = std::move(backend);
+        co_return result;
+      default:
+        co_return failure(sqlstate::kProtocolViolation, std::string("unexpected message '") + type +
+                                                            "' from the server during login");
+    }
+  }
+}
+
+}  // namespace
+
+asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db, const BackendCredentials& creds,
+                                              config::Duration timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto outcome = co_await (login(db, creds) || timer.async_wait(use_nothrow));
+  if (outcome.index() == 1)
+    co_return failure(sqlstate::kUnableToConnect, "server_connect_timeout: no connection to " + db.host + ":" +
+                                                      std::to_string(db.port) + " in time");
+  co_return std::move(std::get<0>(outcome));
+}
+
+bool looks_healthy(Backend& backend) {
+  if (!backend.socket.is_open()) return false;
+  char byte;
+  ssize_t n = ::recv(backend.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace pgmux::pool

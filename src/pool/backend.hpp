@@ -1,0 +1,51 @@
+// One server connection to Postgres, and the login that opens it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "net/asio.hpp"
+#include "pgmux/auth/secrets.hpp"
+#include "pgmux/config/config.hpp"
+
+namespace pgmux::pool {
+
+using Clock = std::chrono::steady_clock;
+
+// What pgmux presents to Postgres. Any one of the secrets is enough for the method it serves.
+struct BackendCredentials {
+  std::string user;
+  std::optional<auth::UserSecret> secret;  // plain (any method), md5 hash (md5 only) or verifier (useless alone)
+  std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys;  // ClientKey, ServerKey from a client login
+};
+
+struct Backend {
+  explicit Backend(tcp::socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
+  tcp::socket socket;
+  std::uint32_t pid = 0, secret_key = 0;  // for CancelRequest
+  Clock::time_point created, last_used;
+};
+
+// Parameters the server reported (ParameterStatus) during login, in order.
+using ServerParameters = std::vector<std::pair<std::string, std::string>>;
+
+struct BackendLogin {
+  std::unique_ptr<Backend> backend;  // null on failure
+  ServerParameters parameters;
+  std::string sqlstate, message;  // on failure: what to tell the client
+};
+
+// Connects, authenticates as Postgres asks (SCRAM-SHA-256, md5 or cleartext) and reads up to ReadyForQuery.
+asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db, const BackendCredentials& creds,
+                                              config::Duration timeout);
+
+// Backend's socket still usable and silent? Idle backends must not have sent anything (a FATAL from a
+// restarting server, or EOF) — if they did, they are closed instead of reused.
+bool looks_healthy(Backend& backend);
+
+}  // namespace pgmux::pool

@@ -1,0 +1,203 @@
+// The backends of one (database, user): idle ones reused newest first, a bounded total, and a wait queue.
+#include "pool/pool.hpp"
+
+#include "log.hpp"
+#include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/wire.hpp"
+
+namespace pgmux::pool {
+
+// A client waiting for a backend. It sleeps on a timer on its own executor; whoever frees a backend hands it over
+// under the pool's mutex and cancels the timer from the waiter's executor. Shared ownership keeps the timer alive
+// until that posted cancel has run, even if the waiter has already given up.
+struct Pool::Waiter {
+  explicit Waiter(asio::any_io_executor executor) : timer(executor, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer timer;
+  std::unique_ptr<Backend> backend;  // handed over
+  bool may_connect = false;          // or: a slot was freed, connect yourself
+  bool served = false;
+  Waiter* next = nullptr;
+  Waiter* prev = nullptr;
+  std::shared_ptr<Waiter> self;  // the queue's reference while queued
+};
+
+BackendLease& BackendLease::operator=(BackendLease&& other) noexcept {
+  if (this != &other) {
+    close();
+    pool_ = other.pool_;
+    backend_ = std::move(other.backend_);
+  }
+  return *this;
+}
+
+void BackendLease::release_clean() {
+  if (backend_) pool_->give_back(std::move(backend_));
+}
+
+void BackendLease::close() {
+  if (backend_) pool_->discard(std::move(backend_));
+}
+
+Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings)
+    : database_(std::move(database)), settings_(settings), credentials_(std::move(credentials)) {}
+
+Pool::~Pool() = default;
+
+asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
+  for (;;) {
+    std::shared_ptr<Waiter> waiter;
+    {
+      std::unique_lock lock(mutex_);
+      while (!idle_.empty()) {
+        std::unique_ptr<Backend> backend = std::move(idle_.back());
+        idle_.pop_back();
+        if (looks_healthy(*backend)) {
+          lock.unlock();
+          co_return AcquireResult{BackendLease(this, std::move(backend)), {}, {}};
+        }
+        // It spoke while idle (a FATAL from a restarting server) or hung up: never reuse it.
+        --total_;
+        lock.unlock();
+        log::info("closing an idle server connection to ", database_.name, " that the server closed");
+        backend.reset();
+        lock.lock();
+      }
+      if (total_ < settings_.max_size) {
+        ++total_;
+        ++connecting_;
+      } else {
+        waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+        waiter->self = waiter;
+        waiter->prev = waiters_tail_;
+        (waiters_tail_ ? waiters_tail_->next : waiters_head_) = waiter.get();
+        waiters_tail_ = waiter.get();
+        ++waiting_;
+        if (wait_timeout.count() > 0) waiter->timer.expires_after(wait_timeout);
+      }
+    }
+    if (!waiter) co_return co_await connect_new();
+
+    co_await waiter->timer.async_wait(use_nothrow);
+    std::unique_lock lock(mutex_);
+    if (!waiter->served) {  // timed out: leave the queue
+      (waiter->prev ? waiter->prev->next : waiters_head_) = waiter->next;
+      (waiter->next ? waiter->next->prev : waiters_tail_) = waiter->prev;
+      --waiting_;
+      waiter->self.reset();
+      co_return AcquireResult{{}, protocol::sqlstate::kQueryCanceled,
+                              "query_wait_timeout: no server connection became free in time"};
+    }
+    if (waiter->backend) co_return AcquireResult{BackendLease(this, std::move(waiter->backend)), {}, {}};
+    if (waiter->may_connect) {
+      lock.unlock();
+      co_return co_await connect_new();
+    }
+  }
+}
+
+asio::awaitable<AcquireResult> Pool::connect_new() {
+  BackendCredentials credentials;
+  {
+    std::lock_guard lock(mutex_);
+    credentials = credentials_;
+  }
+  BackendLogin login = co_await connect_backend(database_, credentials, settings_.connect_timeout);
+  std::lock_guard lock(mutex_);
+  --connecting_;
+  if (!login.backend) {
+    --total_;
+    std::unique_ptr<Backend> none;
+    hand_to_waiter(none);  // the slot is free again: let the next waiter try
+    log::warning("server connection to ", database_.name, " failed: ", login.message);
+    co_return AcquireResult{{}, std::move(login.sqlstate), std::move(login.message)};
+  }
+  if (server_parameters_.empty()) server_parameters_ = std::move(login.parameters);
+  co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
+}
+
+bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
+  Waiter* waiter = waiters_head_;
+  if (!waiter) return false;
+  waiters_head_ = waiter->next;
+  (waiters_head_ ? waiters_head_->prev : waiters_tail_) = nullptr;
+  --waiting_;
+  waiter->served = true;
+  if (backend) {
+    waiter->backend = std::move(backend);
+  } else {
+    waiter->may_connect = true;  // the waiter connects in place of the connection that went away
+    ++total_;
+    ++connecting_;
+  }
+  std::shared_ptr<Waiter> keep = std::move(waiter->self);
+  asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+  return true;
+}
+
+void Pool::give_back(std::unique_ptr<Backend> backend) {
+  auto now = Clock::now();
+  if (settings_.lifetime.count() > 0 && now - backend->created > settings_.lifetime) {
+    discard(std::move(backend));
+    return;
+  }
+  backend->last_used = now;
+  std::lock_guard lock(mutex_);
+  if (!hand_to_waiter(backend)) idle_.push_back(std::move(backend));
+}
+
+void Pool::discard(std::unique_ptr<Backend> backend) {
+  error_code ignored;
+  backend->socket.close(ignored);
+  backend.reset();
+  std::lock_guard lock(mutex_);
+  --total_;
+  std::unique_ptr<Backend> none;
+  hand_to_waiter(none);
+}
+
+ServerParameters Pool::server_parameters() const {
+  std::lock_guard lock(mutex_);
+  return server_parameters_;
+}
+
+void Pool::offer_scram_keys(const auth::Key256& client_key, const auth::Key256& server_key) {
+  std::lock_guard lock(mutex_);
+  if (!credentials_.secret || credentials_.secret->kind != auth::UserSecret::Kind::plain)
+    credentials_.scram_keys = std::make_pair(client_key, server_key);
+}
+
+void Pool::sweep(Clock::time_point now) {
+  std::vector<std::unique_ptr<Backend>> expired;
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(idle_, [&](std::unique_ptr<Backend>& b) {
+      bool idle_too_long = settings_.idle_timeout.count() > 0 && now - b->last_used > settings_.idle_timeout;
+      bool too_old = settings_.lifetime.count() > 0 && now - b->created > settings_.lifetime;
+      if (!idle_too_long && !too_old) return false;
+      expired.push_back(std::move(b));
+      return true;
+    });
+    total_ -= static_cast<int>(expired.size());
+  }
+  // Sockets without pending operations may be closed from any thread.
+  for (auto& b : expired) {
+    std::string bye;
+    protocol::append_terminate(bye);
+    error_code ignored;
+    asio::write(b->socket, asio::buffer(bye), ignored);
+  }
+}
+
+void Pool::close_idle() {
+  std::lock_guard lock(mutex_);
+  total_ -= static_cast<int>(idle_.size());
+  idle_.clear();
+}
+
+PoolCounts Pool::counts() const {
+  std::lock_guard lock(mutex_);
+  return {static_cast<int>(idle_.size()), total_ - static_cast<int>(idle_.size()) - connecting_, connecting_,
+          waiting_};
+}
+
+}  // namespace pgmux::pool

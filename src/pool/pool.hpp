@@ -1,0 +1,98 @@
+// The backends of one (database, user): idle ones reused newest first, a bounded total, and a wait queue.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pool/backend.hpp"
+
+namespace pgmux::pool {
+
+class Pool;
+
+// A backend on loan to one client. Move-only. If it is destroyed without release_clean(), the backend is closed:
+// a connection in an unknown state can never go back to the pool by forgetting something.
+class BackendLease {
+ public:
+  BackendLease() = default;
+  BackendLease(Pool* pool, std::unique_ptr<Backend> backend) : pool_(pool), backend_(std::move(backend)) {}
+  BackendLease(BackendLease&& other) noexcept = default;
+  BackendLease& operator=(BackendLease&& other) noexcept;
+  ~BackendLease() { close(); }
+
+  explicit operator bool() const { return backend_ != nullptr; }
+  Backend& operator*() const { return *backend_; }
+  Backend* operator->() const { return backend_.get(); }
+
+  void release_clean();  // the backend is idle and reusable by anyone
+  void close();          // the backend is dropped; its slot goes to whoever waits
+
+ private:
+  Pool* pool_ = nullptr;
+  std::unique_ptr<Backend> backend_;
+};
+
+struct PoolSettings {
+  int max_size = 20;
+  config::Duration connect_timeout{15'000};
+  config::Duration idle_timeout{600'000};
+  config::Duration lifetime{3'600'000};
+};
+
+struct AcquireResult {
+  BackendLease lease;
+  std::string sqlstate, message;  // when !lease
+};
+
+struct PoolCounts {
+  int idle = 0, active = 0, connecting = 0, waiting = 0;
+};
+
+class Pool {
+ public:
+  Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings);
+  ~Pool();
+
+  // An idle backend, a new connection if under max_size, or the next one released; `wait_timeout` 0 = forever.
+  asio::awaitable<AcquireResult> acquire(config::Duration wait_timeout);
+
+  // The parameters the server reported at its first login (for clients' ParameterStatus), empty until then.
+  ServerParameters server_parameters() const;
+  // Keys from a client's SCRAM login let pgmux log in as that user without the plain password.
+  void offer_scram_keys(const auth::Key256& client_key, const auth::Key256& server_key);
+
+  // Closes idle backends past server_idle_timeout or server_lifetime. Called by the janitor.
+  void sweep(Clock::time_point now);
+  // Closes every idle backend (shutdown, or Postgres restarted).
+  void close_idle();
+
+  PoolCounts counts() const;
+  const config::DatabaseConfig& database() const { return database_; }
+
+ private:
+  friend class BackendLease;
+  struct Waiter;
+
+  void give_back(std::unique_ptr<Backend> backend);
+  void discard(std::unique_ptr<Backend> backend);
+  // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
+  bool hand_to_waiter(std::unique_ptr<Backend>& backend);
+  asio::awaitable<AcquireResult> connect_new();
+
+  const config::DatabaseConfig database_;
+  const PoolSettings settings_;
+
+  mutable std::mutex mutex_;
+  BackendCredentials credentials_;
+  ServerParameters server_parameters_;
+  std::vector<std::unique_ptr<Backend>> idle_;  // most recently used last
+  int total_ = 0;                               // idle + lent + connecting
+  int connecting_ = 0;
+  Waiter* waiters_head_ = nullptr;
+  Waiter* waiters_tail_ = nullptr;
+  int waiting_ = 0;
+};
+
+}  // namespace pgmux::pool

@@ -1,0 +1,43 @@
+// Maps the (pid, key) pgmux gave each client to the backend now serving it, for CancelRequest.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+#include "pgmux/config/config.hpp"
+
+namespace pgmux::session {
+
+// What a cancel needs to reach the backend serving a client. Written by the client's own thread at each lease,
+// read by whichever thread receives the CancelRequest: one atomic word, so leasing takes no lock.
+struct CancelTarget {
+  const config::DatabaseConfig* database = nullptr;  // constant for the session
+  std::atomic<std::uint64_t> backend_key{0};          // pid << 32 | secret; 0 = no backend right now
+
+  void set(std::uint32_t pid, std::uint32_t secret) {
+    backend_key.store(std::uint64_t{pid} << 32 | secret, std::memory_order_release);
+  }
+  void clear() { backend_key.store(0, std::memory_order_release); }
+};
+
+class CancelRegistry {
+ public:
+  // Draws an unguessable (pid, key) pair not in use and registers `target` under it.
+  std::uint64_t add(CancelTarget* target);
+  void remove(std::uint64_t client_key);
+
+  struct Found {
+    const config::DatabaseConfig* database = nullptr;
+    std::uint32_t pid = 0, secret = 0;
+  };
+  // The backend to cancel for the client's (pid, key); database null when unknown or idle.
+  Found find(std::uint32_t pid, std::uint32_t key);
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::uint64_t, CancelTarget*> targets_;
+};
+
+}  // namespace pgmux::session

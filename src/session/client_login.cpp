@@ -1,0 +1,218 @@
+// The client's way in: startup packet, TLS/GSS refusal, cancel requests, authentication, welcome messages.
+#include <algorithm>
+
+#include "log.hpp"
+#include "net/message_io.hpp"
+#include "pgmux/auth/crypto.hpp"
+#include "pgmux/auth/md5.hpp"
+#include "pgmux/auth/scram.hpp"
+#include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/startup.hpp"
+#include "pgmux/protocol/wire.hpp"
+#include "session/client_session.hpp"
+
+namespace pgmux::session {
+
+using namespace protocol;
+using config::AuthType;
+using Kind = auth::UserSecret::Kind;
+
+namespace {
+constexpr std::uint32_t kMaxAuthMessage = 65535;  // Postgres's own limit for authentication tokens
+}
+
+asio::awaitable<bool> ClientSession::login() {
+  StartupPacket startup;
+  std::string packet, error;
+  for (;;) {
+    if (auto ec = co_await net::read_startup_packet(socket_, packet, kMaxStartupPacket)) {
+      if (ec == boost::system::errc::protocol_error)
+        co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid length of startup packet");
+      co_return false;
+    }
+    auto parsed = parse_startup_packet(packet, error);
+    if (!parsed) {
+      co_await send_error("FATAL", sqlstate::kProtocolViolation, error);
+      co_return false;
+    }
+    startup = std::move(*parsed);
+    if (startup.kind == StartupPacket::Kind::ssl_request || startup.kind == StartupPacket::Kind::gssenc_request) {
+      // TLS and GSS encryption are not offered (yet): 'N', and the client goes on in plaintext or gives up.
+      if (co_await net::write_all(socket_, "N")) co_return false;
+      continue;
+    }
+    if (startup.kind == StartupPacket::Kind::cancel_request) {
+      co_await forward_cancel(startup.cancel_pid, startup.cancel_key);
+      co_return false;
+    }
+    break;
+  }
+
+  // Protocol 3.x with x > 0, or _pq_ options: answer with what we speak, as Postgres does.
+  std::vector<std::string> unknown_options;
+  for (const auto& [key, value] : startup.params)
+    if (key.starts_with("_pq_.")) unknown_options.push_back(key);
+  if ((startup.version & 0xffff) != 0 || !unknown_options.empty()) {
+    std::string out;
+    append_negotiate_protocol_version(out, 0, unknown_options);
+    if (co_await net::write_all(socket_, out)) co_return false;
+  }
+
+  const std::string* user = startup.param("user");
+  if (!user || user->empty()) {
+    co_await send_error("FATAL", sqlstate::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet");
+    co_return false;
+  }
+  user_ = *user;
+  const std::string* database = startup.param("database");
+  std::string database_name = database && !database->empty() ? *database : user_;
+  if (startup.param("replication")) {
+    co_await send_error("FATAL", sqlstate::kFeatureNotSupported, "replication connections are not supported by pgmux");
+    co_return false;
+  }
+  if (proxy_.client_count().load() > proxy_.config().pool.max_client_conn) {
+    co_await send_error("FATAL", sqlstate::kTooManyConnections, "no more connections allowed (max_client_conn)");
+    co_return false;
+  }
+
+  if (!co_await authenticate(user_)) co_return false;
+
+  auto db = proxy_.config().databases.find(database_name);
+  if (db == proxy_.config().databases.end()) {
+    co_await send_error("FATAL", sqlstate::kUnknownDatabase, "database \"" + database_name + "\" does not exist");
+    co_return false;
+  }
+  database_ = &db->second;
+  pool_ = &proxy_.pool_for(*database_, user_);
+  session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
+  if (const std::string* name = startup.param("application_name")) application_name_ = *name;
+  co_return co_await send_welcome();
+}
+
+asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
+  const config::Config& config = proxy_.config();
+  const auth::UserSecret* secret = proxy_.user_secret(user);
+  auto fail = [&]() -> asio::awaitable<bool> {
+    log::info("login failed for user \"", user, "\"");
+    co_await send_error("FATAL", sqlstate::kInvalidPassword, "password authentication failed for user \"" + user + "\"");
+    co_return false;
+  };
+  std::string out, body;
+  char type;
+
+  if (config.auth_type == AuthType::trust) {
+    if (!secret) co_return co_await fail();
+  } else if (config.auth_type == AuthType::plain) {
+    append_auth_request(out, kAuthCleartext);
+    if (co_await net::write_all(socket_, out)) co_return false;
+    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+    std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
+    bool ok = false;
+    if (secret && secret->kind == Kind::plain) ok = auth::constant_time_equal(password, secret->text);
+    else if (secret && secret->kind == Kind::md5) ok = auth::constant_time_equal(auth::md5_stored_hash(user, password), secret->text);
+    else if (secret) {
+      auto derived = auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
+      ok = auth::constant_time_equal(auth::as_view(derived.stored_key), auth::as_view(secret->verifier.stored_key));
+    }
+    if (!ok) co_return co_await fail();
+  } else if (config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) {
+    // md5 needs the password or its md5 hash; a user with only a SCRAM verifier gets SCRAM (as PgBouncer does).
+    auth::Md5Salt salt;
+    auth::random_bytes(salt);
+    append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
+    if (co_await net::write_all(socket_, out)) co_return false;
+    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+    std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
+    if (!secret || !auth::md5_verify(user, *secret, salt, response)) co_return co_await fail();
+  } else if (secret && secret->kind == Kind::md5) {
+    // A stored md5 hash cannot answer SCRAM: the md5 exchange is the only one it can check.
+    auth::Md5Salt salt;
+    auth::random_bytes(salt);
+    append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
+    if (co_await net::write_all(socket_, out)) co_return false;
+    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+    std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
+    if (!auth::md5_verify(user, *secret, salt, response)) co_return co_await fail();
+  } else {
+    // SCRAM-SHA-256. An unknown user goes through the same exchange and fails at the proof.
+    std::optional<auth::ScramVerifier> verifier;
+    if (secret) verifier = secret->verifier;
+    auth::ScramServer scram(verifier, user, proxy_.mock_secret(), auth::base64_encode(auth::random_string(18)));
+    append_auth_request(out, kAuthSasl, std::string_view("SCRAM-SHA-256\0\0", 15));
+    if (co_await net::write_all(socket_, out)) co_return false;
+    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+    // SASLInitialResponse: mechanism\0, int32 length, data
+    std::size_t mechanism_end = body.find('\0');
+    if (mechanism_end == std::string::npos || body.compare(0, mechanism_end, "SCRAM-SHA-256") != 0 ||
+        body.size() < mechanism_end + 5) {
+      co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
+      co_return false;
+    }
+    auto server_first = scram.on_client_first(std::string_view(body).substr(mechanism_end + 5));
+    if (!server_first) {
+      co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
+      co_return false;
+    }
+    out.clear();
+    append_auth_request(out, kAuthSaslContinue, *server_first);
+    if (co_await net::write_all(socket_, out)) co_return false;
+    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+    auto server_final = scram.on_client_final(body);
+    if (!server_final) co_return co_await fail();
+    out.clear();
+    append_auth_request(out, kAuthSaslFinal, *server_final);
+    if (co_await net::write_all(socket_, out)) co_return false;
+    if (secret->kind == Kind::scram) scram_keys_ = std::make_pair(scram.client_key(), secret->verifier.server_key);
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> ClientSession::send_welcome() {
+  if (scram_keys_) pool_->offer_scram_keys(scram_keys_->first, scram_keys_->second);
+  pool::ServerParameters parameters = pool_->server_parameters();
+  if (parameters.empty()) {
+    // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).
+    auto acquired = co_await pool_->acquire(proxy_.config().pool.query_wait_timeout);
+    if (!acquired.lease) {
+      co_await send_error("FATAL", acquired.sqlstate, acquired.message);
+      co_return false;
+    }
+    acquired.lease.release_clean();
+    parameters = pool_->server_parameters();
+  }
+  client_key_ = proxy_.cancels().add(&cancel_target_);
+  cancel_target_.database = database_;
+
+  std::string out;
+  append_auth_request(out, kAuthOk);
+  for (const auto& [name, value] : parameters) {
+    // application_name is the client's own; the rest is what the server reported.
+    append_parameter_status(out, name, name == "application_name" ? application_name_ : value);
+  }
+  append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32), static_cast<std::uint32_t>(client_key_));
+  append_ready_for_query(out, 'I');
+  co_return !co_await net::write_all(socket_, out);
+}
+
+asio::awaitable<void> ClientSession::forward_cancel(std::uint32_t pid, std::uint32_t key) {
+  auto target = proxy_.cancels().find(pid, key);
+  if (!target.database) co_return;  // unknown key, or the client is between transactions: nothing to cancel
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(target.database->host, std::to_string(target.database->port), use_nothrow);
+  if (rec) co_return;
+  tcp::socket server(co_await asio::this_coro::executor);
+  auto [cec, endpoint] = co_await asio::async_connect(server, endpoints, use_nothrow);
+  if (cec) {
+    log::warning("cancel request could not reach ", target.database->host, ": ", cec.message());
+    co_return;
+  }
+  std::string out;
+  append_cancel_request(out, target.pid, target.secret);
+  co_await net::write_all(server, out);
+  // Postgres closes the connection once it has read the request; waiting for that keeps the order of events.
+  char byte;
+  co_await server.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+}
+
+}  // namespace pgmux::session

@@ -1,0 +1,57 @@
+// One client connection, from the startup packet to the end: login, then transactions relayed to backends.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "net/asio.hpp"
+#include "pool/pool.hpp"
+#include "pgmux/protocol/relay_state.hpp"
+#include "session/cancel_registry.hpp"
+#include "session/proxy.hpp"
+
+namespace pgmux::session {
+
+class ClientSession {
+ public:
+  ClientSession(Proxy& proxy, tcp::socket socket);
+  ~ClientSession();
+
+  // The whole life of the connection; returns when it is closed.
+  asio::awaitable<void> run();
+
+ private:
+  enum class RelayEnd { released, client_gone, backend_gone, client_protocol_violation };
+
+  // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
+  asio::awaitable<bool> login();
+  asio::awaitable<bool> authenticate(const std::string& user);
+  asio::awaitable<bool> send_welcome();
+  asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
+
+  asio::awaitable<void> serve();
+  asio::awaitable<RelayEnd> relay(pool::Backend& backend);
+  asio::awaitable<RelayEnd> pump_client_to_backend(pool::Backend& backend);
+  asio::awaitable<RelayEnd> pump_backend_to_client(pool::Backend& backend);
+  // Session mode: server_reset_query, so the next client finds a fresh session. False if it did not come back idle.
+  asio::awaitable<bool> reset_backend(pool::Backend& backend);
+
+  // Sends an ErrorResponse (FATAL ends the session after it).
+  asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate, std::string_view message);
+
+  Proxy& proxy_;
+  tcp::socket socket_;
+  std::string user_;
+  std::string application_name_;
+  std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys_;  // ClientKey, ServerKey from the login
+  const config::DatabaseConfig* database_ = nullptr;
+  pool::Pool* pool_ = nullptr;
+  bool session_mode_ = false;
+  CancelTarget cancel_target_;
+  std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
+  protocol::RelayState relay_state_;
+};
+
+}  // namespace pgmux::session

@@ -1,0 +1,44 @@
+// The running proxy's shared state: config, user secrets, pools by (database, user), cancel routing.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "pgmux/auth/secrets.hpp"
+#include "pgmux/config/config.hpp"
+#include "pool/pool.hpp"
+#include "session/cancel_registry.hpp"
+
+namespace pgmux::session {
+
+class Proxy {
+ public:
+  explicit Proxy(config::Config config);
+
+  const config::Config& config() const { return config_; }
+  // The parsed secret of a configured user, or null.
+  const auth::UserSecret* user_secret(const std::string& user) const;
+  // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
+  const std::string& mock_secret() const { return mock_secret_; }
+
+  // The pool for a client of `database` logged in as `user`; created on first use.
+  pool::Pool& pool_for(const config::DatabaseConfig& database, const std::string& user);
+  void sweep_pools();
+
+  CancelRegistry& cancels() { return cancels_; }
+  std::atomic<int>& client_count() { return client_count_; }
+
+ private:
+  const config::Config config_;
+  std::map<std::string, auth::UserSecret> secrets_;
+  std::string mock_secret_;
+  std::mutex pools_mutex_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> pools_;
+  CancelRegistry cancels_;
+  std::atomic<int> client_count_{0};
+};
+
+}  // namespace pgmux::session
