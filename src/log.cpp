@@ -11,27 +11,40 @@ namespace {
 std::atomic<Level> g_level{Level::info};
 const char* name_of(Level level) {
   switch (level) {
-    case Level::debug: return "DEBUG";
-    case Level::info: return "INFO";
-    case Level::warning: return "WARNING";
-    case Level::error: return "ERROR";
+    case Level::debug:
+      return "DEBUG";
+    case Level::info:
+      return "INFO";
+    case Level::warning:
+      return "WARNING";
+    case Level::error:
+      return "ERROR";
   }
   return "?";
 }
 }  // namespace
 
-void set_level(Level level) { g_level.store(level, std::memory_order_relaxed); }
+void set_level(Level level) {
+  g_level.store(level, std::memory_order_relaxed);
+}
 
 bool parse_level(std::string_view text, Level& level) {
-  if (text == "debug") level = Level::debug;
-  else if (text == "info") level = Level::info;
-  else if (text == "warning") level = Level::warning;
-  else if (text == "error") level = Level::error;
-  else return false;
+  if (text == "debug")
+    level = Level::debug;
+  else if (text == "info")
+    level = Level::info;
+  else if (text == "warning")
+    level = Level::warning;
+  else if (text == "error")
+    level = Level::error;
+  else
+    return false;
   return true;
 }
 
-bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
+bool enabled(Level level) {
+  return level >= g_level.load(std::memory_order_relaxed);
+}
 
 void write(Level level, std::string_view line) {
   using namespace std::chrono;

@@ -78,8 +78,8 @@ int run(const config::Config& cfg) {
     for (auto& io : contexts) io->stop();
   });
 
-  log::info("pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":", cfg.listen.postgres.port,
-            " with ", workers, " workers, ", cfg.databases.size(), " database(s)");
+  log::info("pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":",
+            cfg.listen.postgres.port, " with ", workers, " workers, ", cfg.databases.size(), " database(s)");
   std::vector<std::thread> threads;
   for (int i = 1; i < workers; ++i) threads.emplace_back([&io = *contexts[i]] { io.run(); });
   contexts[0]->run();

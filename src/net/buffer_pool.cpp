@@ -1,4 +1,5 @@
-// Per-thread free list of fixed-size I/O buffers, so that idle clients hold none and busy ones do not allocate.
+// Per-thread free list of fixed-size I/O buffers, so that idle clients hold none and busy ones do not
+// allocate.
 #include "net/buffer_pool.hpp"
 
 #include <cstring>

@@ -1,4 +1,5 @@
-// Per-thread free list of fixed-size I/O buffers, so that idle clients hold none and busy ones do not allocate.
+// Per-thread free list of fixed-size I/O buffers, so that idle clients hold none and busy ones do not
+// allocate.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +12,7 @@ inline constexpr std::size_t kBufferSize = 16 * 1024;
 // A borrowed buffer with read/write cursors: bytes in [begin, end) are received and not yet consumed.
 class IoBuffer {
  public:
-  IoBuffer();  // borrows from this thread's free list
+  IoBuffer();   // borrows from this thread's free list
   ~IoBuffer();  // gives it back
   IoBuffer(const IoBuffer&) = delete;
   IoBuffer& operator=(const IoBuffer&) = delete;

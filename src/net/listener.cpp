@@ -13,7 +13,9 @@ tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where)
   acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
   error_code ec;
   acceptor.bind(endpoint, ec);
-  if (ec) throw boost::system::system_error(ec, "cannot listen on " + where.host + ":" + std::to_string(where.port));
+  if (ec)
+    throw boost::system::system_error(ec,
+                                      "cannot listen on " + where.host + ":" + std::to_string(where.port));
   acceptor.listen(asio::socket_base::max_listen_connections);
   return acceptor;
 }

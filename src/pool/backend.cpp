@@ -62,7 +62,8 @@ struct Authenticator {
         if (!plain_password().empty())
           scram = auth::ScramClient::with_password(plain_password(), scram_nonce());
         else if (creds.scram_keys)
-          scram = auth::ScramClient::with_keys(creds.scram_keys->first, creds.scram_keys->second, scram_nonce());
+          scram =
+              auth::ScramClient::with_keys(creds.scram_keys->first, creds.scram_keys->second, scram_nonce());
         else
           return "server asked for SCRAM, and pgmux has neither the password nor keys from a client's login";
         append_sasl_initial_response(out, "SCRAM-SHA-256", scram->client_first());
@@ -109,14 +110,17 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
   for (;;) {
     char type;
     if (auto ec = co_await net::read_message(backend->socket, type, body, kMaxLoginMessage))
-      co_return failure(sqlstate::kConnectionFailure, "server closed the connection during login: " + ec.message());
+      co_return failure(sqlstate::kConnectionFailure,
+                        "server closed the connection during login: " + ec.message());
     switch (type) {
       case 'R': {
-        if (body.size() < 4) co_return failure(sqlstate::kProtocolViolation, "malformed authentication request");
+        if (body.size() < 4)
+          co_return failure(sqlstate::kProtocolViolation, "malformed authentication request");
         if (read_u32(body.data()) == kAuthOk) break;
         out.clear();
         std::string problem = authenticator.answer(body, out);
-        if (!problem.empty()) co_return failure(sqlstate::kInvalidAuthorization, "server login failed: " + problem);
+        if (!problem.empty())
+          co_return failure(sqlstate::kInvalidAuthorization, "server login failed: " + problem);
         if (!out.empty()) {
           if (auto ec = co_await net::write_all(backend->socket, out))
             co_return failure(sqlstate::kConnectionFailure, "server write failed: " + ec.message());
@@ -148,21 +152,21 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
         result.backend = std::move(backend);
         co_return result;
       default:
-        co_return failure(sqlstate::kProtocolViolation, std::string("unexpected message '") + type +
-                                                            "' from the server during login");
+        co_return failure(sqlstate::kProtocolViolation,
+                          std::string("unexpected message '") + type + "' from the server during login");
     }
   }
 }
 
 }  // namespace
 
-asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db, const BackendCredentials& creds,
-                                              config::Duration timeout) {
+asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
+                                              const BackendCredentials& creds, config::Duration timeout) {
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
   auto outcome = co_await (login(db, creds) || timer.async_wait(use_nothrow));
   if (outcome.index() == 1)
-    co_return failure(sqlstate::kUnableToConnect, "server_connect_timeout: no connection to " + db.host + ":" +
-                                                      std::to_string(db.port) + " in time");
+    co_return failure(sqlstate::kUnableToConnect, "server_connect_timeout: no connection to " + db.host +
+                                                      ":" + std::to_string(db.port) + " in time");
   co_return std::move(std::get<0>(outcome));
 }
 

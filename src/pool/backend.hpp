@@ -20,8 +20,10 @@ using Clock = std::chrono::steady_clock;
 // What pgmux presents to Postgres. Any one of the secrets is enough for the method it serves.
 struct BackendCredentials {
   std::string user;
-  std::optional<auth::UserSecret> secret;  // plain (any method), md5 hash (md5 only) or verifier (useless alone)
-  std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys;  // ClientKey, ServerKey from a client login
+  std::optional<auth::UserSecret>
+      secret;  // plain (any method), md5 hash (md5 only) or verifier (useless alone)
+  std::optional<std::pair<auth::Key256, auth::Key256>>
+      scram_keys;  // ClientKey, ServerKey from a client login
 };
 
 struct Backend {
@@ -41,8 +43,8 @@ struct BackendLogin {
 };
 
 // Connects, authenticates as Postgres asks (SCRAM-SHA-256, md5 or cleartext) and reads up to ReadyForQuery.
-asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db, const BackendCredentials& creds,
-                                              config::Duration timeout);
+asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
+                                              const BackendCredentials& creds, config::Duration timeout);
 
 // Backend's socket still usable and silent? Idle backends must not have sent anything (a FATAL from a
 // restarting server, or EOF) — if they did, they are closed instead of reused.

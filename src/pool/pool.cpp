@@ -7,9 +7,9 @@
 
 namespace pgmux::pool {
 
-// A client waiting for a backend. It sleeps on a timer on its own executor; whoever frees a backend hands it over
-// under the pool's mutex and cancels the timer from the waiter's executor. Shared ownership keeps the timer alive
-// until that posted cancel has run, even if the waiter has already given up.
+// A client waiting for a backend. It sleeps on a timer on its own executor; whoever frees a backend hands it
+// over under the pool's mutex and cancels the timer from the waiter's executor. Shared ownership keeps the
+// timer alive until that posted cancel has run, even if the waiter has already given up.
 struct Pool::Waiter {
   explicit Waiter(asio::any_io_executor executor) : timer(executor, asio::steady_timer::time_point::max()) {}
   asio::steady_timer timer;
@@ -84,7 +84,8 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
       (waiter->next ? waiter->next->prev : waiters_tail_) = waiter->prev;
       --waiting_;
       waiter->self.reset();
-      co_return AcquireResult{{}, protocol::sqlstate::kQueryCanceled,
+      co_return AcquireResult{{},
+                              protocol::sqlstate::kQueryCanceled,
                               "query_wait_timeout: no server connection became free in time"};
     }
     if (waiter->backend) co_return AcquireResult{BackendLease(this, std::move(waiter->backend)), {}, {}};
@@ -160,10 +161,14 @@ ServerParameters Pool::server_parameters() const {
   return server_parameters_;
 }
 
-void Pool::offer_scram_keys(const auth::Key256& client_key, const auth::Key256& server_key) {
+void Pool::learn_from_login(const std::string& user,
+                            const std::optional<std::pair<auth::Key256, auth::Key256>>& keys,
+                            const std::optional<std::string>& password) {
   std::lock_guard lock(mutex_);
-  if (!credentials_.secret || credentials_.secret->kind != auth::UserSecret::Kind::plain)
-    credentials_.scram_keys = std::make_pair(client_key, server_key);
+  if (user != credentials_.user) return;
+  if (credentials_.secret && credentials_.secret->kind == auth::UserSecret::Kind::plain) return;
+  if (keys) credentials_.scram_keys = keys;
+  if (password) credentials_.secret = auth::UserSecret{auth::UserSecret::Kind::plain, *password, {}};
 }
 
 void Pool::sweep(Clock::time_point now) {

@@ -12,8 +12,8 @@ namespace pgmux::pool {
 
 class Pool;
 
-// A backend on loan to one client. Move-only. If it is destroyed without release_clean(), the backend is closed:
-// a connection in an unknown state can never go back to the pool by forgetting something.
+// A backend on loan to one client. Move-only. If it is destroyed without release_clean(), the backend is
+// closed: a connection in an unknown state can never go back to the pool by forgetting something.
 class BackendLease {
  public:
   BackendLease() = default;
@@ -55,13 +55,18 @@ class Pool {
   Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings);
   ~Pool();
 
-  // An idle backend, a new connection if under max_size, or the next one released; `wait_timeout` 0 = forever.
+  // An idle backend, a new connection if under max_size, or the next one released; `wait_timeout` 0 =
+  // forever.
   asio::awaitable<AcquireResult> acquire(config::Duration wait_timeout);
 
   // The parameters the server reported at its first login (for clients' ParameterStatus), empty until then.
   ServerParameters server_parameters() const;
-  // Keys from a client's SCRAM login let pgmux log in as that user without the plain password.
-  void offer_scram_keys(const auth::Key256& client_key, const auth::Key256& server_key);
+  // What a client's login taught pgmux about its own user: keys from its SCRAM proof, or its password sent in
+  // clear. Either lets pgmux log in to Postgres as that user when the config holds only a verifier or a hash.
+  // Ignored when the pool logs in as another (forced) user.
+  void learn_from_login(const std::string& user,
+                        const std::optional<std::pair<auth::Key256, auth::Key256>>& keys,
+                        const std::optional<std::string>& password);
 
   // Closes idle backends past server_idle_timeout or server_lifetime. Called by the janitor.
   void sweep(Clock::time_point now);

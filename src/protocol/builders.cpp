@@ -11,7 +11,9 @@ MessageBuilder::MessageBuilder(std::string& out, char type) : out_(out) {
   out_.append(4, '\0');
 }
 
-MessageBuilder::~MessageBuilder() { write_u32(out_.data() + start_, static_cast<std::uint32_t>(out_.size() - start_)); }
+MessageBuilder::~MessageBuilder() {
+  write_u32(out_.data() + start_, static_cast<std::uint32_t>(out_.size() - start_));
+}
 
 MessageBuilder& MessageBuilder::u8(char v) {
   out_.push_back(v);
@@ -60,19 +62,29 @@ void append_backend_key_data(std::string& out, std::uint32_t pid, std::uint32_t 
   MessageBuilder(out, 'K').u32(pid).u32(key);
 }
 
-void append_ready_for_query(std::string& out, char status) { MessageBuilder(out, 'Z').u8(status); }
+void append_ready_for_query(std::string& out, char status) {
+  MessageBuilder(out, 'Z').u8(status);
+}
 
-void append_query(std::string& out, std::string_view sql) { MessageBuilder(out, 'Q').cstr(sql); }
+void append_query(std::string& out, std::string_view sql) {
+  MessageBuilder(out, 'Q').cstr(sql);
+}
 
-void append_terminate(std::string& out) { MessageBuilder(out, 'X'); }
+void append_terminate(std::string& out) {
+  MessageBuilder(out, 'X');
+}
 
-void append_password(std::string& out, std::string_view password) { MessageBuilder(out, 'p').cstr(password); }
+void append_password(std::string& out, std::string_view password) {
+  MessageBuilder(out, 'p').cstr(password);
+}
 
 void append_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data) {
   MessageBuilder(out, 'p').cstr(mechanism).u32(static_cast<std::uint32_t>(data.size())).bytes(data);
 }
 
-void append_sasl_response(std::string& out, std::string_view data) { MessageBuilder(out, 'p').bytes(data); }
+void append_sasl_response(std::string& out, std::string_view data) {
+  MessageBuilder(out, 'p').bytes(data);
+}
 
 void append_startup(std::string& out, const std::vector<std::pair<std::string, std::string>>& params) {
   MessageBuilder m(out, 0);

@@ -27,7 +27,8 @@ std::optional<StartupPacket> parse_startup_packet(std::string_view packet, std::
       out.kind = StartupPacket::Kind::gssenc_request;
       return out;
     case kCancelRequestCode:
-      // PostgreSQL 18 (protocol 3.2) allows longer keys; we hand out 4-byte keys, so anything else is not ours.
+      // PostgreSQL 18 (protocol 3.2) allows longer keys; we hand out 4-byte keys, so anything else is not
+      // ours.
       if (body.size() != 8) {
         error = "malformed cancel request";
         return std::nullopt;
@@ -38,7 +39,8 @@ std::optional<StartupPacket> parse_startup_packet(std::string_view packet, std::
       return out;
   }
   if (code >> 16 != 3) {
-    error = "unsupported frontend protocol " + std::to_string(code >> 16) + "." + std::to_string(code & 0xffff);
+    error =
+        "unsupported frontend protocol " + std::to_string(code >> 16) + "." + std::to_string(code & 0xffff);
     return std::nullopt;
   }
   out.version = code;
@@ -56,7 +58,8 @@ std::optional<StartupPacket> parse_startup_packet(std::string_view packet, std::
       error = "startup parameter has no value";
       return std::nullopt;
     }
-    out.params.emplace_back(body.substr(pos, key_end - pos), body.substr(key_end + 1, value_end - key_end - 1));
+    out.params.emplace_back(body.substr(pos, key_end - pos),
+                            body.substr(key_end + 1, value_end - key_end - 1));
     pos = value_end + 1;
   }
   return out;

@@ -27,7 +27,8 @@ CancelRegistry::Found CancelRegistry::find(std::uint32_t pid, std::uint32_t key)
   if (it == targets_.end()) return {};
   std::uint64_t backend = it->second->backend_key.load(std::memory_order_acquire);
   if (backend == 0) return {};
-  return {it->second->database, static_cast<std::uint32_t>(backend >> 32), static_cast<std::uint32_t>(backend)};
+  return {it->second->database, static_cast<std::uint32_t>(backend >> 32),
+          static_cast<std::uint32_t>(backend)};
 }
 
 }  // namespace pgmux::session

@@ -10,11 +10,11 @@
 
 namespace pgmux::session {
 
-// What a cancel needs to reach the backend serving a client. Written by the client's own thread at each lease,
-// read by whichever thread receives the CancelRequest: one atomic word, so leasing takes no lock.
+// What a cancel needs to reach the backend serving a client. Written by the client's own thread at each
+// lease, read by whichever thread receives the CancelRequest: one atomic word, so leasing takes no lock.
 struct CancelTarget {
   const config::DatabaseConfig* database = nullptr;  // constant for the session
-  std::atomic<std::uint64_t> backend_key{0};          // pid << 32 | secret; 0 = no backend right now
+  std::atomic<std::uint64_t> backend_key{0};         // pid << 32 | secret; 0 = no backend right now
 
   void set(std::uint32_t pid, std::uint32_t secret) {
     backend_key.store(std::uint64_t{pid} << 32 | secret, std::memory_order_release);

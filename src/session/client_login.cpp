@@ -36,7 +36,8 @@ asio::awaitable<bool> ClientSession::login() {
       co_return false;
     }
     startup = std::move(*parsed);
-    if (startup.kind == StartupPacket::Kind::ssl_request || startup.kind == StartupPacket::Kind::gssenc_request) {
+    if (startup.kind == StartupPacket::Kind::ssl_request ||
+        startup.kind == StartupPacket::Kind::gssenc_request) {
       // TLS and GSS encryption are not offered (yet): 'N', and the client goes on in plaintext or gives up.
       if (co_await net::write_all(socket_, "N")) co_return false;
       continue;
@@ -60,18 +61,21 @@ asio::awaitable<bool> ClientSession::login() {
 
   const std::string* user = startup.param("user");
   if (!user || user->empty()) {
-    co_await send_error("FATAL", sqlstate::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet");
+    co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
+                        "no PostgreSQL user name specified in startup packet");
     co_return false;
   }
   user_ = *user;
   const std::string* database = startup.param("database");
   std::string database_name = database && !database->empty() ? *database : user_;
   if (startup.param("replication")) {
-    co_await send_error("FATAL", sqlstate::kFeatureNotSupported, "replication connections are not supported by pgmux");
+    co_await send_error("FATAL", sqlstate::kFeatureNotSupported,
+                        "replication connections are not supported by pgmux");
     co_return false;
   }
   if (proxy_.client_count().load() > proxy_.config().pool.max_client_conn) {
-    co_await send_error("FATAL", sqlstate::kTooManyConnections, "no more connections allowed (max_client_conn)");
+    co_await send_error("FATAL", sqlstate::kTooManyConnections,
+                        "no more connections allowed (max_client_conn)");
     co_return false;
   }
 
@@ -79,7 +83,8 @@ asio::awaitable<bool> ClientSession::login() {
 
   auto db = proxy_.config().databases.find(database_name);
   if (db == proxy_.config().databases.end()) {
-    co_await send_error("FATAL", sqlstate::kUnknownDatabase, "database \"" + database_name + "\" does not exist");
+    co_await send_error("FATAL", sqlstate::kUnknownDatabase,
+                        "database \"" + database_name + "\" does not exist");
     co_return false;
   }
   database_ = &db->second;
@@ -94,7 +99,8 @@ asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
   const auth::UserSecret* secret = proxy_.user_secret(user);
   auto fail = [&]() -> asio::awaitable<bool> {
     log::info("login failed for user \"", user, "\"");
-    co_await send_error("FATAL", sqlstate::kInvalidPassword, "password authentication failed for user \"" + user + "\"");
+    co_await send_error("FATAL", sqlstate::kInvalidPassword,
+                        "password authentication failed for user \"" + user + "\"");
     co_return false;
   };
   std::string out, body;
@@ -108,15 +114,21 @@ asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
     std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
     bool ok = false;
-    if (secret && secret->kind == Kind::plain) ok = auth::constant_time_equal(password, secret->text);
-    else if (secret && secret->kind == Kind::md5) ok = auth::constant_time_equal(auth::md5_stored_hash(user, password), secret->text);
+    if (secret && secret->kind == Kind::plain)
+      ok = auth::constant_time_equal(password, secret->text);
+    else if (secret && secret->kind == Kind::md5)
+      ok = auth::constant_time_equal(auth::md5_stored_hash(user, password), secret->text);
     else if (secret) {
-      auto derived = auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
-      ok = auth::constant_time_equal(auth::as_view(derived.stored_key), auth::as_view(secret->verifier.stored_key));
+      auto derived =
+          auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
+      ok = auth::constant_time_equal(auth::as_view(derived.stored_key),
+                                     auth::as_view(secret->verifier.stored_key));
     }
     if (!ok) co_return co_await fail();
+    learned_password_ = std::string(password);
   } else if (config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) {
-    // md5 needs the password or its md5 hash; a user with only a SCRAM verifier gets SCRAM (as PgBouncer does).
+    // md5 needs the password or its md5 hash; a user with only a SCRAM verifier gets SCRAM (as PgBouncer
+    // does).
     auth::Md5Salt salt;
     auth::random_bytes(salt);
     append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
@@ -137,7 +149,8 @@ asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
     // SCRAM-SHA-256. An unknown user goes through the same exchange and fails at the proof.
     std::optional<auth::ScramVerifier> verifier;
     if (secret) verifier = secret->verifier;
-    auth::ScramServer scram(verifier, user, proxy_.mock_secret(), auth::base64_encode(auth::random_string(18)));
+    auth::ScramServer scram(verifier, user, proxy_.mock_secret(),
+                            auth::base64_encode(auth::random_string(18)));
     append_auth_request(out, kAuthSasl, std::string_view("SCRAM-SHA-256\0\0", 15));
     if (co_await net::write_all(socket_, out)) co_return false;
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
@@ -162,13 +175,14 @@ asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
     out.clear();
     append_auth_request(out, kAuthSaslFinal, *server_final);
     if (co_await net::write_all(socket_, out)) co_return false;
-    if (secret->kind == Kind::scram) scram_keys_ = std::make_pair(scram.client_key(), secret->verifier.server_key);
+    if (secret->kind == Kind::scram)
+      scram_keys_ = std::make_pair(scram.client_key(), secret->verifier.server_key);
   }
   co_return true;
 }
 
 asio::awaitable<bool> ClientSession::send_welcome() {
-  if (scram_keys_) pool_->offer_scram_keys(scram_keys_->first, scram_keys_->second);
+  pool_->learn_from_login(user_, scram_keys_, learned_password_);
   pool::ServerParameters parameters = pool_->server_parameters();
   if (parameters.empty()) {
     // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).
@@ -189,7 +203,8 @@ asio::awaitable<bool> ClientSession::send_welcome() {
     // application_name is the client's own; the rest is what the server reported.
     append_parameter_status(out, name, name == "application_name" ? application_name_ : value);
   }
-  append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32), static_cast<std::uint32_t>(client_key_));
+  append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32),
+                          static_cast<std::uint32_t>(client_key_));
   append_ready_for_query(out, 'I');
   co_return !co_await net::write_all(socket_, out);
 }
@@ -198,8 +213,8 @@ asio::awaitable<void> ClientSession::forward_cancel(std::uint32_t pid, std::uint
   auto target = proxy_.cancels().find(pid, key);
   if (!target.database) co_return;  // unknown key, or the client is between transactions: nothing to cancel
   tcp::resolver resolver(co_await asio::this_coro::executor);
-  auto [rec, endpoints] =
-      co_await resolver.async_resolve(target.database->host, std::to_string(target.database->port), use_nothrow);
+  auto [rec, endpoints] = co_await resolver.async_resolve(target.database->host,
+                                                          std::to_string(target.database->port), use_nothrow);
   if (rec) co_return;
   tcp::socket server(co_await asio::this_coro::executor);
   auto [cec, endpoint] = co_await asio::async_connect(server, endpoints, use_nothrow);

@@ -1,4 +1,5 @@
-// One client connection after login: each transaction borrows a backend and bytes flow both ways until it ends.
+// One client connection after login: each transaction borrows a backend and bytes flow both ways until it
+// ends.
 #include "session/client_session.hpp"
 
 #include <sys/socket.h>
@@ -148,8 +149,8 @@ asio::awaitable<ClientSession::RelayEnd> ClientSession::pump_client_to_backend(p
     ScanResult scanned = scanner.scan(buffer.data(), messages);
     if (scanned.forward > 0) {
       relay_state_.client_writing = true;
-      auto [wec, written] =
-          co_await asio::async_write(backend.socket, asio::buffer(buffer.data().data(), scanned.forward), use_nothrow);
+      auto [wec, written] = co_await asio::async_write(
+          backend.socket, asio::buffer(buffer.data().data(), scanned.forward), use_nothrow);
       relay_state_.client_writing = false;
       if (wec) co_return RelayEnd::backend_gone;
       buffer.consume(scanned.forward);
@@ -175,13 +176,14 @@ asio::awaitable<ClientSession::RelayEnd> ClientSession::pump_backend_to_client(p
     ScanResult scanned = scanner.scan(buffer.data(), messages);
     if (scanned.bad_length) co_return RelayEnd::backend_gone;
     if (scanned.forward > 0) {
-      auto [wec, written] =
-          co_await asio::async_write(socket_, asio::buffer(buffer.data().data(), scanned.forward), use_nothrow);
+      auto [wec, written] = co_await asio::async_write(
+          socket_, asio::buffer(buffer.data().data(), scanned.forward), use_nothrow);
       if (wec) co_return RelayEnd::client_gone;
       buffer.consume(scanned.forward);
     }
     buffer.compact();
-    if (messages.saw_ready && !session_mode_ && relay_state_.releasable() && buffer.empty() && scanner.at_boundary())
+    if (messages.saw_ready && !session_mode_ && relay_state_.releasable() && buffer.empty() &&
+        scanner.at_boundary())
       co_return RelayEnd::released;
   }
 }

@@ -7,8 +7,8 @@
 #include <string_view>
 
 #include "net/asio.hpp"
-#include "pool/pool.hpp"
 #include "pgmux/protocol/relay_state.hpp"
+#include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
 #include "session/proxy.hpp"
 
@@ -35,17 +35,20 @@ class ClientSession {
   asio::awaitable<RelayEnd> relay(pool::Backend& backend);
   asio::awaitable<RelayEnd> pump_client_to_backend(pool::Backend& backend);
   asio::awaitable<RelayEnd> pump_backend_to_client(pool::Backend& backend);
-  // Session mode: server_reset_query, so the next client finds a fresh session. False if it did not come back idle.
+  // Session mode: server_reset_query, so the next client finds a fresh session. False if it did not come back
+  // idle.
   asio::awaitable<bool> reset_backend(pool::Backend& backend);
 
   // Sends an ErrorResponse (FATAL ends the session after it).
-  asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate, std::string_view message);
+  asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate,
+                                   std::string_view message);
 
   Proxy& proxy_;
   tcp::socket socket_;
   std::string user_;
   std::string application_name_;
   std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys_;  // ClientKey, ServerKey from the login
+  std::optional<std::string> learned_password_;                      // sent in clear (auth_type plain)
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;

@@ -26,6 +26,8 @@ std::string random_string(std::size_t n);  // n raw random bytes
 // Comparison whose time does not depend on where the inputs differ.
 bool constant_time_equal(std::string_view a, std::string_view b);
 
-inline std::string_view as_view(const Key256& k) { return {reinterpret_cast<const char*>(k.data()), k.size()}; }
+inline std::string_view as_view(const Key256& k) {
+  return {reinterpret_cast<const char*>(k.data()), k.size()};
+}
 
 }  // namespace pgmux::auth

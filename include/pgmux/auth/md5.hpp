@@ -21,6 +21,7 @@ std::string md5_client_response(std::string_view user, const UserSecret& secret,
 
 // Checks a client's md5 response against a plain or md5 secret in constant time. A SCRAM-only secret cannot
 // check md5 and returns false.
-bool md5_verify(std::string_view user, const UserSecret& secret, const Md5Salt& salt, std::string_view response);
+bool md5_verify(std::string_view user, const UserSecret& secret, const Md5Salt& salt,
+                std::string_view response);
 
 }  // namespace pgmux::auth

@@ -32,7 +32,7 @@ std::optional<ScramVerifier> parse_scram_verifier(std::string_view text);
 
 // Classifies a configured secret. A plain password also gets a verifier derived with a salt made from
 // `user` (deterministic, so reloading the config does not change it) and 4096 iterations.
-// nullopt: malformed "SCRAM-SHA-256$..." or "md5..." of the wrong shape.
+// nullopt: a malformed "SCRAM-SHA-256$..." ("md5" text of another shape is a plain password, as in Postgres).
 std::optional<UserSecret> parse_user_secret(std::string_view user, std::string_view text);
 
 // Derives a verifier from a password (SaltedPassword = PBKDF2-HMAC-SHA-256, RFC 5802). Passwords are used as

@@ -27,15 +27,15 @@ struct ListenConfig {
 };
 
 struct PoolConfig {
-  PoolMode mode = PoolMode::transaction;    // pool.mode (PgBouncer: pool_mode)
-  int default_pool_size = 20;               // backend connections per (database, user)
+  PoolMode mode = PoolMode::transaction;  // pool.mode (PgBouncer: pool_mode)
+  int default_pool_size = 20;             // backend connections per (database, user)
   int max_client_conn = 10000;
-  Duration query_wait_timeout{120'000};     // 0 = wait forever
-  Duration server_idle_timeout{600'000};    // 0 = never
-  Duration server_lifetime{3'600'000};      // 0 = never
+  Duration query_wait_timeout{120'000};   // 0 = wait forever
+  Duration server_idle_timeout{600'000};  // 0 = never
+  Duration server_lifetime{3'600'000};    // 0 = never
   Duration server_connect_timeout{15'000};
-  Duration client_login_timeout{60'000};    // 0 = never
-  Duration client_idle_timeout{0};          // 0 = never
+  Duration client_login_timeout{60'000};           // 0 = never
+  Duration client_idle_timeout{0};                 // 0 = never
   std::string server_reset_query = "DISCARD ALL";  // session mode, before a backend is reused
   std::uint32_t max_packet_size = 64u << 20;       // larger client messages are a protocol violation
 };
@@ -62,7 +62,7 @@ struct Config {
   std::map<std::string, DatabaseConfig> databases;
   std::vector<UserConfig> users;
   AuthType auth_type = AuthType::scram_sha_256;
-  int workers = 0;                // 0 = one per core
+  int workers = 0;                 // 0 = one per core
   std::string log_level = "info";  // debug | info | warning | error
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
@@ -82,7 +82,8 @@ EnvLookup process_environment();
 Config parse_config(const std::string& yaml_text, const EnvLookup& env = process_environment());
 Config load_config_file(const std::string& path, const EnvLookup& env = process_environment());
 
-// "250ms", "30s", "5m", "1h", or a bare integer meaning seconds (as PgBouncer). Throws ConfigError(path: ...).
+// "250ms", "30s", "5m", "1h", or a bare integer meaning seconds (as PgBouncer). Throws ConfigError(path:
+// ...).
 Duration parse_duration(const std::string& text, const std::string& path);
 
 }  // namespace pgmux::config

@@ -9,10 +9,10 @@
 
 namespace pgmux::protocol {
 
-// Scans a run of buffered bytes, reporting each message to a handler, and says how many bytes can be forwarded
-// now. A message whose body the handler does not need is forwarded as it arrives, in pieces if it is larger
-// than the buffer (a 1 GB DataRow never has to fit in memory). A message the handler wants whole (say
-// ReadyForQuery) is held back until all of it is buffered; such messages must be small.
+// Scans a run of buffered bytes, reporting each message to a handler, and says how many bytes can be
+// forwarded now. A message whose body the handler does not need is forwarded as it arrives, in pieces if it
+// is larger than the buffer (a 1 GB DataRow never has to fit in memory). A message the handler wants whole
+// (say ReadyForQuery) is held back until all of it is buffered; such messages must be small.
 //
 // Handler interface (all inline, so the hot path is one pass over the headers):
 //   bool wants_body(char type);                         // deliver this message whole to on_message?

@@ -5,8 +5,9 @@
 
 namespace pgmux::protocol {
 
-// Only ReadyForQuery 'I' with nothing outstanding means a backend may serve another client (transaction mode).
-// Clients pipeline, so several Query/Sync messages may be in flight; each gets exactly one ReadyForQuery.
+// Only ReadyForQuery 'I' with nothing outstanding means a backend may serve another client (transaction
+// mode). Clients pipeline, so several Query/Sync messages may be in flight; each gets exactly one
+// ReadyForQuery.
 class TxTracker {
  public:
   // Called for every message the client sends to the backend, by type.
@@ -26,8 +27,8 @@ class TxTracker {
       case 'E':
       case 'C':
       case 'H':
-        // Extended-query messages without a Sync yet: the backend holds state (an unnamed statement, a portal,
-        // results behind a Flush) that only this client may see.
+        // Extended-query messages without a Sync yet: the backend holds state (an unnamed statement, a
+        // portal, results behind a Flush) that only this client may see.
         unsynced_ = true;
         break;
       default:  // CopyData/CopyDone/CopyFail belong to a request already counted

@@ -1,0 +1,379 @@
+// Loads pgmux.yaml into a Config, rejecting anything unknown or out of range with the key's path.
+#include "pgmux/config/config.hpp"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <set>
+
+namespace pgmux::config {
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw ConfigError(path + ": " + what);
+}
+
+const char* kind_of(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "nothing";
+  }
+}
+
+bool is_env_name(const std::string& name) {
+  if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Replaces each "${NAME}"; any other "$" text (an unclosed "${", "${not a name}") is kept literally so that
+// passwords containing "$" need no escaping. Substituted values are not scanned again.
+std::string expand_env(const std::string& text, const std::string& path, const EnvLookup& env) {
+  std::string out;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t open = text.find("${", pos);
+    const std::size_t close = open == std::string::npos ? open : text.find('}', open + 2);
+    if (close == std::string::npos) break;
+    const std::string name = text.substr(open + 2, close - open - 2);
+    if (!is_env_name(name)) {
+      out.append(text, pos, open + 2 - pos);
+      pos = open + 2;
+      continue;
+    }
+    const std::optional<std::string> value = env ? env(name) : std::nullopt;
+    if (!value) fail(path, "environment variable " + name + " is not set");
+    out.append(text, pos, open - pos);
+    out += *value;
+    pos = close + 1;
+  }
+  out.append(text, pos);
+  return out;
+}
+
+// Every leaf goes through here, so ${VAR} works for numbers and enums as well as strings.
+std::string scalar(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  if (!node.IsScalar()) fail(path, std::string("expected a value, got ") + kind_of(node));
+  return expand_env(node.Scalar(), path, env);
+}
+
+std::string non_empty(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  std::string text = scalar(node, path, env);
+  if (text.empty()) fail(path, "must not be empty");
+  return text;
+}
+
+long long integer_text(const std::string& text, const std::string& path, long long min, long long max) {
+  long long value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    fail(path, "expected an integer, got \"" + text + "\"");
+  }
+  if (value < min || value > max) {
+    const std::string range = max == INT_MAX
+                                  ? "at least " + std::to_string(min)
+                                  : "between " + std::to_string(min) + " and " + std::to_string(max);
+    fail(path, "must be " + range + ", got " + text);
+  }
+  return value;
+}
+
+long long integer(const YAML::Node& node, const std::string& path, const EnvLookup& env, long long min,
+                  long long max) {
+  return integer_text(scalar(node, path, env), path, min, max);
+}
+
+std::uint16_t port(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  return static_cast<std::uint16_t>(integer(node, path, env, 1, 65535));
+}
+
+Duration duration(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  return parse_duration(scalar(node, path, env), path);
+}
+
+PoolMode pool_mode(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  if (text == "transaction") return PoolMode::transaction;
+  if (text == "session") return PoolMode::session;
+  fail(path, "invalid value \"" + text + "\" (expected transaction or session)");
+}
+
+AuthType auth_type(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  if (text == "scram-sha-256") return AuthType::scram_sha_256;
+  if (text == "md5") return AuthType::md5;
+  if (text == "plain") return AuthType::plain;
+  if (text == "trust") return AuthType::trust;
+  fail(path, "invalid value \"" + text + "\" (expected scram-sha-256, md5, plain or trust)");
+}
+
+std::string log_level(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  std::string text = scalar(node, path, env);
+  if (text != "debug" && text != "info" && text != "warning" && text != "error") {
+    fail(path, "invalid value \"" + text + "\" (expected debug, info, warning or error)");
+  }
+  return text;
+}
+
+// "host:port" or "[ipv6]:port"; a bare IPv6 address is refused because its last group would read as the port.
+Endpoint endpoint(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  const std::string usage = " (use host:port, or [address]:port for IPv6)";
+  Endpoint out;
+  std::string port_text;
+  if (!text.empty() && text[0] == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      fail(path, "expected \"[address]:port\", got \"" + text + "\"");
+    }
+    out.host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+    // A zone ("fe80::1%eth0") is legal in an address but not for inet_pton, so check the address part only.
+    const std::string address = out.host.substr(0, out.host.find('%'));
+    in6_addr parsed{};
+    if (inet_pton(AF_INET6, address.c_str(), &parsed) != 1) {
+      fail(path, "\"" + out.host + "\" is not an IPv6 address");
+    }
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string::npos) fail(path, "missing port in \"" + text + "\"" + usage);
+    out.host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (out.host.find(':') != std::string::npos) {
+      fail(path, "IPv6 addresses need brackets, e.g. \"[::1]:6432\", got \"" + text + "\"");
+    }
+  }
+  if (out.host.empty()) fail(path, "missing host in \"" + text + "\"" + usage);
+  if (port_text.empty()) fail(path, "missing port in \"" + text + "\"" + usage);
+  out.port = static_cast<std::uint16_t>(integer_text(port_text, path, 1, 65535));
+  return out;
+}
+
+// Calls on_entry(key, value, path) for each entry of a map; on_entry returns false for keys it does not know.
+// Null (a key with nothing after it) counts as an empty map. yaml-cpp keeps both copies of a duplicate key,
+// and which one wins would be an accident, so duplicates are refused.
+template <class OnEntry>
+void for_each_entry(const YAML::Node& map, const std::string& path, OnEntry&& on_entry) {
+  if (map.IsNull()) return;
+  if (!map.IsMap()) fail(path, std::string("expected a map, got ") + kind_of(map));
+  std::set<std::string> seen;
+  for (const auto& entry : map) {
+    if (!entry.first.IsScalar()) fail(path.empty() ? "config" : path, "keys must be plain names");
+    const std::string& key = entry.first.Scalar();
+    const std::string key_path = path.empty() ? key : path + "." + key;
+    if (!seen.insert(key).second) fail(key_path, "duplicate key");
+    if (!on_entry(key, entry.second, key_path)) fail(key_path, "unknown key");
+  }
+}
+
+void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
+  for_each_entry(node, "pool", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+    if (key == "mode") {
+      pool.mode = pool_mode(value, path, env);
+    } else if (key == "default_pool_size") {
+      pool.default_pool_size = static_cast<int>(integer(value, path, env, 1, INT_MAX));
+    } else if (key == "max_client_conn") {
+      pool.max_client_conn = static_cast<int>(integer(value, path, env, 1, INT_MAX));
+    } else if (key == "query_wait_timeout") {
+      pool.query_wait_timeout = duration(value, path, env);
+    } else if (key == "server_idle_timeout") {
+      pool.server_idle_timeout = duration(value, path, env);
+    } else if (key == "server_lifetime") {
+      pool.server_lifetime = duration(value, path, env);
+    } else if (key == "server_connect_timeout") {
+      pool.server_connect_timeout = duration(value, path, env);
+      // Unlike the other timeouts 0 cannot mean "never": a hung connect would hold a pool slot forever.
+      if (pool.server_connect_timeout.count() == 0) fail(path, "must be greater than 0");
+    } else if (key == "client_login_timeout") {
+      pool.client_login_timeout = duration(value, path, env);
+    } else if (key == "client_idle_timeout") {
+      pool.client_idle_timeout = duration(value, path, env);
+    } else if (key == "server_reset_query") {
+      pool.server_reset_query = scalar(value, path, env);  // empty: no reset, as in PgBouncer
+    } else if (key == "max_packet_size") {
+      // Below 1 KiB ordinary queries would be refused; Postgres itself caps messages at 1 GiB.
+      pool.max_packet_size = static_cast<std::uint32_t>(integer(value, path, env, 1024, 1LL << 30));
+    } else {
+      return false;
+    }
+    return true;
+  });
+}
+
+DatabaseConfig read_database(const std::string& name, const YAML::Node& node, const std::string& db_path,
+                             const EnvLookup& env) {
+  DatabaseConfig db;
+  db.name = name;
+  db.dbname = name;
+  for_each_entry(node, db_path,
+                 [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+                   if (key == "host") {
+                     db.host = non_empty(value, path, env);
+                   } else if (key == "port") {
+                     db.port = port(value, path, env);
+                   } else if (key == "dbname") {
+                     db.dbname = non_empty(value, path, env);
+                   } else if (key == "user") {
+                     db.user = non_empty(value, path, env);
+                   } else if (key == "password") {
+                     db.password = scalar(value, path, env);
+                   } else if (key == "pool_size") {
+                     db.pool_size = static_cast<int>(integer(value, path, env, 1, INT_MAX));
+                   } else if (key == "pool_mode") {
+                     db.pool_mode = pool_mode(value, path, env);
+                   } else {
+                     return false;
+                   }
+                   return true;
+                 });
+  return db;
+}
+
+void read_databases(const YAML::Node& node, const EnvLookup& env, Config& config) {
+  // Database names are free-form (they are what clients send), so every key is accepted here.
+  for_each_entry(node, "databases",
+                 [&](const std::string& name, const YAML::Node& value, const std::string& path) {
+                   if (name.empty()) fail("databases", "database names must not be empty");
+                   config.databases.emplace(name, read_database(name, value, path, env));
+                   return true;
+                 });
+}
+
+void read_users(const YAML::Node& node, const EnvLookup& env, Config& config) {
+  if (node.IsNull()) return;  // "users:" with every entry commented out
+  if (!node.IsSequence()) fail("users", std::string("expected a list, got ") + kind_of(node));
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const std::string user_path = "users[" + std::to_string(i) + "]";
+    const YAML::Node item = node[i];
+    if (!item.IsMap()) fail(user_path, std::string("expected a map, got ") + kind_of(item));
+    UserConfig user;
+    bool has_name = false;
+    for_each_entry(item, user_path,
+                   [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+                     if (key == "name") {
+                       user.name = non_empty(value, path, env);
+                       has_name = true;
+                     } else if (key == "password") {
+                       user.password = scalar(value, path, env);
+                     } else {
+                       return false;
+                     }
+                     return true;
+                   });
+    if (!has_name) fail(user_path + ".name", "is required");
+    for (std::size_t j = 0; j < i; ++j) {
+      if (config.users[j].name == user.name) {
+        fail(user_path + ".name",
+             "duplicate user \"" + user.name + "\" (also users[" + std::to_string(j) + "])");
+      }
+    }
+    config.users.push_back(std::move(user));
+  }
+}
+
+Config read_config(const YAML::Node& root, const EnvLookup& env) {
+  Config config;
+  bool has_auth_type = false;
+  for_each_entry(root, "", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+    if (key == "listen") {
+      for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
+        if (k != "postgres") return false;
+        config.listen.postgres = endpoint(v, p, env);
+        return true;
+      });
+    } else if (key == "workers") {
+      config.workers = static_cast<int>(integer(value, path, env, 0, 1024));
+    } else if (key == "log_level") {
+      config.log_level = log_level(value, path, env);
+    } else if (key == "auth_type") {
+      config.auth_type = auth_type(value, path, env);
+      has_auth_type = true;
+    } else if (key == "pool") {
+      read_pool(value, env, config.pool);
+    } else if (key == "databases") {
+      read_databases(value, env, config);
+    } else if (key == "users") {
+      read_users(value, env, config);
+    } else {
+      return false;
+    }
+    return true;
+  });
+
+  if (config.databases.empty()) fail("databases", "at least one database is required");
+  // An empty secret would let "plain" accept an empty password; only trust may go without one.
+  if (config.auth_type != AuthType::trust) {
+    for (std::size_t i = 0; i < config.users.size(); ++i) {
+      if (config.users[i].password.empty()) {
+        fail("users[" + std::to_string(i) + "].password",
+             std::string("is required unless auth_type is trust") +
+                 (has_auth_type ? "" : " (the default is scram-sha-256)"));
+      }
+    }
+  }
+  return config;
+}
+
+}  // namespace
+
+const UserConfig* Config::find_user(const std::string& name) const {
+  for (const UserConfig& user : users) {
+    if (user.name == name) return &user;
+  }
+  return nullptr;
+}
+
+EnvLookup process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+Config parse_config(const std::string& yaml_text, const EnvLookup& env) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(std::string("config: ") + e.what());
+  }
+  if (!root.IsNull() && !root.IsMap())
+    fail("config", std::string("expected a map at the top level, got ") + kind_of(root));
+  try {
+    return read_config(root, env);
+  } catch (const YAML::Exception& e) {
+    // Not expected once types are checked, but callers are promised ConfigError only.
+    throw ConfigError(std::string("config: ") + e.what());
+  }
+}
+
+Config load_config_file(const std::string& path, const EnvLookup& env) {
+  auto cannot_read = [&] { return ConfigError("config: cannot read " + path + ": " + std::strerror(errno)); };
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) throw cannot_read();
+  std::string text;
+  char buffer[8192];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, n);
+  if (std::ferror(file.get())) throw cannot_read();  // e.g. EISDIR: fopen succeeds on a directory
+  return parse_config(text, env);
+}
+
+}  // namespace pgmux::config

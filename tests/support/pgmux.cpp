@@ -1,0 +1,56 @@
+// The real pgmux binary under test, started with a generated config on a free port.
+#include "pgmux.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <stdexcept>
+
+namespace pgmux::test {
+
+Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
+    : dir_("pgmux-test-mux-"), port_(free_port()) {
+  auto config = dir_.path() / "pgmux.yaml";
+  {
+    std::ofstream out(config);
+    out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n"
+        << "workers: 2\nlog_level: debug\nauth_type: " << options.auth_type << "\n"
+        << "pool:\n  mode: " << options.pool_mode << "\n  default_pool_size: " << options.pool_size
+        << "\n  max_client_conn: " << options.max_client_conn
+        << "\n  query_wait_timeout: " << options.query_wait_timeout << "\n"
+        << "databases:\n"
+        << "  app:\n    host: 127.0.0.1\n    port: " << postgres.port() << "\n"
+        << "  forced:\n    host: 127.0.0.1\n    port: " << postgres.port()
+        << "\n    dbname: app\n    user: app\n    password: app-secret\n"
+        << "users:\n"
+        << "  - name: app\n    password: \"" << postgres.stored_secret("app") << "\"\n"
+        << "  - name: md5user\n    password: \"" << postgres.stored_secret("md5user") << "\"\n"
+        << "  - name: plainuser\n    password: plain-secret\n"
+        << options.extra_yaml;
+  }
+  process_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{PGMUX_BINARY, "--config", config.string()}, dir_.path() / "pgmux.log");
+  if (!wait_until([&] { return port_accepts(port_) || !process_->running(); }, 10s) || !process_->running())
+    throw std::runtime_error("pgmux did not start:\n" + log());
+}
+
+Pgmux::~Pgmux() {
+  stop(SIGTERM);
+}
+
+int Pgmux::stop(int signal) {
+  return process_->stop(signal, 10s);
+}
+
+std::string Pgmux::conninfo(const std::string& user, const std::string& password,
+                            const std::string& dbname) const {
+  std::string s = "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user + " dbname=" + dbname +
+                  " connect_timeout=10 sslmode=disable";
+  if (!password.empty()) s += " password=" + password;
+  return s;
+}
+
+std::string Pgmux::log() const {
+  return read_file(dir_.path() / "pgmux.log");
+}
+
+}  // namespace pgmux::test

@@ -1,0 +1,39 @@
+// The real pgmux binary under test, started with a generated config on a free port.
+#pragma once
+
+#include <string>
+
+#include "postgres.hpp"
+#include "process.hpp"
+
+namespace pgmux::test {
+
+struct PgmuxOptions {
+  std::string pool_mode = "transaction";
+  int pool_size = 5;
+  int max_client_conn = 1000;
+  std::string auth_type = "scram-sha-256";
+  std::string query_wait_timeout = "30s";
+  std::string extra_yaml;  // appended verbatim at the top level
+};
+
+// Users configured: app (Postgres's own SCRAM verifier: pass-through login), md5user (its md5 hash),
+// plainuser (plain text). Database "app" logs in as the client's own user; "forced" always as app.
+class Pgmux {
+ public:
+  Pgmux(const TestPostgres& postgres, PgmuxOptions options = {});
+  ~Pgmux();
+
+  int port() const { return port_; }
+  std::string conninfo(const std::string& user = "app", const std::string& password = "app-secret",
+                       const std::string& dbname = "app") const;
+  std::string log() const;
+  int stop(int signal);
+
+ private:
+  TempDir dir_;
+  int port_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+}  // namespace pgmux::test

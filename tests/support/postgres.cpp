@@ -1,0 +1,94 @@
+// A throwaway PostgreSQL 15 for tests: initdb in a temp dir, a free port, roles for every auth method, torn
+// down after.
+#include "postgres.hpp"
+
+#include <fstream>
+#include <stdexcept>
+
+namespace pgmux::test {
+
+TestPostgres::TestPostgres() : dir_("pgmux-test-pg-"), port_(free_port()) {
+  data_ = (dir_.path() / "data").string();
+  log_ = (dir_.path() / "postgres.log").string();
+  std::string out;
+  if (run_as_postgres(
+          bin_ + "/initdb -D " + data_ + " -U postgres -E UTF8 --locale=C --auth-local=trust >/dev/null",
+          &out) != 0)
+    throw std::runtime_error("initdb failed: " + out);
+  {
+    std::ofstream conf(data_ + "/postgresql.conf", std::ios::app);
+    conf << "port = " << port_ << "\n"
+         << "listen_addresses = '127.0.0.1'\n"
+         << "unix_socket_directories = '" << dir_.path().string() << "'\n"
+         << "max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+         << "shared_buffers = 64MB\n";
+    std::ofstream hba(data_ + "/pg_hba.conf", std::ios::trunc);
+    hba << "local all all trust\n"
+        << "host all md5user 127.0.0.1/32 md5\n"
+        << "host all plainuser 127.0.0.1/32 password\n"
+        << "host all all 127.0.0.1/32 scram-sha-256\n";
+  }
+  start();
+  try {
+    psql("CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+    psql("SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'md5-secret'");
+    psql("CREATE ROLE plainuser LOGIN PASSWORD 'plain-secret'");
+    psql("CREATE DATABASE app OWNER app");
+    psql("GRANT ALL ON DATABASE app TO md5user, plainuser");
+  } catch (...) {
+    // The destructor will not run for a half-built object: stop the server before the directory goes.
+    run_as_postgres(bin_ + "/pg_ctl -D " + data_ + " -m immediate -w stop >/dev/null 2>&1");
+    throw;
+  }
+}
+
+TestPostgres::~TestPostgres() {
+  run_as_postgres(bin_ + "/pg_ctl -D " + data_ + " -m immediate -w stop >/dev/null 2>&1");
+}
+
+void TestPostgres::start() {
+  std::string out;
+  if (run_as_postgres(bin_ + "/pg_ctl -D " + data_ + " -l " + log_ + " -w -t 60 start", &out) != 0)
+    throw std::runtime_error("postgres did not start: " + out + read_file(log_));
+}
+
+void TestPostgres::stop() {
+  run_as_postgres(bin_ + "/pg_ctl -D " + data_ + " -m fast -w stop >/dev/null");
+}
+
+void TestPostgres::restart() {
+  std::string out;
+  if (run_as_postgres(bin_ + "/pg_ctl -D " + data_ + " -l " + log_ + " -m fast -w -t 60 restart", &out) != 0)
+    throw std::runtime_error("postgres did not restart: " + out);
+}
+
+std::string TestPostgres::conninfo(const std::string& user, const std::string& password,
+                                   const std::string& dbname) const {
+  std::string s = "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user + " dbname=" + dbname +
+                  " connect_timeout=10";
+  if (!password.empty()) s += " password=" + password;
+  return s;
+}
+
+std::string TestPostgres::psql(const std::string& sql) const {
+  std::string out;
+  std::string quoted;
+  for (char c : sql) quoted += c == '"' ? std::string("\\\"") : std::string(1, c);
+  if (run_as_postgres("psql -X -At -v ON_ERROR_STOP=1 -h " + dir_.path().string() + " -p " +
+                          std::to_string(port_) + " -U postgres -d postgres -c \"" + quoted + "\"",
+                      &out) != 0)
+    throw std::runtime_error("psql failed: " + sql + ": " + out);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string TestPostgres::stored_secret(const std::string& role) const {
+  return psql("SELECT rolpassword FROM pg_authid WHERE rolname = '" + role + "'");
+}
+
+TestPostgres& TestPostgres::shared() {
+  static TestPostgres instance;
+  return instance;
+}
+
+}  // namespace pgmux::test

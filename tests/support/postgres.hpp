@@ -1,0 +1,43 @@
+// A throwaway PostgreSQL 15 for tests: initdb in a temp dir, a free port, roles for every auth method, torn
+// down after.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "process.hpp"
+
+namespace pgmux::test {
+
+// Roles created in every instance (all own database "app"):
+//   app       SCRAM-SHA-256 password "app-secret"
+//   md5user   md5 password "md5-secret" (pg_hba asks md5 for it)
+//   plainuser cleartext over the wire (pg_hba "password") with "plain-secret"
+class TestPostgres {
+ public:
+  TestPostgres();
+  ~TestPostgres();
+
+  int port() const { return port_; }
+  std::string conninfo(const std::string& user = "postgres", const std::string& password = "",
+                       const std::string& dbname = "app") const;
+  // Runs SQL as the superuser over the Unix socket; returns psql's output (-At). Throws on failure.
+  std::string psql(const std::string& sql) const;
+  // pg_authid.rolpassword of a role: the SCRAM verifier or md5 hash Postgres holds.
+  std::string stored_secret(const std::string& role) const;
+
+  void restart();  // pg_ctl restart -m fast
+  void stop();
+  void start();
+
+  // One instance shared by the tests that do not stop or restart it.
+  static TestPostgres& shared();
+
+ private:
+  TempDir dir_;
+  int port_;
+  std::string bin_ = "/usr/lib/postgresql/15/bin";
+  std::string data_, log_;
+};
+
+}  // namespace pgmux::test
