@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building and testing pgmux needs from Debian 12's packages; does nothing if all are there.
+set -euo pipefail
+packages=(build-essential cmake pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
+          libyaml-cpp-dev prometheus-cpp-dev catch2 libpq-dev postgresql-15 postgresql-client-15
+          postgresql-contrib pgbouncer util-linux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

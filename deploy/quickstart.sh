@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs, builds, starts a throwaway local PostgreSQL 15 and pgmux in front of it, and says how to connect.
+# Ctrl-C stops both and removes the throwaway database.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/deploy/install-deps.sh"
+"$top/deploy/build.sh"
+
+PGPORT=${PGPORT:-5433} PGMUX_PORT=${PGMUX_PORT:-6432}
+bin=/usr/lib/postgresql/15/bin
+dir=$(mktemp -d /tmp/pgmux-quickstart-XXXXXX)
+# PostgreSQL refuses to run as root: run it as Debian's postgres user then.
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+pgmux_pid=""
+cleanup() {
+  [ -n "$pgmux_pid" ] && kill "$pgmux_pid" 2>/dev/null && wait "$pgmux_pid" 2>/dev/null
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+as_pg "$bin/initdb" -D "$dir/data" -U postgres -E UTF8 --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+cat >> "$dir/data/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+CONF
+as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/postgres.log" -w start >/dev/null
+as_pg psql -X -q -h "$dir" -p "$PGPORT" -U postgres -c "CREATE ROLE app LOGIN PASSWORD 'app-password'"
+as_pg psql -X -q -h "$dir" -p "$PGPORT" -U postgres -c "CREATE DATABASE app OWNER app"
+# pgmux stores Postgres's own SCRAM verifier: no plain password in its config.
+verifier=$(as_pg psql -X -At -h "$dir" -p "$PGPORT" -U postgres -c "SELECT rolpassword FROM pg_authid WHERE rolname='app'")
+
+cat > "$dir/pgmux.yaml" <<CONF
+listen:
+  postgres: "127.0.0.1:$PGMUX_PORT"
+pool:
+  mode: transaction
+  default_pool_size: 10
+databases:
+  app:
+    host: 127.0.0.1
+    port: $PGPORT
+users:
+  - name: app
+    password: "$verifier"
+CONF
+"$top/build/pgmux" --config "$dir/pgmux.yaml" &
+pgmux_pid=$!
+for _ in $(seq 100); do
+  (echo >"/dev/tcp/127.0.0.1/$PGMUX_PORT") 2>/dev/null && break
+  kill -0 "$pgmux_pid" 2>/dev/null || { echo "pgmux did not start" >&2; exit 1; }
+  sleep 0.1
+done
+cat <<MSG
+
+pgmux is listening on 127.0.0.1:$PGMUX_PORT in front of a throwaway PostgreSQL 15 on port $PGPORT.
+Its config: $dir/pgmux.yaml
+
+  psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/app"
+  PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -i app
+  PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 32 -T 10 -S app
+
+Ctrl-C stops pgmux and PostgreSQL and deletes the throwaway database.
+MSG
+wait "$pgmux_pid"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs every test: unit tests and integration tests against a real
+# PostgreSQL 15 that the tests start themselves.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/deploy/install-deps.sh"
+"$top/deploy/build.sh"
+cd "$top/build"
+ctest --output-on-failure --timeout 1200 "$@"
