@@ -43,25 +43,28 @@ Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, Pool
 
 Pool::~Pool() = default;
 
+BackendLease Pool::try_acquire_idle() {
+  std::unique_lock lock(mutex_);
+  while (!idle_.empty()) {
+    std::unique_ptr<Backend> backend = std::move(idle_.back());
+    idle_.pop_back();
+    if (looks_healthy(*backend)) return BackendLease(this, std::move(backend));
+    // It spoke while idle (a FATAL from a restarting server) or hung up: never reuse it.
+    --total_;
+    lock.unlock();
+    log::info("closing an idle server connection to ", database_.name, " that the server closed");
+    backend.reset();
+    lock.lock();
+  }
+  return {};
+}
+
 asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
   for (;;) {
     std::shared_ptr<Waiter> waiter;
     {
+      if (BackendLease idle = try_acquire_idle()) co_return AcquireResult{std::move(idle), {}, {}};
       std::unique_lock lock(mutex_);
-      while (!idle_.empty()) {
-        std::unique_ptr<Backend> backend = std::move(idle_.back());
-        idle_.pop_back();
-        if (looks_healthy(*backend)) {
-          lock.unlock();
-          co_return AcquireResult{BackendLease(this, std::move(backend)), {}, {}};
-        }
-        // It spoke while idle (a FATAL from a restarting server) or hung up: never reuse it.
-        --total_;
-        lock.unlock();
-        log::info("closing an idle server connection to ", database_.name, " that the server closed");
-        backend.reset();
-        lock.lock();
-      }
       if (total_ < settings_.max_size) {
         ++total_;
         ++connecting_;

@@ -5,10 +5,8 @@
 #include <sys/socket.h>
 
 #include "log.hpp"
-#include "net/buffer_pool.hpp"
 #include "net/message_io.hpp"
 #include "pgmux/protocol/builders.hpp"
-#include "pgmux/protocol/message_scanner.hpp"
 #include "pgmux/protocol/wire.hpp"
 
 namespace pgmux::session {
@@ -18,54 +16,20 @@ using namespace protocol;
 
 namespace {
 
-// Client -> backend: every message updates the transaction tracker; Terminate is not forwarded (the backend
-// outlives the client in the pool).
-struct ClientMessages {
-  TxTracker& tracker;
-  bool wants_body(char) const { return false; }
-  ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
-  ScanStep on_header(char type, std::uint32_t) {
-    if (type == 'X') return ScanStep::kStop;
-    tracker.on_client_message(type);
-    return ScanStep::kForward;
-  }
-};
-
-// Backend -> client: only ReadyForQuery is read, for the transaction status it carries.
-struct BackendMessages {
-  TxTracker& tracker;
-  bool saw_ready = false;
-  bool wants_body(char type) const { return type == 'Z'; }
-  ScanStep on_message(char, std::string_view body) {
-    tracker.on_ready_for_query(body.empty() ? 'E' : body[0]);
-    saw_ready = true;
-    return ScanStep::kForward;
-  }
-  ScanStep on_header(char, std::uint32_t) { return ScanStep::kForward; }
-};
-
-// Reads what the socket has without blocking; waits for readability only when there is nothing. Reading first
-// saves a trip through the reactor when data is already there, the common case under load.
-asio::awaitable<std::size_t> read_available(tcp::socket& socket, net::IoBuffer& buffer, error_code& ec) {
-  for (;;) {
-    std::size_t n = socket.read_some(asio::buffer(buffer.space(), buffer.space_size()), ec);
-    if (ec != asio::error::would_block) {
-      if (!ec && n == 0) ec = asio::error::eof;
-      co_return n;
-    }
-    std::tie(ec) = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
-    if (ec) co_return 0;
-  }
-}
-
-bool peer_closed(tcp::socket& socket) {
-  char byte;
-  return ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+// True when the client's next bytes say goodbye (Terminate or EOF): no backend is needed to hear that.
+bool client_is_leaving(tcp::socket& socket) {
+  char type;
+  ssize_t n = ::recv(socket.native_handle(), &type, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n == 1 && type == 'X') || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 }  // namespace
 
-ClientSession::ClientSession(Proxy& proxy, tcp::socket socket) : proxy_(proxy), socket_(std::move(socket)) {
+ClientSession::ClientSession(Proxy& proxy, tcp::socket socket)
+    : proxy_(proxy),
+      socket_(std::move(socket)),
+      relay_(socket_, proxy.config().pool.max_packet_size),
+      relay_done_(socket_.get_executor()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -94,37 +58,54 @@ asio::awaitable<void> ClientSession::run() {
 
 asio::awaitable<void> ClientSession::serve() {
   const auto wait_timeout = proxy_.config().pool.query_wait_timeout;
+  const auto idle_timeout = proxy_.config().pool.client_idle_timeout;
+  asio::steady_timer idle_timer(co_await asio::this_coro::executor);
   pool::BackendLease lease;
   for (;;) {
     if (!lease) {
       // Between transactions: no backend and no buffer, only a wait for the client's next bytes.
-      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
-      if (ec || peer_closed(socket_)) co_return;
-      auto acquired = co_await pool_->acquire(wait_timeout);
-      if (!acquired.lease) {
-        co_await send_error("FATAL", acquired.sqlstate, acquired.message);
-        co_return;
+      if (idle_timeout.count() > 0) {
+        idle_timer.expires_after(idle_timeout);
+        auto woke = co_await (socket_.async_wait(tcp::socket::wait_read, use_nothrow) ||
+                              idle_timer.async_wait(use_nothrow));
+        if (woke.index() == 1) {
+          co_await send_error("FATAL", sqlstate::kIdleSessionTimeout,
+                              "client_idle_timeout: closing an idle connection");
+          co_return;
+        }
+      } else {
+        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
+        if (ec) co_return;
       }
-      lease = std::move(acquired.lease);
+      if (client_is_leaving(socket_)) co_return;
+      lease = pool_->try_acquire_idle();
+      if (!lease) {
+        auto acquired = co_await pool_->acquire(wait_timeout);
+        if (!acquired.lease) {
+          co_await send_error("FATAL", acquired.sqlstate, acquired.message);
+          co_return;
+        }
+        lease = std::move(acquired.lease);
+      }
     }
     cancel_target_.set(lease->pid, lease->secret_key);
-    RelayEnd end = co_await relay(*lease);
+    Relay::End end = co_await relay(*lease);
     cancel_target_.clear();
     switch (end) {
-      case RelayEnd::released:
+      case Relay::End::released:
         lease.release_clean();
         continue;
-      case RelayEnd::client_gone:
-        if (relay_state_.releasable()) {
+      case Relay::End::client_gone:
+        if (relay_.state().releasable()) {
           if (!session_mode_ || co_await reset_backend(*lease)) lease.release_clean();
         }
         co_return;  // a dirty lease closes the backend when it goes out of scope
-      case RelayEnd::backend_gone:
+      case Relay::End::backend_gone:
         lease.close();
         co_await send_error("FATAL", sqlstate::kConnectionFailure,
                             "server closed the connection unexpectedly; the transaction is lost");
         co_return;
-      case RelayEnd::client_protocol_violation:
+      case Relay::End::client_protocol_violation:
         lease.close();
         co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid message length from the client");
         co_return;
@@ -132,60 +113,11 @@ asio::awaitable<void> ClientSession::serve() {
   }
 }
 
-asio::awaitable<ClientSession::RelayEnd> ClientSession::relay(pool::Backend& backend) {
-  auto outcome = co_await (pump_client_to_backend(backend) || pump_backend_to_client(backend));
-  co_return std::visit([](RelayEnd end) { return end; }, outcome);
-}
-
-asio::awaitable<ClientSession::RelayEnd> ClientSession::pump_client_to_backend(pool::Backend& backend) {
-  net::IoBuffer buffer;
-  MessageScanner scanner(proxy_.config().pool.max_packet_size);
-  ClientMessages messages{relay_state_.tracker};
-  for (;;) {
-    error_code ec;
-    std::size_t n = co_await read_available(socket_, buffer, ec);
-    if (ec) co_return RelayEnd::client_gone;
-    buffer.received(n);
-    ScanResult scanned = scanner.scan(buffer.data(), messages);
-    if (scanned.forward > 0) {
-      relay_state_.client_writing = true;
-      auto [wec, written] = co_await asio::async_write(
-          backend.socket, asio::buffer(buffer.data().data(), scanned.forward), use_nothrow);
-      relay_state_.client_writing = false;
-      if (wec) co_return RelayEnd::backend_gone;
-      buffer.consume(scanned.forward);
-    }
-    if (scanned.bad_length) co_return RelayEnd::client_protocol_violation;
-    if (scanned.stopped) co_return RelayEnd::client_gone;  // Terminate
-    buffer.compact();
-    relay_state_.client_partial = !buffer.empty() || !scanner.at_boundary();
-  }
-}
-
-asio::awaitable<ClientSession::RelayEnd> ClientSession::pump_backend_to_client(pool::Backend& backend) {
-  net::IoBuffer buffer;
-  // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
-  MessageScanner scanner(0x7fffffff);
-  BackendMessages messages{relay_state_.tracker};
-  for (;;) {
-    error_code ec;
-    std::size_t n = co_await read_available(backend.socket, buffer, ec);
-    if (ec) co_return RelayEnd::backend_gone;
-    buffer.received(n);
-    messages.saw_ready = false;
-    ScanResult scanned = scanner.scan(buffer.data(), messages);
-    if (scanned.bad_length) co_return RelayEnd::backend_gone;
-    if (scanned.forward > 0) {
-      auto [wec, written] = co_await asio::async_write(
-          socket_, asio::buffer(buffer.data().data(), scanned.forward), use_nothrow);
-      if (wec) co_return RelayEnd::client_gone;
-      buffer.consume(scanned.forward);
-    }
-    buffer.compact();
-    if (messages.saw_ready && !session_mode_ && relay_state_.releasable() && buffer.empty() &&
-        scanner.at_boundary())
-      co_return RelayEnd::released;
-  }
+asio::awaitable<Relay::End> ClientSession::relay(pool::Backend& backend) {
+  relay_done_.expires_at(asio::steady_timer::time_point::max());
+  relay_.start(backend, relay_done_, !session_mode_);
+  if (!relay_.finished()) co_await relay_done_.async_wait(use_nothrow);
+  co_return relay_.end();
 }
 
 asio::awaitable<bool> ClientSession::reset_backend(pool::Backend& backend) {

@@ -7,10 +7,10 @@
 #include <string_view>
 
 #include "net/asio.hpp"
-#include "pgmux/protocol/relay_state.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
 #include "session/proxy.hpp"
+#include "session/relay.hpp"
 
 namespace pgmux::session {
 
@@ -23,8 +23,6 @@ class ClientSession {
   asio::awaitable<void> run();
 
  private:
-  enum class RelayEnd { released, client_gone, backend_gone, client_protocol_violation };
-
   // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
   asio::awaitable<bool> login();
   asio::awaitable<bool> authenticate(const std::string& user);
@@ -32,9 +30,7 @@ class ClientSession {
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
 
   asio::awaitable<void> serve();
-  asio::awaitable<RelayEnd> relay(pool::Backend& backend);
-  asio::awaitable<RelayEnd> pump_client_to_backend(pool::Backend& backend);
-  asio::awaitable<RelayEnd> pump_backend_to_client(pool::Backend& backend);
+  asio::awaitable<Relay::End> relay(pool::Backend& backend);
   // Session mode: server_reset_query, so the next client finds a fresh session. False if it did not come back
   // idle.
   asio::awaitable<bool> reset_backend(pool::Backend& backend);
@@ -54,7 +50,9 @@ class ClientSession {
   bool session_mode_ = false;
   CancelTarget cancel_target_;
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
-  protocol::RelayState relay_state_;
+  Relay relay_;
+  asio::steady_timer
+      relay_done_;  // cancelled by the relay when it ends: a wake-up without a frame per transaction
 };
 
 }  // namespace pgmux::session

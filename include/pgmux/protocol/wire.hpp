@@ -34,6 +34,7 @@ inline constexpr const char* kInvalidAuthorization = "28000";
 inline constexpr const char* kUnknownDatabase = "3D000";
 inline constexpr const char* kTooManyConnections = "53300";
 inline constexpr const char* kAdminShutdown = "57P01";
+inline constexpr const char* kIdleSessionTimeout = "57P05";
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kFeatureNotSupported = "0A000";
 }  // namespace sqlstate
