@@ -170,6 +170,17 @@ asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
   co_return std::move(std::get<0>(outcome));
 }
 
+void move_to(Backend& backend, const asio::any_io_executor& executor) {
+  if (backend.socket.get_executor() == executor) return;
+  error_code ec;
+  tcp::endpoint local = backend.socket.local_endpoint(ec);
+  if (ec) return;  // a dead socket: the relay will find out and drop it
+  tcp::socket::native_handle_type fd = backend.socket.release(ec);
+  if (ec) return;
+  backend.socket = tcp::socket(executor, local.protocol(), fd);
+  backend.socket.non_blocking(true, ec);
+}
+
 bool looks_healthy(Backend& backend) {
   if (!backend.socket.is_open()) return false;
   char byte;

@@ -46,6 +46,10 @@ struct BackendLogin {
 asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
                                               const BackendCredentials& creds, config::Duration timeout);
 
+// Re-homes the backend's socket on `executor` (the leasing client's worker) if it lives on another one, so
+// that its I/O completes on the client's thread instead of hopping threads on every operation.
+void move_to(Backend& backend, const asio::any_io_executor& executor);
+
 // Backend's socket still usable and silent? Idle backends must not have sent anything (a FATAL from a
 // restarting server, or EOF) — if they did, they are closed instead of reused.
 bool looks_healthy(Backend& backend);

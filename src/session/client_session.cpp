@@ -88,6 +88,7 @@ asio::awaitable<void> ClientSession::serve() {
         lease = std::move(acquired.lease);
       }
     }
+    pool::move_to(*lease, socket_.get_executor());
     cancel_target_.set(lease->pid, lease->secret_key);
     Relay::End end = co_await relay(*lease);
     cancel_target_.clear();
