@@ -1,4 +1,5 @@
-// The wire codec: message boundaries found in any split of the stream, the transaction tracker, startup packets.
+// The wire codec: message boundaries found in any split of the stream, the transaction tracker, startup
+// packets.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -36,7 +37,8 @@ std::string message(char type, const std::string& body) {
 }
 
 // Feeds `stream` in chunks of `chunk` bytes the way the relay does: scan, forward, keep the unconsumed tail.
-std::vector<std::string> scan_in_chunks(const std::string& stream, std::size_t chunk, std::size_t* forwarded_total) {
+std::vector<std::string> scan_in_chunks(const std::string& stream, std::size_t chunk,
+                                        std::size_t* forwarded_total) {
   MessageScanner scanner(1 << 20);
   Recorder recorder;
   std::string pending;
