@@ -74,6 +74,10 @@ void append_terminate(std::string& out) {
   MessageBuilder(out, 'X');
 }
 
+void append_sync(std::string& out) {
+  MessageBuilder(out, 'S');
+}
+
 void append_password(std::string& out, std::string_view password) {
   MessageBuilder(out, 'p').cstr(password);
 }

@@ -97,10 +97,12 @@ asio::awaitable<void> ClientSession::serve() {
         lease.release_clean();
         continue;
       case Relay::End::client_gone:
-        if (relay_.state().releasable()) {
-          if (!session_mode_ || co_await reset_backend(*lease)) lease.release_clean();
+        if (relay_.state().releasable() && !session_mode_) {
+          lease.release_clean();
+        } else if (relay_.backend_reusable() && co_await clean_up_backend(*lease)) {
+          lease.release_clean();
         }
-        co_return;  // a dirty lease closes the backend when it goes out of scope
+        co_return;  // otherwise the lease closes the backend as it goes out of scope
       case Relay::End::backend_gone:
         lease.close();
         co_await send_error("FATAL", sqlstate::kConnectionFailure,
@@ -121,18 +123,43 @@ asio::awaitable<Relay::End> ClientSession::relay(pool::Backend& backend) {
   co_return relay_.end();
 }
 
-asio::awaitable<bool> ClientSession::reset_backend(pool::Backend& backend) {
-  const std::string& query = proxy_.config().pool.server_reset_query;
-  if (query.empty()) co_return true;
+asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
+  // Closing instead would cost a new login to Postgres (a SCRAM exchange) for every client that vanishes.
   std::string out;
-  append_query(out, query);
-  if (co_await net::write_all(backend.socket, out)) co_return false;
-  std::string body;
-  for (;;) {
-    char type;
-    if (co_await net::read_message(backend.socket, type, body, 1 << 20)) co_return false;
-    if (type == 'Z') co_return !body.empty() && body[0] == 'I';
+  int replies = 0;
+  const protocol::TxTracker& tracker = relay_.state().tracker;
+  if (tracker.unsynced()) {
+    append_sync(out);
+    ++replies;
   }
+  if (tracker.unsynced() || tracker.status() != 'I') {
+    append_query(out, "ROLLBACK");
+    ++replies;
+  }
+  const std::string& reset = proxy_.config().pool.server_reset_query;
+  if (session_mode_ && !reset.empty()) {
+    append_query(out, reset);
+    ++replies;
+  }
+  if (replies == 0) co_return true;
+
+  auto exchange = [&]() -> asio::awaitable<bool> {
+    if (co_await net::write_all(backend.socket, out)) co_return false;
+    std::string body;
+    char status = 'E';
+    while (replies > 0) {
+      char type;
+      if (co_await net::read_message(backend.socket, type, body, 1 << 20)) co_return false;
+      if (type == 'Z') {
+        --replies;
+        status = body.empty() ? 'E' : body[0];
+      }
+    }
+    co_return status == 'I';
+  };
+  asio::steady_timer deadline(co_await asio::this_coro::executor, std::chrono::seconds(5));
+  auto outcome = co_await (exchange() || deadline.async_wait(use_nothrow));
+  co_return outcome.index() == 0 && std::get<0>(outcome);
 }
 
 asio::awaitable<void> ClientSession::send_error(std::string_view severity, std::string_view sqlstate,

@@ -31,9 +31,10 @@ class ClientSession {
 
   asio::awaitable<void> serve();
   asio::awaitable<Relay::End> relay(pool::Backend& backend);
-  // Session mode: server_reset_query, so the next client finds a fresh session. False if it did not come back
-  // idle.
-  asio::awaitable<bool> reset_backend(pool::Backend& backend);
+  // After the client left: ends whatever it left open (Sync for unsynced messages, ROLLBACK) and, in session
+  // mode, runs server_reset_query, so the next client finds a clean backend. False: close the backend
+  // instead.
+  asio::awaitable<bool> clean_up_backend(pool::Backend& backend);
 
   // Sends an ErrorResponse (FATAL ends the session after it).
   asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate,

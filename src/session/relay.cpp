@@ -210,6 +210,7 @@ void Relay::finish(End end) {
 
 void Relay::maybe_done() {
   if (!ended_ || pending_ > 0) return;
+  backend_stream_intact_ = backend_at_rest();
   client_in_.reset();
   backend_in_.reset();
   done_->cancel();

@@ -32,6 +32,12 @@ class Relay {
   End end() const { return end_; }
   // The transaction state, for deciding what a backend is worth after a client leaves.
   const protocol::RelayState& state() const { return state_; }
+  // After the end: the backend can take new requests, because no request is running, nothing the client sent
+  // was cut mid-message, and every reply byte read was forwarded. Only the transaction may still be open.
+  bool backend_reusable() const {
+    return backend_stream_intact_ && state_.tracker.outstanding() == 0 && !state_.client_writing &&
+           !state_.client_partial;
+  }
 
  private:
   void pump_client();
@@ -61,6 +67,7 @@ class Relay {
   bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
   bool client_stop_ = false;        // the client sent Terminate: stop after forwarding what came before
 
+  bool backend_stream_intact_ = false;
   int pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
   bool ended_ = false;
   End end_ = End::released;

@@ -17,7 +17,7 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
         << "pool:\n  mode: " << options.pool_mode << "\n  default_pool_size: " << options.pool_size
         << "\n  max_client_conn: " << options.max_client_conn
         << "\n  query_wait_timeout: " << options.query_wait_timeout << "\n"
-        << "databases:\n"
+        << options.pool_yaml << "databases:\n"
         << "  app:\n    host: 127.0.0.1\n    port: " << postgres.port() << "\n"
         << "  forced:\n    host: 127.0.0.1\n    port: " << postgres.port()
         << "\n    dbname: app\n    user: app\n    password: app-secret\n"

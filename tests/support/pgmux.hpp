@@ -14,6 +14,7 @@ struct PgmuxOptions {
   int max_client_conn = 1000;
   std::string auth_type = "scram-sha-256";
   std::string query_wait_timeout = "30s";
+  std::string pool_yaml;   // appended inside the pool: section, e.g. "  server_lifetime: 1s\n"
   std::string extra_yaml;  // appended verbatim at the top level
 };
 

@@ -33,6 +33,7 @@ void append_backend_key_data(std::string& out, std::uint32_t pid, std::uint32_t 
 void append_ready_for_query(std::string& out, char status);
 void append_query(std::string& out, std::string_view sql);
 void append_terminate(std::string& out);
+void append_sync(std::string& out);
 void append_password(std::string& out, std::string_view password);  // PasswordMessage, NUL-terminated
 void append_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void append_sasl_response(std::string& out, std::string_view data);

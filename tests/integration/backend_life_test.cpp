@@ -1,0 +1,133 @@
+// What happens to backends over time: cleaned after a vanished client, aged out, and a client cut off for
+// an oversized message while everyone else goes on.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "libpq.hpp"
+#include "pgmux.hpp"
+#include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/wire.hpp"
+
+using namespace pgmux::test;
+
+namespace {
+
+// A raw connection to 127.0.0.1:port with a 10 s receive timeout, so a test never hangs on it.
+int raw_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+// Reads until the peer closes (or the timeout); returns everything read.
+std::string read_to_end(int fd) {
+  std::string all;
+  char chunk[4096];
+  for (;;) {
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return all;
+    all.append(chunk, n);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a client that vanishes with unsynced extended-query messages leaves a clean, reusable backend",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
+  REQUIRE(direct.ok());
+  direct.value("DROP TABLE IF EXISTS unsynced_rows");
+  direct.value("CREATE TABLE unsynced_rows (n int)");
+
+  Connection doomed(mux.conninfo());
+  REQUIRE(doomed.ok());
+  doomed.value("BEGIN");
+  std::string pid = doomed.value("SELECT pg_backend_pid()");
+  // Parse/Bind/Describe/Execute without a Sync: the backend runs it and waits for more inside the
+  // transaction.
+  REQUIRE(PQenterPipelineMode(doomed.get()) == 1);
+  REQUIRE(PQsendQueryParams(doomed.get(), "INSERT INTO unsynced_rows VALUES (1)", 0, nullptr, nullptr,
+                            nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendFlushRequest(doomed.get()) == 1);
+  REQUIRE(PQflush(doomed.get()) == 0);
+  REQUIRE(wait_until(
+      [&] {
+        return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
+                            " AND query LIKE 'INSERT INTO unsynced_rows%'") == "1";
+      },
+      10s));
+  REQUIRE(shutdown(PQsocket(doomed.get()), SHUT_RDWR) == 0);
+
+  Connection next(mux.conninfo());
+  REQUIRE(next.ok());
+  // The only backend, rolled back: same process, no transaction, no row.
+  CHECK(next.value("SELECT pg_backend_pid()") == pid);
+  CHECK(next.value("SELECT count(*) FROM unsynced_rows") == "0");
+  CHECK(direct.value("SELECT state FROM pg_stat_activity WHERE pid = " + pid) == "idle");
+}
+
+TEST_CASE("an idle backend is closed after server_idle_timeout and the next client gets a new one",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_yaml = "  server_idle_timeout: 1s\n"});
+  Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
+  Connection client(mux.conninfo());
+  REQUIRE(direct.ok());
+  REQUIRE(client.ok());
+  std::string pid = client.value("SELECT pg_backend_pid()");
+  CHECK(wait_until(
+      [&] { return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid) == "0"; }, 10s));
+  CHECK(client.value("SELECT pg_backend_pid()") != pid);
+}
+
+TEST_CASE("a backend older than server_lifetime is retired, even when it is used all the time",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .pool_yaml = "  server_lifetime: 1s\n"});
+  Connection client(mux.conninfo());
+  REQUIRE(client.ok());
+  std::string first = client.value("SELECT pg_backend_pid()");
+  // Busy, never idle for long: the backend is still replaced once it is older than its lifetime.
+  CHECK(wait_until([&] { return client.value("SELECT pg_backend_pid()") != first; }, 10s));
+}
+
+TEST_CASE("a message longer than max_packet_size gets 08P01 and closes that client only", "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.auth_type = "trust", .pool_yaml = "  max_packet_size: 1048576\n"});
+  // Database "forced" logs in to Postgres with a configured password: trust leaves pgmux nothing else to use.
+  Connection bystander(mux.conninfo("app", "", "forced"));
+  REQUIRE(bystander.ok());
+
+  int fd = raw_connect(mux.port());
+  std::string out;
+  pgmux::protocol::append_startup(out, {{"user", "app"}, {"database", "forced"}});
+  REQUIRE(send(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+  // Read the welcome up to ReadyForQuery.
+  std::string welcome;
+  char chunk[4096];
+  while (welcome.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    REQUIRE(n > 0);
+    welcome.append(chunk, n);
+  }
+  // A Query claiming 2 MiB, over the 1 MiB limit.
+  std::string huge = "Q";
+  huge.append(4, '\0');
+  pgmux::protocol::write_u32(huge.data() + 1, 2u << 20);
+  huge += "SELECT 1";
+  REQUIRE(send(fd, huge.data(), huge.size(), 0) == static_cast<ssize_t>(huge.size()));
+  std::string reply = read_to_end(fd);
+  close(fd);
+  CHECK(reply.find("08P01") != std::string::npos);
+  CHECK(reply.find("FATAL") != std::string::npos);
+
+  CHECK(bystander.value("SELECT 'still here'") == "still here");
+}
