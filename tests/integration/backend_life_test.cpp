@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <string>
+#include <vector>
 
 #include "libpq.hpp"
 #include "pgmux.hpp"
@@ -130,4 +132,48 @@ TEST_CASE("a message longer than max_packet_size gets 08P01 and closes that clie
   CHECK(reply.find("FATAL") != std::string::npos);
 
   CHECK(bystander.value("SELECT 'still here'") == "still here");
+}
+
+TEST_CASE("GSSENCRequest and SSLRequest are both declined with 'N' and the login goes on in plaintext",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.auth_type = "trust"});
+  int fd = raw_connect(mux.port());
+  for (std::uint32_t code : {pgmux::protocol::kGssEncRequestCode, pgmux::protocol::kSslRequestCode}) {
+    char request[8];
+    pgmux::protocol::write_u32(request, 8);
+    pgmux::protocol::write_u32(request + 4, code);
+    REQUIRE(send(fd, request, 8, 0) == 8);
+    char answer = 0;
+    REQUIRE(recv(fd, &answer, 1, 0) == 1);
+    CHECK(answer == 'N');
+  }
+  std::string out;
+  pgmux::protocol::append_startup(out, {{"user", "app"}, {"database", "forced"}});
+  REQUIRE(send(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+  std::string welcome;
+  char chunk[4096];
+  while (welcome.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    REQUIRE(n > 0);
+    welcome.append(chunk, n);
+  }
+  CHECK(welcome.substr(0, 9) == std::string("R\0\0\0\10\0\0\0\0", 9));  // AuthenticationOk first
+  close(fd);
+}
+
+TEST_CASE("NOTICE and ParameterStatus from the server reach the client", "[backends]") {
+  Pgmux mux(TestPostgres::shared());
+  Connection c(mux.conninfo());
+  REQUIRE(c.ok());
+  static std::vector<std::string> notices;
+  notices.clear();
+  PQsetNoticeReceiver(
+      c.get(), [](void*, const PGresult* r) { notices.push_back(PQresultErrorMessage(r)); }, nullptr);
+  c.value("DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$");
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0].find("hello from plpgsql") != std::string::npos);
+  // SET of a reported parameter makes the server send ParameterStatus; libpq records it.
+  c.value("SET application_name = 'renamed'");
+  CHECK(std::string(PQparameterStatus(c.get(), "application_name")) == "renamed");
+  c.value("RESET application_name");
 }
