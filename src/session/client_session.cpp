@@ -2,8 +2,6 @@
 // ends.
 #include "session/client_session.hpp"
 
-#include <sys/socket.h>
-
 #include "log.hpp"
 #include "net/message_io.hpp"
 #include "pgmux/protocol/builders.hpp"
@@ -14,22 +12,8 @@ namespace pgmux::session {
 using namespace asio::experimental::awaitable_operators;
 using namespace protocol;
 
-namespace {
-
-// True when the client's next bytes say goodbye (Terminate or EOF): no backend is needed to hear that.
-bool client_is_leaving(tcp::socket& socket) {
-  char type;
-  ssize_t n = ::recv(socket.native_handle(), &type, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n == 1 && type == 'X') || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
-}  // namespace
-
 ClientSession::ClientSession(Proxy& proxy, tcp::socket socket)
-    : proxy_(proxy),
-      socket_(std::move(socket)),
-      relay_(socket_, proxy.config().pool.max_packet_size),
-      relay_done_(socket_.get_executor()) {
+    : proxy_(proxy), socket_(std::move(socket)), relay_done_(socket_.get_executor()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -57,77 +41,49 @@ asio::awaitable<void> ClientSession::run() {
 }
 
 asio::awaitable<void> ClientSession::serve() {
-  const auto wait_timeout = proxy_.config().pool.query_wait_timeout;
-  const auto idle_timeout = proxy_.config().pool.client_idle_timeout;
-  asio::steady_timer idle_timer(co_await asio::this_coro::executor);
-  pool::BackendLease lease;
-  for (;;) {
-    if (!lease) {
-      // Between transactions: no backend and no buffer, only a wait for the client's next bytes.
-      if (idle_timeout.count() > 0) {
-        idle_timer.expires_after(idle_timeout);
-        auto woke = co_await (socket_.async_wait(tcp::socket::wait_read, use_nothrow) ||
-                              idle_timer.async_wait(use_nothrow));
-        if (woke.index() == 1) {
-          co_await send_error("FATAL", sqlstate::kIdleSessionTimeout,
-                              "client_idle_timeout: closing an idle connection");
-          co_return;
-        }
-      } else {
-        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_nothrow);
-        if (ec) co_return;
-      }
-      if (client_is_leaving(socket_)) co_return;
-      lease = pool_->try_acquire_idle();
-      if (!lease) {
-        auto acquired = co_await pool_->acquire(wait_timeout);
-        if (!acquired.lease) {
-          co_await send_error("FATAL", acquired.sqlstate, acquired.message);
-          co_return;
-        }
-        lease = std::move(acquired.lease);
-      }
-    }
-    pool::move_to(*lease, socket_.get_executor());
-    cancel_target_.set(lease->pid, lease->secret_key);
-    Relay::End end = co_await relay(*lease);
-    cancel_target_.clear();
-    switch (end) {
-      case Relay::End::released:
-        lease.release_clean();
-        continue;
-      case Relay::End::client_gone:
-        if (relay_.state().releasable() && !session_mode_) {
-          lease.release_clean();
-        } else if (relay_.backend_reusable() && co_await clean_up_backend(*lease)) {
-          lease.release_clean();
-        }
-        co_return;  // otherwise the lease closes the backend as it goes out of scope
-      case Relay::End::backend_gone:
-        lease.close();
-        co_await send_error("FATAL", sqlstate::kConnectionFailure,
-                            "server closed the connection unexpectedly; the transaction is lost");
-        co_return;
-      case Relay::End::client_protocol_violation:
-        lease.close();
-        co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid message length from the client");
-        co_return;
-    }
-  }
-}
-
-asio::awaitable<Relay::End> ClientSession::relay(pool::Backend& backend) {
+  const config::PoolConfig& settings = proxy_.config().pool;
+  relay_.emplace(socket_, *pool_, cancel_target_,
+                 RelaySettings{settings.max_packet_size, !session_mode_, settings.query_wait_timeout,
+                               settings.client_idle_timeout});
   relay_done_.expires_at(asio::steady_timer::time_point::max());
-  relay_.start(backend, relay_done_, !session_mode_);
-  if (!relay_.finished()) co_await relay_done_.async_wait(use_nothrow);
-  co_return relay_.end();
+  relay_->start(relay_done_);
+  if (!relay_->finished()) co_await relay_done_.async_wait(use_nothrow);
+  cancel_target_.clear();
+
+  pool::BackendLease& lease = relay_->lease();
+  switch (relay_->end()) {
+    case Relay::End::client_gone:
+      if (!lease) co_return;
+      if (relay_->state().releasable() && !session_mode_) {
+        lease.release_clean();
+      } else if (relay_->backend_reusable() && co_await clean_up_backend(*lease)) {
+        lease.release_clean();
+      }
+      co_return;  // otherwise the lease closes the backend as it goes out of scope
+    case Relay::End::backend_gone:
+      lease.close();
+      co_await send_error("FATAL", sqlstate::kConnectionFailure,
+                          "server closed the connection unexpectedly; the transaction is lost");
+      co_return;
+    case Relay::End::client_protocol_violation:
+      lease.close();
+      co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid message length from the client");
+      co_return;
+    case Relay::End::no_backend:
+      co_await send_error("FATAL", relay_->error_sqlstate(), relay_->error_message());
+      co_return;
+    case Relay::End::client_idle_timeout:
+      co_await send_error("FATAL", sqlstate::kIdleSessionTimeout,
+                          "client_idle_timeout: closing an idle connection");
+      co_return;
+  }
 }
 
 asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   // Closing instead would cost a new login to Postgres (a SCRAM exchange) for every client that vanishes.
   std::string out;
   int replies = 0;
-  const protocol::TxTracker& tracker = relay_.state().tracker;
+  const protocol::TxTracker& tracker = relay_->state().tracker;
   if (tracker.unsynced()) {
     append_sync(out);
     ++replies;

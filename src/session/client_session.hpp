@@ -30,7 +30,6 @@ class ClientSession {
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
 
   asio::awaitable<void> serve();
-  asio::awaitable<Relay::End> relay(pool::Backend& backend);
   // After the client left: ends whatever it left open (Sync for unsynced messages, ROLLBACK) and, in session
   // mode, runs server_reset_query, so the next client finds a clean backend. False: close the backend
   // instead.
@@ -51,9 +50,8 @@ class ClientSession {
   bool session_mode_ = false;
   CancelTarget cancel_target_;
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
-  Relay relay_;
-  asio::steady_timer
-      relay_done_;  // cancelled by the relay when it ends: a wake-up without a frame per transaction
+  std::optional<Relay> relay_;     // from login to the end
+  asio::steady_timer relay_done_;  // cancelled by the relay when the session ends
 };
 
 }  // namespace pgmux::session

@@ -1,4 +1,5 @@
-// Moves bytes both ways between a client and the backend serving it, until the transaction (or session) ends.
+// Moves bytes both ways between a logged-in client and the backends that serve it, borrowing one per
+// transaction.
 #include "session/relay.hpp"
 
 namespace pgmux::session {
@@ -35,31 +36,43 @@ struct BackendMessages {
 
 }  // namespace
 
-// A backend's socket may belong to another worker's io_context (it was opened by a session there); its
-// handlers would run on that thread. Every handler is bound to the client's executor so that all of a
-// session's state is touched by one thread only.
+// A backend's socket is moved to the client's worker when leased, so its handlers already run on the client's
+// thread; binding them says so explicitly and keeps it true should a socket ever stay behind.
 template <class Handler>
 auto Relay::on_client_thread(Handler&& handler) {
   return asio::bind_executor(client_.get_executor(), std::forward<Handler>(handler));
 }
 
-Relay::Relay(tcp::socket& client, std::uint32_t max_client_message)
+Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, RelaySettings settings)
     : client_(client),
-      client_scanner_(max_client_message),
+      pool_(pool),
+      cancel_target_(cancel_target),
+      settings_(settings),
+      idle_timer_(client.get_executor()),
+      client_scanner_(settings.max_client_message),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
       backend_scanner_(0x7fffffff) {}
 
-void Relay::start(pool::Backend& backend, asio::steady_timer& done, bool release_at_idle) {
-  backend_ = &backend;
-  release_at_idle_ = release_at_idle;
+void Relay::start(asio::steady_timer& done) {
   done_ = &done;
-  ended_ = false;
-  pending_ = 0;
-  client_stop_ = false;
-  client_in_.emplace();
-  backend_in_.emplace();
-  pump_client();
-  if (!ended_) pump_backend();
+  last_client_activity_ = pool::Clock::now();
+  if (settings_.client_idle_timeout.count() > 0) arm_idle_timer(settings_.client_idle_timeout);
+  pump_client();  // the client may have sent its first query together with its login
+}
+
+// ---- client -> backend ----
+
+void Relay::wait_client() {
+  if (client_waiting_) return;  // armed already: it stays armed across transactions
+  client_waiting_ = true;
+  ++pending_;
+  client_.async_wait(tcp::socket::wait_read, [this](error_code ec) {
+    --pending_;
+    client_waiting_ = false;
+    if (ended_) return maybe_done();
+    if (ec) return finish(End::client_gone);
+    pump_client();
+  });
 }
 
 void Relay::pump_client() {
@@ -73,36 +86,87 @@ void Relay::pump_client() {
       });
       return;
     }
+    if (!client_in_) client_in_.emplace();
     net::IoBuffer& in = *client_in_;
+    std::size_t asked = in.space_size();
     error_code ec;
-    std::size_t n = client_.read_some(asio::buffer(in.space(), in.space_size()), ec);
+    std::size_t n = client_.read_some(asio::buffer(in.space(), asked), ec);
     if (ec == asio::error::would_block) {
-      ++pending_;
-      client_.async_wait(tcp::socket::wait_read, [this](error_code ec) {
-        --pending_;
-        if (ended_) return maybe_done();
-        if (ec) return finish(End::client_gone);
-        pump_client();
-      });
-      return;
+      if (!lease_ && in.empty()) client_in_.reset();  // idle clients hold no buffer
+      return wait_client();
     }
     if (ec || n == 0) return finish(End::client_gone);
     in.received(n);
-    ClientMessages messages{state_.tracker};
-    ScanResult scanned = client_scanner_.scan(in.data(), messages);
-    if (scanned.bad_length) return finish(End::client_protocol_violation);
-    client_stop_ = scanned.stopped;
-    if (scanned.forward > 0 && !forward_to_backend(scanned.forward)) return;  // resumes when written
-    if (client_stop_) return finish(End::client_gone);
-    in.compact();
-    state_.client_partial = !in.empty() || !client_scanner_.at_boundary();
+    last_client_activity_ = pool::Clock::now();
+    if (!lease_ && !take_backend()) return;
+    if (!forward_client_bytes()) return;
+    if (n < asked) return wait_client();  // the socket is drained: its next bytes will wake us
   }
 }
 
-bool Relay::forward_to_backend(std::size_t n) {
+bool Relay::take_backend() {
+  std::string_view data = client_in_->data();
+  if (!data.empty() && data[0] == 'X' && client_scanner_.at_boundary()) {
+    finish(End::client_gone);  // Terminate: saying goodbye needs no backend
+    return false;
+  }
+  if (pool::BackendLease idle = pool_.try_acquire_idle()) {
+    adopt(std::move(idle));
+    return true;
+  }
+  // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
+  // not.
+  ++pending_;
+  asio::co_spawn(client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
+                 [this](std::exception_ptr failure, pool::AcquireResult acquired) {
+                   --pending_;
+                   if (ended_) {
+                     if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
+                     return maybe_done();
+                   }
+                   if (failure || !acquired.lease) {
+                     error_sqlstate_ =
+                         failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
+                     error_message_ = failure ? "no server connection" : acquired.message;
+                     return finish(End::no_backend);
+                   }
+                   adopt(std::move(acquired.lease));
+                   if (forward_client_bytes()) pump_client();
+                 });
+  return false;
+}
+
+void Relay::adopt(pool::BackendLease lease) {
+  lease_ = std::move(lease);
+  pool::move_to(*lease_, client_.get_executor());
+  cancel_target_.set(lease_->pid, lease_->secret_key);
+  backend_in_.emplace();
+  wait_backend();  // nothing to read yet: the request is about to go out
+}
+
+bool Relay::forward_client_bytes() {
+  net::IoBuffer& in = *client_in_;
+  ClientMessages messages{state_.tracker};
+  ScanResult scanned = client_scanner_.scan(in.data(), messages);
+  if (scanned.bad_length) {
+    finish(End::client_protocol_violation);
+    return false;
+  }
+  client_stop_ = scanned.stopped;
+  if (scanned.forward > 0 && !write_to_backend(scanned.forward)) return false;
+  if (client_stop_) {
+    finish(End::client_gone);
+    return false;
+  }
+  in.compact();
+  state_.client_partial = !in.empty() || !client_scanner_.at_boundary();
+  return true;
+}
+
+bool Relay::write_to_backend(std::size_t n) {
   net::IoBuffer& in = *client_in_;
   error_code ec;
-  std::size_t written = backend_->socket.write_some(asio::buffer(in.data().data(), n), ec);
+  std::size_t written = lease_->socket.write_some(asio::buffer(in.data().data(), n), ec);
   if (ec && ec != asio::error::would_block) {
     finish(End::backend_gone);
     return false;
@@ -112,7 +176,7 @@ bool Relay::forward_to_backend(std::size_t n) {
   // The backend is not keeping up: finish the write asynchronously, then go on reading.
   state_.client_writing = true;
   ++pending_;
-  asio::async_write(backend_->socket, asio::buffer(in.data().data(), n - written),
+  asio::async_write(lease_->socket, asio::buffer(in.data().data(), n - written),
                     on_client_thread([this, rest = n - written](error_code ec, std::size_t) {
                       --pending_;
                       state_.client_writing = false;
@@ -127,6 +191,18 @@ bool Relay::forward_to_backend(std::size_t n) {
   return false;
 }
 
+// ---- backend -> client ----
+
+void Relay::wait_backend() {
+  ++pending_;
+  lease_->socket.async_wait(tcp::socket::wait_read, on_client_thread([this](error_code ec) {
+                              --pending_;
+                              if (ended_) return maybe_done();
+                              if (ec) return finish(End::backend_gone);
+                              pump_backend();
+                            }));
+}
+
 void Relay::pump_backend() {
   for (int turn = 0; !ended_; ++turn) {
     if (turn == kReadsPerTurn) {
@@ -139,30 +215,23 @@ void Relay::pump_backend() {
       return;
     }
     net::IoBuffer& in = *backend_in_;
+    std::size_t asked = in.space_size();
     error_code ec;
-    std::size_t n = backend_->socket.read_some(asio::buffer(in.space(), in.space_size()), ec);
-    if (ec == asio::error::would_block) {
-      ++pending_;
-      backend_->socket.async_wait(tcp::socket::wait_read, on_client_thread([this](error_code ec) {
-                                    --pending_;
-                                    if (ended_) return maybe_done();
-                                    if (ec) return finish(End::backend_gone);
-                                    pump_backend();
-                                  }));
-      return;
-    }
+    std::size_t n = lease_->socket.read_some(asio::buffer(in.space(), asked), ec);
+    if (ec == asio::error::would_block) return wait_backend();
     if (ec || n == 0) return finish(End::backend_gone);
     in.received(n);
     backend_saw_ready_ = false;
     BackendMessages messages{state_.tracker, backend_saw_ready_};
     ScanResult scanned = backend_scanner_.scan(in.data(), messages);
     if (scanned.bad_length) return finish(End::backend_gone);
-    if (scanned.forward > 0 && !forward_to_client(scanned.forward)) return;
-    after_backend_forward();
+    if (scanned.forward > 0 && !write_to_client(scanned.forward)) return;
+    if (maybe_release()) return;
+    if (n < asked) return wait_backend();
   }
 }
 
-bool Relay::forward_to_client(std::size_t n) {
+bool Relay::write_to_client(std::size_t n) {
   net::IoBuffer& in = *backend_in_;
   error_code ec;
   std::size_t written = client_.write_some(asio::buffer(in.data().data(), n), ec);
@@ -179,38 +248,56 @@ bool Relay::forward_to_client(std::size_t n) {
                       if (ended_) return maybe_done();
                       if (ec) return finish(End::client_gone);
                       backend_in_->consume(rest);
-                      after_backend_forward();
-                      if (!ended_) pump_backend();
+                      if (!maybe_release()) pump_backend();
                     });
   return false;
 }
 
-void Relay::after_backend_forward() {
+bool Relay::maybe_release() {
   backend_in_->compact();
   // Transaction mode hands the backend back at the ReadyForQuery that leaves nothing outstanding.
-  if (backend_saw_ready_ && release_at_idle_ && state_.releasable() && backend_at_rest())
-    finish(End::released);
+  bool at_rest = backend_in_->empty() && backend_scanner_.at_boundary();
+  if (!backend_saw_ready_ || !settings_.release_at_idle || !state_.releasable() || !at_rest) return false;
+  cancel_target_.clear();
+  lease_.release_clean();
+  backend_in_.reset();
+  if (client_in_ && client_in_->empty()) client_in_.reset();
+  last_client_activity_ = pool::Clock::now();
+  return true;
 }
 
-bool Relay::backend_at_rest() const {
-  return backend_in_->empty() && backend_scanner_.at_boundary();
+// ---- the session's life ----
+
+// One watchdog per session, re-armed only when it fires: activity just moves a timestamp.
+void Relay::arm_idle_timer(pool::Clock::duration after) {
+  ++pending_;
+  idle_timer_.expires_after(after);
+  idle_timer_.async_wait([this](error_code ec) {
+    --pending_;
+    if (ended_) return maybe_done();
+    if (ec) return;
+    auto limit = settings_.client_idle_timeout;
+    auto idle_for = pool::Clock::now() - last_client_activity_;
+    if (!lease_ && idle_for >= limit) return finish(End::client_idle_timeout);
+    arm_idle_timer(lease_ ? pool::Clock::duration(limit) : limit - idle_for);
+  });
 }
 
 void Relay::finish(End end) {
   if (!ended_) {
     ended_ = true;
     end_ = end;
-    // Wake the other pump: only waits can be pending on a clean release, so nothing is cut mid-message.
     error_code ignored;
     client_.cancel(ignored);
-    backend_->socket.cancel(ignored);
+    if (lease_) lease_->socket.cancel(ignored);
+    idle_timer_.cancel();
   }
   maybe_done();
 }
 
 void Relay::maybe_done() {
   if (!ended_ || pending_ > 0) return;
-  backend_stream_intact_ = backend_at_rest();
+  backend_stream_intact_ = !backend_in_ || (backend_in_->empty() && backend_scanner_.at_boundary());
   client_in_.reset();
   backend_in_.reset();
   done_->cancel();

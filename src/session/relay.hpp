@@ -1,76 +1,120 @@
-// Moves bytes both ways between a client and the backend serving it, until the transaction (or session) ends.
+// Moves bytes both ways between a logged-in client and the backends that serve it, borrowing one per
+// transaction.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "net/asio.hpp"
 #include "net/buffer_pool.hpp"
+#include "pgmux/config/config.hpp"
 #include "pgmux/protocol/message_scanner.hpp"
 #include "pgmux/protocol/relay_state.hpp"
-#include "pool/backend.hpp"
+#include "pool/pool.hpp"
+#include "session/cancel_registry.hpp"
 
 namespace pgmux::session {
 
-// The hot path. Written as two small callback-driven pumps rather than coroutines: a coroutine frame per
-// transaction would be a heap allocation per transaction (Asio recycles only small frames), while these
-// handlers are small and come from Asio's per-thread recycling allocator. Each pump reads what the socket has
-// without blocking, forwards whole runs of messages with one write, and waits only when there is nothing.
+struct RelaySettings {
+  std::uint32_t max_client_message = 64u << 20;
+  bool release_at_idle =
+      true;  // transaction mode: the backend goes back at the ReadyForQuery that ends the transaction
+  config::Duration query_wait_timeout{120'000};
+  config::Duration client_idle_timeout{0};
+};
+
+// The hot path, as a callback-driven state machine that lives as long as the client's session:
+//  - between transactions it holds no backend and no buffer, only a wait for the client to be readable;
+//  - the client's first bytes borrow a backend (an idle one without any coroutine; the pool's queue only when
+//    none is idle), then both directions are pumped: read what the socket has, forward whole runs of messages
+//    with one write, wait only when there is nothing;
+//  - the ReadyForQuery that leaves nothing outstanding gives the backend back, and the wait on the client
+//  that
+//    was armed during the transaction simply carries on.
+// No coroutine frame and no cancellation per transaction: handlers are small and come from Asio's per-thread
+// recycling allocator, so the steady state does not allocate.
 class Relay {
  public:
-  enum class End { released, client_gone, backend_gone, client_protocol_violation };
+  enum class End {
+    client_gone,                // EOF, error or Terminate
+    backend_gone,               // the backend's connection broke mid-transaction
+    client_protocol_violation,  // a message length that cannot be right
+    no_backend,                 // query_wait_timeout, or the server could not be reached
+    client_idle_timeout,
+  };
 
-  Relay(tcp::socket& client, std::uint32_t max_client_message);
+  Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, RelaySettings settings);
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  // Starts relaying between the client and `backend`. When both pumps have stopped, `done` is cancelled,
-  // waking whoever waits on it. Check finished() before waiting: it may end before start() returns.
-  // `release_at_idle` (transaction mode): end with End::released as soon as the backend may serve another.
-  void start(pool::Backend& backend, asio::steady_timer& done, bool release_at_idle);
+  // Runs until the session ends; then `done` is cancelled, waking whoever waits on it. Check finished()
+  // before waiting: it may end before start() returns.
+  void start(asio::steady_timer& done);
   bool finished() const { return ended_ && pending_ == 0; }
   End end() const { return end_; }
-  // The transaction state, for deciding what a backend is worth after a client leaves.
+
+  // After the end: the backend still on loan, if any, for the session to clean up, return or close.
+  pool::BackendLease& lease() { return lease_; }
   const protocol::RelayState& state() const { return state_; }
-  // After the end: the backend can take new requests, because no request is running, nothing the client sent
-  // was cut mid-message, and every reply byte read was forwarded. Only the transaction may still be open.
+  // The backend can take new requests: no request running, nothing cut mid-message either way. Only the
+  // client's transaction (or session state) may still be open.
   bool backend_reusable() const {
     return backend_stream_intact_ && state_.tracker.outstanding() == 0 && !state_.client_writing &&
            !state_.client_partial;
   }
+  // For End::no_backend: what to tell the client.
+  const std::string& error_sqlstate() const { return error_sqlstate_; }
+  const std::string& error_message() const { return error_message_; }
 
  private:
+  void wait_client();
   void pump_client();
+  // Borrows a backend for the bytes just read. False when the pump must stop here (asynchronous acquire, or
+  // the client is leaving).
+  bool take_backend();
+  void adopt(pool::BackendLease lease);
+  // Scans and forwards buffered client bytes. False when the pump must stop here.
+  bool forward_client_bytes();
+  bool write_to_backend(std::size_t n);
+
+  void wait_backend();
   void pump_backend();
-  // Forwards the first `n` buffered client bytes; false if it had to go asynchronous.
-  bool forward_to_backend(std::size_t n);
-  bool forward_to_client(std::size_t n);
-  void after_backend_forward();
-  bool backend_at_rest() const;
+  bool write_to_client(std::size_t n);
+  // After backend bytes went out: gives the backend back if the transaction is over. True if it did.
+  bool maybe_release();
+
+  void arm_idle_timer(pool::Clock::duration after);
   void finish(End end);
+  void maybe_done();
   template <class Handler>
   auto on_client_thread(Handler&& handler);
-  void maybe_done();
   // Lets other sessions on this thread run after this many reads in a row (a long COPY must not starve them).
   static constexpr int kReadsPerTurn = 16;
 
   tcp::socket& client_;
-  pool::Backend* backend_ = nullptr;
+  pool::Pool& pool_;
+  CancelTarget& cancel_target_;
+  const RelaySettings settings_;
   asio::steady_timer* done_ = nullptr;
-  bool release_at_idle_ = true;
+  asio::steady_timer idle_timer_;
 
+  pool::BackendLease lease_;
   protocol::RelayState state_;
   protocol::MessageScanner client_scanner_;
   protocol::MessageScanner backend_scanner_;
-  std::optional<net::IoBuffer> client_in_;  // borrowed while relaying
-  std::optional<net::IoBuffer> backend_in_;
-  bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
-  bool client_stop_ = false;        // the client sent Terminate: stop after forwarding what came before
+  std::optional<net::IoBuffer> client_in_;   // borrowed while the client has bytes in flight
+  std::optional<net::IoBuffer> backend_in_;  // borrowed while a backend is on loan
+  bool backend_saw_ready_ = false;           // a ReadyForQuery went by in the bytes now being forwarded
+  bool client_stop_ = false;     // the client sent Terminate: stop after forwarding what came before
+  bool client_waiting_ = false;  // a wait on the client is armed
+  pool::Clock::time_point last_client_activity_;
 
   bool backend_stream_intact_ = false;
   int pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
   bool ended_ = false;
-  End end_ = End::released;
+  End end_ = End::client_gone;
+  std::string error_sqlstate_, error_message_;
 };
 
 }  // namespace pgmux::session

@@ -2,6 +2,7 @@
 // an oversized message while everyone else goes on.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,4 +177,31 @@ TEST_CASE("NOTICE and ParameterStatus from the server reach the client", "[backe
   c.value("SET application_name = 'renamed'");
   CHECK(std::string(PQparameterStatus(c.get(), "application_name")) == "renamed");
   c.value("RESET application_name");
+}
+
+TEST_CASE("a client idle longer than client_idle_timeout is told so (57P05) and disconnected", "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_yaml = "  client_idle_timeout: 1s\n"});
+  Connection idle(mux.conninfo()), busy(mux.conninfo());
+  REQUIRE(idle.ok());
+  REQUIRE(busy.ok());
+  CHECK(idle.value("SELECT 1") == "1");
+  // libpq hands an error that arrives between queries to the notice receiver.
+  static std::string told;
+  told.clear();
+  PQsetNoticeReceiver(
+      idle.get(), [](void*, const PGresult* r) { told += PQresultErrorMessage(r); }, nullptr);
+  // The busy client keeps talking past the timeout and stays.
+  auto started = std::chrono::steady_clock::now();
+  int answered = 0;
+  while (std::chrono::steady_clock::now() - started < 1500ms) answered += busy.value("SELECT 1") == "1";
+  CHECK(answered > 0);
+  pollfd p{PQsocket(idle.get()), POLLIN, 0};
+  REQUIRE(poll(&p, 1, 10'000) == 1);  // the FATAL arrives without the client asking anything
+  PQconsumeInput(idle.get());
+  PQisBusy(idle.get());  // parses what arrived
+  INFO(told);
+  CHECK(told.find("client_idle_timeout") != std::string::npos);
+  Result r = idle.exec("SELECT 1");
+  CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+  CHECK(busy.value("SELECT 2") == "2");
 }
