@@ -12,10 +12,18 @@ dir=$(mktemp -d /tmp/pgmux-quickstart-XXXXXX)
 # PostgreSQL refuses to run as root: run it as Debian's postgres user then.
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+for port in "$PGPORT" "$PGMUX_PORT"; do
+  if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use; choose others with PGPORT=... PGMUX_PORT=... $0" >&2
+    exit 1
+  fi
+done
 pgmux_pid=""
 cleanup() {
+  set +e  # every step runs, whatever the one before did
+  trap '' INT TERM
   [ -n "$pgmux_pid" ] && kill "$pgmux_pid" 2>/dev/null && wait "$pgmux_pid" 2>/dev/null
-  as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -27,7 +35,8 @@ port = $PGPORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 CONF
-as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/postgres.log" -w start >/dev/null
+as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/postgres.log" -w start >/dev/null ||
+  { tail -5 "$dir/data/postgres.log" >&2; exit 1; }
 as_pg psql -X -q -h "$dir" -p "$PGPORT" -U postgres -c "CREATE ROLE app LOGIN PASSWORD 'app-password'"
 as_pg psql -X -q -h "$dir" -p "$PGPORT" -U postgres -c "CREATE DATABASE app OWNER app"
 # pgmux stores Postgres's own SCRAM verifier: no plain password in its config.

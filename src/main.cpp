@@ -22,22 +22,6 @@ constexpr const char* kUsage =
     "       pgmux --version\n"
     "       pgmux --help\n";
 
-// The session lives in the coroutine frame: it ends when the connection does.
-asio::awaitable<void> serve_client(session::Proxy& proxy, tcp::socket socket) {
-  session::ClientSession session(proxy, std::move(socket));
-  co_await session.run();
-}
-
-// Exceptions are for bugs: one session's bug is logged and ends that session only.
-void log_session_failure(std::exception_ptr failure) {
-  if (!failure) return;
-  try {
-    std::rethrow_exception(failure);
-  } catch (const std::exception& e) {
-    log::error("client session failed: ", e.what());
-  }
-}
-
 int run(const config::Config& cfg) {
   log::Level level;
   if (log::parse_level(cfg.log_level, level)) log::set_level(level);
@@ -49,12 +33,14 @@ int run(const config::Config& cfg) {
   std::vector<tcp::acceptor> acceptors;
   for (int i = 0; i < workers; ++i) {
     contexts.push_back(std::make_unique<asio::io_context>(1));
+    if (i == 0) net::check_address_free(*contexts.back(), cfg.listen.postgres);
     acceptors.push_back(net::open_listener(*contexts.back(), cfg.listen.postgres));
   }
   for (int i = 0; i < workers; ++i) {
     asio::io_context& io = *contexts[i];
     auto on_client = [&proxy, &io](tcp::socket socket) {
-      asio::co_spawn(io, serve_client(proxy, std::move(socket)), log_session_failure);
+      asio::co_spawn(io, session::ClientSession::serve(proxy, std::move(socket)),
+                     session::log_session_failure);
     };
     asio::co_spawn(io, net::accept_loop(acceptors[i], on_client), asio::detached);
   }

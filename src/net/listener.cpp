@@ -1,9 +1,25 @@
 // A listening socket per worker thread (SO_REUSEPORT), so the kernel spreads connections across cores.
 #include "net/listener.hpp"
 
+#include <stdexcept>
+
 #include "log.hpp"
 
 namespace pgmux::net {
+
+void check_address_free(asio::io_context& io, const config::Endpoint& where) {
+  // The workers' listeners share the port through SO_REUSEPORT, which would just as quietly share it with
+  // another pgmux (or anything else using the option) already there. A plain bind fails if anyone listens.
+  tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
+  tcp::acceptor probe(io);
+  probe.open(endpoint.protocol());
+  probe.set_option(tcp::acceptor::reuse_address(true));
+  error_code ec;
+  probe.bind(endpoint, ec);
+  if (ec)
+    throw std::runtime_error("cannot listen on " + where.host + ":" + std::to_string(where.port) + ": " +
+                             ec.message());
+}
 
 tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
   tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
@@ -14,8 +30,8 @@ tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where)
   error_code ec;
   acceptor.bind(endpoint, ec);
   if (ec)
-    throw boost::system::system_error(ec,
-                                      "cannot listen on " + where.host + ":" + std::to_string(where.port));
+    throw std::runtime_error("cannot listen on " + where.host + ":" + std::to_string(where.port) + ": " +
+                             ec.message());
   acceptor.listen(asio::socket_base::max_listen_connections);
   return acceptor;
 }

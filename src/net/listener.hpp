@@ -8,7 +8,10 @@
 
 namespace pgmux::net {
 
-// Opens host:port with SO_REUSEADDR and SO_REUSEPORT. Throws boost::system::system_error naming the address.
+// Throws std::runtime_error naming the address if something already listens on host:port.
+void check_address_free(asio::io_context& io, const config::Endpoint& where);
+
+// Opens host:port with SO_REUSEADDR and SO_REUSEPORT. Throws std::runtime_error naming the address.
 tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where);
 
 // Accepts until the acceptor closes, spawning `on_client` for each connection on the acceptor's executor.

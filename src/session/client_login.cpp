@@ -21,7 +21,7 @@ namespace {
 constexpr std::uint32_t kMaxAuthMessage = 65535;  // Postgres's own limit for authentication tokens
 }
 
-asio::awaitable<bool> ClientSession::login() {
+asio::awaitable<bool> ClientSession::login(LoginState& state) {
   StartupPacket startup;
   std::string packet, error;
   for (;;) {
@@ -65,9 +65,9 @@ asio::awaitable<bool> ClientSession::login() {
                         "no PostgreSQL user name specified in startup packet");
     co_return false;
   }
-  user_ = *user;
+  state.user = *user;
   const std::string* database = startup.param("database");
-  std::string database_name = database && !database->empty() ? *database : user_;
+  std::string database_name = database && !database->empty() ? *database : state.user;
   if (startup.param("replication")) {
     co_await send_error("FATAL", sqlstate::kFeatureNotSupported,
                         "replication connections are not supported by pgmux");
@@ -79,7 +79,7 @@ asio::awaitable<bool> ClientSession::login() {
     co_return false;
   }
 
-  if (!co_await authenticate(user_)) co_return false;
+  if (!co_await authenticate(state)) co_return false;
 
   auto db = proxy_.config().databases.find(database_name);
   if (db == proxy_.config().databases.end()) {
@@ -88,13 +88,14 @@ asio::awaitable<bool> ClientSession::login() {
     co_return false;
   }
   database_ = &db->second;
-  pool_ = &proxy_.pool_for(*database_, user_);
+  pool_ = &proxy_.pool_for(*database_, state.user);
   session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
-  if (const std::string* name = startup.param("application_name")) application_name_ = *name;
-  co_return co_await send_welcome();
+  if (const std::string* name = startup.param("application_name")) state.application_name = *name;
+  co_return co_await send_welcome(state);
 }
 
-asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
+asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
+  const std::string& user = state.user;
   const config::Config& config = proxy_.config();
   const auth::UserSecret* secret = proxy_.user_secret(user);
   auto fail = [&]() -> asio::awaitable<bool> {
@@ -125,7 +126,7 @@ asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
                                      auth::as_view(secret->verifier.stored_key));
     }
     if (!ok) co_return co_await fail();
-    learned_password_ = std::string(password);
+    state.password = std::string(password);
   } else if (config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) {
     // md5 needs the password or its md5 hash; a user with only a SCRAM verifier gets SCRAM (as PgBouncer
     // does).
@@ -176,13 +177,13 @@ asio::awaitable<bool> ClientSession::authenticate(const std::string& user) {
     append_auth_request(out, kAuthSaslFinal, *server_final);
     if (co_await net::write_all(socket_, out)) co_return false;
     if (secret->kind == Kind::scram)
-      scram_keys_ = std::make_pair(scram.client_key(), secret->verifier.server_key);
+      state.scram_keys = std::make_pair(scram.client_key(), secret->verifier.server_key);
   }
   co_return true;
 }
 
-asio::awaitable<bool> ClientSession::send_welcome() {
-  pool_->learn_from_login(user_, scram_keys_, learned_password_);
+asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
+  pool_->learn_from_login(state.user, state.scram_keys, state.password);
   pool::ServerParameters parameters = pool_->server_parameters();
   if (parameters.empty()) {
     // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).
@@ -201,7 +202,7 @@ asio::awaitable<bool> ClientSession::send_welcome() {
   append_auth_request(out, kAuthOk);
   for (const auto& [name, value] : parameters) {
     // application_name is the client's own; the rest is what the server reported.
-    append_parameter_status(out, name, name == "application_name" ? application_name_ : value);
+    append_parameter_status(out, name, name == "application_name" ? state.application_name : value);
   }
   append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32),
                           static_cast<std::uint32_t>(client_key_));

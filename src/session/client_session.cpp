@@ -12,8 +12,16 @@ namespace pgmux::session {
 using namespace asio::experimental::awaitable_operators;
 using namespace protocol;
 
-ClientSession::ClientSession(Proxy& proxy, tcp::socket socket)
-    : proxy_(proxy), socket_(std::move(socket)), relay_done_(socket_.get_executor()) {
+void log_session_failure(std::exception_ptr failure) {
+  if (!failure) return;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    log::error("client session failed: ", e.what());
+  }
+}
+
+ClientSession::ClientSession(Proxy& proxy, tcp::socket socket) : proxy_(proxy), socket_(std::move(socket)) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -22,59 +30,64 @@ ClientSession::~ClientSession() {
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::awaitable<void> ClientSession::run() {
+asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
+  auto session = std::make_unique<ClientSession>(proxy, std::move(socket));
+  if (!co_await session->login_in_time()) co_return;
+  const config::PoolConfig& settings = proxy.config().pool;
+  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_,
+                          RelaySettings{settings.max_packet_size, !session->session_mode_,
+                                        settings.query_wait_timeout, settings.client_idle_timeout});
+  ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
+  self->relay_->start(*self);
+}
+
+asio::awaitable<bool> ClientSession::login_in_time() {
   error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
-  bool logged_in;
+  LoginState state;
   auto timeout = proxy_.config().pool.client_login_timeout;
-  if (timeout.count() > 0) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-    auto outcome = co_await (login() || timer.async_wait(use_nothrow));
-    logged_in = outcome.index() == 0 && std::get<0>(outcome);
-    if (outcome.index() == 1) log::info("client_login_timeout: closing a client that did not log in in time");
-  } else {
-    logged_in = co_await login();
-  }
-  if (logged_in) co_await serve();
-  socket_.close(ec);
+  if (timeout.count() == 0) co_return co_await login(state);
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto outcome = co_await (login(state) || timer.async_wait(use_nothrow));
+  if (outcome.index() == 1) log::info("client_login_timeout: closing a client that did not log in in time");
+  co_return outcome.index() == 0 && std::get<0>(outcome);
 }
 
-asio::awaitable<void> ClientSession::serve() {
-  const config::PoolConfig& settings = proxy_.config().pool;
-  relay_.emplace(socket_, *pool_, cancel_target_,
-                 RelaySettings{settings.max_packet_size, !session_mode_, settings.query_wait_timeout,
-                               settings.client_idle_timeout});
-  relay_done_.expires_at(asio::steady_timer::time_point::max());
-  relay_->start(relay_done_);
-  if (!relay_->finished()) co_await relay_done_.async_wait(use_nothrow);
-  cancel_target_.clear();
+void ClientSession::relay_finished() {
+  // co_spawn starts the coroutine later, from the executor, so the relay's handler unwinds first.
+  asio::co_spawn(socket_.get_executor(), wind_up(std::unique_ptr<ClientSession>(this)), log_session_failure);
+}
 
-  pool::BackendLease& lease = relay_->lease();
-  switch (relay_->end()) {
+asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self) {
+  self->cancel_target_.clear();
+  Relay& relay = *self->relay_;
+  pool::BackendLease& lease = relay.lease();
+  switch (relay.end()) {
     case Relay::End::client_gone:
       if (!lease) co_return;
-      if (relay_->state().releasable() && !session_mode_) {
+      if (relay.state().releasable() && !self->session_mode_) {
         lease.release_clean();
-      } else if (relay_->backend_reusable() && co_await clean_up_backend(*lease)) {
+      } else if (relay.backend_reusable() && co_await self->clean_up_backend(*lease)) {
         lease.release_clean();
       }
       co_return;  // otherwise the lease closes the backend as it goes out of scope
     case Relay::End::backend_gone:
       lease.close();
-      co_await send_error("FATAL", sqlstate::kConnectionFailure,
-                          "server closed the connection unexpectedly; the transaction is lost");
+      co_await self->send_error("FATAL", sqlstate::kConnectionFailure,
+                                "server closed the connection unexpectedly; the transaction is lost");
       co_return;
     case Relay::End::client_protocol_violation:
       lease.close();
-      co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid message length from the client");
+      co_await self->send_error("FATAL", sqlstate::kProtocolViolation,
+                                "invalid message length from the client");
       co_return;
     case Relay::End::no_backend:
-      co_await send_error("FATAL", relay_->error_sqlstate(), relay_->error_message());
+      co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       co_return;
     case Relay::End::client_idle_timeout:
-      co_await send_error("FATAL", sqlstate::kIdleSessionTimeout,
-                          "client_idle_timeout: closing an idle connection");
+      co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,
+                                "client_idle_timeout: closing an idle connection");
       co_return;
   }
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,22 +15,36 @@
 
 namespace pgmux::session {
 
-class ClientSession {
+class ClientSession : private RelayOwner {
  public:
   ClientSession(Proxy& proxy, tcp::socket socket);
   ~ClientSession();
 
-  // The whole life of the connection; returns when it is closed.
-  asio::awaitable<void> run();
+  // The whole life of a connection. The coroutine itself ends after login: from then on the session belongs
+  // to its relay's callbacks, so an idle client costs its session object and one pending wait, and no
+  // coroutine frame. A short coroutine comes back at the end to clean up.
+  static asio::awaitable<void> serve(Proxy& proxy, tcp::socket socket);
 
  private:
+  // What the login learns that the pool may need, kept only while logging in.
+  struct LoginState {
+    std::string user;
+    std::string application_name;
+    std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys;  // ClientKey, ServerKey
+    std::optional<std::string> password;                              // sent in clear (auth_type plain)
+  };
+
+  asio::awaitable<bool> login_in_time();
   // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
-  asio::awaitable<bool> login();
-  asio::awaitable<bool> authenticate(const std::string& user);
-  asio::awaitable<bool> send_welcome();
+  asio::awaitable<bool> login(LoginState& login);
+  asio::awaitable<bool> authenticate(LoginState& login);
+  asio::awaitable<bool> send_welcome(LoginState& login);
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
 
-  asio::awaitable<void> serve();
+  void relay_finished() override;
+  // Ends the session as the relay's end calls for: errors to the client, the backend cleaned, returned or
+  // closed.
+  static asio::awaitable<void> wind_up(std::unique_ptr<ClientSession> self);
   // After the client left: ends whatever it left open (Sync for unsynced messages, ROLLBACK) and, in session
   // mode, runs server_reset_query, so the next client finds a clean backend. False: close the backend
   // instead.
@@ -41,17 +56,15 @@ class ClientSession {
 
   Proxy& proxy_;
   tcp::socket socket_;
-  std::string user_;
-  std::string application_name_;
-  std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys_;  // ClientKey, ServerKey from the login
-  std::optional<std::string> learned_password_;                      // sent in clear (auth_type plain)
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;
   CancelTarget cancel_target_;
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
-  std::optional<Relay> relay_;     // from login to the end
-  asio::steady_timer relay_done_;  // cancelled by the relay when the session ends
+  std::optional<Relay> relay_;    // from login to the end
 };
+
+// Exceptions are for bugs: one session's bug is logged and ends that session only.
+void log_session_failure(std::exception_ptr failure);
 
 }  // namespace pgmux::session

@@ -2,6 +2,8 @@
 // transaction.
 #include "session/relay.hpp"
 
+#include <utility>
+
 namespace pgmux::session {
 
 using namespace protocol;
@@ -48,15 +50,17 @@ Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target,
       pool_(pool),
       cancel_target_(cancel_target),
       settings_(settings),
-      idle_timer_(client.get_executor()),
       client_scanner_(settings.max_client_message),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
       backend_scanner_(0x7fffffff) {}
 
-void Relay::start(asio::steady_timer& done) {
-  done_ = &done;
+void Relay::start(RelayOwner& owner) {
+  owner_ = &owner;
   last_client_activity_ = pool::Clock::now();
-  if (settings_.client_idle_timeout.count() > 0) arm_idle_timer(settings_.client_idle_timeout);
+  if (settings_.client_idle_timeout.count() > 0) {
+    idle_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
+    arm_idle_timer(settings_.client_idle_timeout);
+  }
   pump_client();  // the client may have sent its first query together with its login
 }
 
@@ -271,8 +275,8 @@ bool Relay::maybe_release() {
 // One watchdog per session, re-armed only when it fires: activity just moves a timestamp.
 void Relay::arm_idle_timer(pool::Clock::duration after) {
   ++pending_;
-  idle_timer_.expires_after(after);
-  idle_timer_.async_wait([this](error_code ec) {
+  idle_timer_->expires_after(after);
+  idle_timer_->async_wait([this](error_code ec) {
     --pending_;
     if (ended_) return maybe_done();
     if (ec) return;
@@ -290,7 +294,7 @@ void Relay::finish(End end) {
     error_code ignored;
     client_.cancel(ignored);
     if (lease_) lease_->socket.cancel(ignored);
-    idle_timer_.cancel();
+    if (idle_timer_) idle_timer_->cancel();
   }
   maybe_done();
 }
@@ -300,7 +304,8 @@ void Relay::maybe_done() {
   backend_stream_intact_ = !backend_in_ || (backend_in_->empty() && backend_scanner_.at_boundary());
   client_in_.reset();
   backend_in_.reset();
-  done_->cancel();
+  if (RelayOwner* owner = std::exchange(owner_, nullptr))
+    owner->relay_finished();  // last: may end the session
 }
 
 }  // namespace pgmux::session

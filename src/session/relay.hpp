@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -15,6 +16,15 @@
 #include "session/cancel_registry.hpp"
 
 namespace pgmux::session {
+
+// Told once, when the relay has stopped for good and none of its handlers is pending any more.
+class RelayOwner {
+ public:
+  virtual void relay_finished() = 0;
+
+ protected:
+  ~RelayOwner() = default;
+};
 
 struct RelaySettings {
   std::uint32_t max_client_message = 64u << 20;
@@ -48,10 +58,8 @@ class Relay {
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  // Runs until the session ends; then `done` is cancelled, waking whoever waits on it. Check finished()
-  // before waiting: it may end before start() returns.
-  void start(asio::steady_timer& done);
-  bool finished() const { return ended_ && pending_ == 0; }
+  // Runs until the session ends, then calls owner.relay_finished() (possibly before start() returns).
+  void start(RelayOwner& owner);
   End end() const { return end_; }
 
   // After the end: the backend still on loan, if any, for the session to clean up, return or close.
@@ -96,8 +104,8 @@ class Relay {
   pool::Pool& pool_;
   CancelTarget& cancel_target_;
   const RelaySettings settings_;
-  asio::steady_timer* done_ = nullptr;
-  asio::steady_timer idle_timer_;
+  RelayOwner* owner_ = nullptr;
+  std::unique_ptr<asio::steady_timer> idle_timer_;  // only with client_idle_timeout
 
   pool::BackendLease lease_;
   protocol::RelayState state_;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -204,4 +205,22 @@ TEST_CASE("a client idle longer than client_idle_timeout is told so (57P05) and 
   Result r = idle.exec("SELECT 1");
   CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
   CHECK(busy.value("SELECT 2") == "2");
+}
+
+TEST_CASE("a second pgmux on a port already in use refuses to start instead of sharing it", "[backends]") {
+  Pgmux first(TestPostgres::shared());
+  TempDir dir("pgmux-test-second-");
+  auto config = dir.path() / "second.yaml";
+  {
+    std::ofstream out(config);
+    out << "listen:\n  postgres: \"127.0.0.1:" << first.port() << "\"\n"
+        << "databases:\n  app:\n    port: " << TestPostgres::shared().port() << "\n";
+  }
+  std::string output;
+  int status = run_shell("timeout 10 " + std::string(PGMUX_BINARY) + " --config " + config.string(), &output);
+  INFO(output);
+  CHECK(status == 1);
+  CHECK(output.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
+  Connection c(first.conninfo());
+  CHECK(c.ok());
 }
