@@ -122,8 +122,21 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
 bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
   Waiter* waiter = waiters_head_;
   if (!waiter) return false;
-  waiters_head_ = waiter->next;
-  (waiters_head_ ? waiters_head_->prev : waiters_tail_) = nullptr;
+  // Prefer, among the oldest few, a waiter on the backend's own worker: it is woken without crossing threads
+  // and keeps the socket where it is. Looking only a few places down bounds how far anyone can be passed over.
+  if (backend) {
+    constexpr int kLookahead = 4;
+    Waiter* candidate = waiter;
+    for (int i = 0; candidate && i < kLookahead; ++i, candidate = candidate->next) {
+      if (candidate->timer.get_executor() == backend->socket.get_executor()) {
+        waiter = candidate;
+        break;
+      }
+    }
+  }
+  (waiter->prev ? waiter->prev->next : waiters_head_) = waiter->next;
+  (waiter->next ? waiter->next->prev : waiters_tail_) = waiter->prev;
+  waiter->next = waiter->prev = nullptr;
   --waiting_;
   waiter->served = true;
   if (backend) {
