@@ -123,7 +123,8 @@ bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
   Waiter* waiter = waiters_head_;
   if (!waiter) return false;
   // Prefer, among the oldest few, a waiter on the backend's own worker: it is woken without crossing threads
-  // and keeps the socket where it is. Looking only a few places down bounds how far anyone can be passed over.
+  // and keeps the socket where it is. Looking only a few places down bounds how far anyone can be passed
+  // over.
   if (backend) {
     constexpr int kLookahead = 4;
     Waiter* candidate = waiter;
