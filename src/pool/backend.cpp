@@ -128,11 +128,8 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
         break;
       }
       case 'S': {
-        std::size_t name_end = body.find('\0');
-        if (name_end == std::string::npos) break;
-        std::size_t value_end = body.find('\0', name_end + 1);
-        result.parameters.emplace_back(body.substr(0, name_end),
-                                       body.substr(name_end + 1, value_end - name_end - 1));
+        std::string_view name, value;
+        if (parse_parameter_status(body, name, value)) result.parameters.emplace_back(name, value);
         break;
       }
       case 'K':
@@ -149,6 +146,7 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
       case 'N':
         break;
       case 'Z':
+        for (const auto& [name, value] : result.parameters) backend->params.set(name, value);
         result.backend = std::move(backend);
         co_return result;
       default:

@@ -12,6 +12,7 @@
 #include "net/asio.hpp"
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
+#include "pgmux/protocol/session_params.hpp"
 
 namespace pgmux::pool {
 
@@ -30,6 +31,7 @@ struct Backend {
   explicit Backend(tcp::socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
   tcp::socket socket;
   std::uint32_t pid = 0, secret_key = 0;  // for CancelRequest
+  protocol::ParamSet params;              // its current session settings, as reported to pgmux
   Clock::time_point created, last_used;
 };
 

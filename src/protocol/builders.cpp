@@ -108,6 +108,16 @@ void append_negotiate_protocol_version(std::string& out, std::uint32_t minor,
   for (const auto& option : unrecognised) m.cstr(option);
 }
 
+bool parse_parameter_status(std::string_view body, std::string_view& name, std::string_view& value) {
+  std::size_t name_end = body.find('\0');
+  if (name_end == std::string_view::npos) return false;
+  std::size_t value_end = body.find('\0', name_end + 1);
+  if (value_end == std::string_view::npos) return false;
+  name = body.substr(0, name_end);
+  value = body.substr(name_end + 1, value_end - name_end - 1);
+  return true;
+}
+
 ErrorFields parse_error_fields(std::string_view body) {
   ErrorFields fields;
   std::size_t pos = 0;

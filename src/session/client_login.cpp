@@ -7,6 +7,7 @@
 #include "pgmux/auth/md5.hpp"
 #include "pgmux/auth/scram.hpp"
 #include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/session_params.hpp"
 #include "pgmux/protocol/startup.hpp"
 #include "pgmux/protocol/wire.hpp"
 #include "session/client_session.hpp"
@@ -90,7 +91,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   database_ = &db->second;
   pool_ = &proxy_.pool_for(*database_, state.user);
   session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
-  if (const std::string* name = startup.param("application_name")) state.application_name = *name;
+  for (const auto& [name, value] : startup.params) state.wished.set(name, value);
   co_return co_await send_welcome(state);
 }
 
@@ -201,8 +202,14 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
   std::string out;
   append_auth_request(out, kAuthOk);
   for (const auto& [name, value] : parameters) {
-    // application_name is the client's own; the rest is what the server reported.
-    append_parameter_status(out, name, name == "application_name" ? state.application_name : value);
+    // The client's own startup settings win over the server's defaults, as they would on Postgres; they are
+    // applied to a backend before the client's first request runs on it.
+    std::optional<TrackedParam> tracked = tracked_param(name);
+    std::string_view reported = value;
+    if (tracked && (*tracked == TrackedParam::application_name || !state.wished.get(*tracked).empty()))
+      reported = state.wished.get(*tracked);
+    params_.set(name, reported);
+    append_parameter_status(out, name, reported);
   }
   append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32),
                           static_cast<std::uint32_t>(client_key_));

@@ -34,7 +34,7 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
   auto session = std::make_unique<ClientSession>(proxy, std::move(socket));
   if (!co_await session->login_in_time()) co_return;
   const config::PoolConfig& settings = proxy.config().pool;
-  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_,
+  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
                           RelaySettings{settings.max_packet_size, !session->session_mode_,
                                         settings.query_wait_timeout, settings.client_idle_timeout});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
@@ -123,6 +123,8 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
         --replies;
         status = body.empty() ? 'E' : body[0];
       }
+      std::string_view name, value;
+      if (type == 'S' && parse_parameter_status(body, name, value)) backend.params.set(name, value);
     }
     co_return status == 'I';
   };

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "net/asio.hpp"
+#include "pgmux/protocol/session_params.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
 #include "session/proxy.hpp"
@@ -29,7 +30,7 @@ class ClientSession : private RelayOwner {
   // What the login learns that the pool may need, kept only while logging in.
   struct LoginState {
     std::string user;
-    std::string application_name;
+    protocol::ParamSet wished;  // tracked settings from the startup packet (application_name, TimeZone, ...)
     std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys;  // ClientKey, ServerKey
     std::optional<std::string> password;                              // sent in clear (auth_type plain)
   };
@@ -61,6 +62,7 @@ class ClientSession : private RelayOwner {
   bool session_mode_ = false;
   CancelTarget cancel_target_;
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
+  protocol::ParamSet params_;     // the client's session settings, re-applied on every backend it borrows
   std::optional<Relay> relay_;    // from login to the end
 };
 

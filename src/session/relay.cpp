@@ -2,6 +2,9 @@
 // transaction.
 #include "session/relay.hpp"
 
+#include "log.hpp"
+#include "pgmux/protocol/builders.hpp"
+
 #include <utility>
 
 namespace pgmux::session {
@@ -23,17 +26,41 @@ struct ClientMessages {
   }
 };
 
-// Backend -> client: only ReadyForQuery is read, for the transaction status it carries.
+// Backend -> client: ReadyForQuery is read for the transaction status it carries, ParameterStatus for the
+// settings it reports. While `hiding`, the bytes are the reply to pgmux's own SET: the scan stops right after
+// its ReadyForQuery so that they can be dropped.
 struct BackendMessages {
   TxTracker& tracker;
-  bool& saw_ready;
-  bool wants_body(char type) const { return type == 'Z'; }
-  ScanStep on_message(char, std::string_view body) {
+  ParamSet& backend_params;
+  ParamSet& client_params;
+  bool hiding;
+  bool saw_ready = false;
+  bool hidden_done = false;
+  bool hidden_error = false;
+
+  bool wants_body(char type) const { return type == 'Z' || type == 'S'; }
+  ScanStep on_message(char type, std::string_view body) {
+    if (hidden_done) return ScanStep::kStop;
+    if (type == 'S') {
+      std::string_view name, value;
+      if (parse_parameter_status(body, name, value)) {
+        backend_params.set(name, value);
+        if (!hiding) client_params.set(name, value);  // the client changed it, and sees it reported
+      }
+      return ScanStep::kForward;
+    }
     tracker.on_ready_for_query(body.empty() ? 'E' : body[0]);
-    saw_ready = true;
+    if (hiding)
+      hidden_done = true;
+    else
+      saw_ready = true;
     return ScanStep::kForward;
   }
-  ScanStep on_header(char, std::uint32_t) { return ScanStep::kForward; }
+  ScanStep on_header(char type, std::uint32_t) {
+    if (hidden_done) return ScanStep::kStop;
+    if (hiding && type == 'E') hidden_error = true;
+    return ScanStep::kForward;
+  }
 };
 
 }  // namespace
@@ -45,10 +72,12 @@ auto Relay::on_client_thread(Handler&& handler) {
   return asio::bind_executor(client_.get_executor(), std::forward<Handler>(handler));
 }
 
-Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, RelaySettings settings)
+Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, ParamSet& client_params,
+             RelaySettings settings)
     : client_(client),
       pool_(pool),
       cancel_target_(cancel_target),
+      client_params_(client_params),
       settings_(settings),
       client_scanner_(settings.max_client_message),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
@@ -114,10 +143,7 @@ bool Relay::take_backend() {
     finish(End::client_gone);  // Terminate: saying goodbye needs no backend
     return false;
   }
-  if (pool::BackendLease idle = pool_.try_acquire_idle()) {
-    adopt(std::move(idle));
-    return true;
-  }
+  if (pool::BackendLease idle = pool_.try_acquire_idle()) return adopt(std::move(idle));
   // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
   // not.
   ++pending_;
@@ -134,18 +160,36 @@ bool Relay::take_backend() {
                      error_message_ = failure ? "no server connection" : acquired.message;
                      return finish(End::no_backend);
                    }
-                   adopt(std::move(acquired.lease));
-                   if (forward_client_bytes()) pump_client();
+                   if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
                  });
   return false;
 }
 
-void Relay::adopt(pool::BackendLease lease) {
+bool Relay::adopt(pool::BackendLease lease) {
   lease_ = std::move(lease);
   pool::move_to(*lease_, client_.get_executor());
   cancel_target_.set(lease_->pid, lease_->secret_key);
   backend_in_.emplace();
+  // Another client may have left other settings on this backend (a SET outside a transaction, or its own
+  // startup values): put the client's back first, in the same write order as its request, replies hidden.
+  if (client_params_.fingerprint() != lease_->params.fingerprint()) {
+    std::string sql = statements_to_match(client_params_, lease_->params);
+    if (!sql.empty()) {
+      std::string query;
+      append_query(query, sql);
+      // An idle backend's socket buffer is empty: a message this small goes out whole or the connection is
+      // broken.
+      error_code ec;
+      if (lease_->socket.write_some(asio::buffer(query), ec) != query.size() || ec) {
+        finish(End::backend_gone);
+        return false;
+      }
+      state_.tracker.on_client_message('Q');
+      ++hidden_replies_;
+    }
+  }
   wait_backend();  // nothing to read yet: the request is about to go out
+  return true;
 }
 
 bool Relay::forward_client_bytes() {
@@ -225,14 +269,39 @@ void Relay::pump_backend() {
     if (ec == asio::error::would_block) return wait_backend();
     if (ec || n == 0) return finish(End::backend_gone);
     in.received(n);
-    backend_saw_ready_ = false;
-    BackendMessages messages{state_.tracker, backend_saw_ready_};
-    ScanResult scanned = backend_scanner_.scan(in.data(), messages);
-    if (scanned.bad_length) return finish(End::backend_gone);
-    if (scanned.forward > 0 && !write_to_client(scanned.forward)) return;
-    if (maybe_release()) return;
+    if (!process_backend_bytes()) return;
     if (n < asked) return wait_backend();
   }
+}
+
+bool Relay::process_backend_bytes() {
+  net::IoBuffer& in = *backend_in_;
+  while (hidden_replies_ > 0 && !in.empty()) {
+    BackendMessages hidden{state_.tracker, lease_->params, client_params_, true};
+    ScanResult scanned = backend_scanner_.scan(in.data(), hidden);
+    if (scanned.bad_length) {
+      finish(End::backend_gone);
+      return false;
+    }
+    in.consume(scanned.forward);  // the client never asked for these
+    if (hidden.hidden_done) --hidden_replies_;
+    if (hidden.hidden_error)
+      log::warning("a client's session settings could not be applied to a server connection");
+    if (!hidden.hidden_done) {
+      in.compact();
+      return true;  // the rest of the hidden reply is still to come
+    }
+  }
+  if (in.empty()) return true;
+  BackendMessages messages{state_.tracker, lease_->params, client_params_, false};
+  ScanResult scanned = backend_scanner_.scan(in.data(), messages);
+  if (scanned.bad_length) {
+    finish(End::backend_gone);
+    return false;
+  }
+  backend_saw_ready_ = messages.saw_ready;
+  if (scanned.forward > 0 && !write_to_client(scanned.forward)) return false;
+  return !maybe_release();
 }
 
 bool Relay::write_to_client(std::size_t n) {

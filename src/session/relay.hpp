@@ -12,6 +12,7 @@
 #include "pgmux/config/config.hpp"
 #include "pgmux/protocol/message_scanner.hpp"
 #include "pgmux/protocol/relay_state.hpp"
+#include "pgmux/protocol/session_params.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
 
@@ -54,7 +55,10 @@ class Relay {
     client_idle_timeout,
   };
 
-  Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, RelaySettings settings);
+  // `client_params`: the client's own session settings, applied to each backend it borrows (and updated as
+  // the client changes them).
+  Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, protocol::ParamSet& client_params,
+        RelaySettings settings);
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
@@ -81,13 +85,16 @@ class Relay {
   // Borrows a backend for the bytes just read. False when the pump must stop here (asynchronous acquire, or
   // the client is leaving).
   bool take_backend();
-  void adopt(pool::BackendLease lease);
+  // Takes the lease and brings the backend's settings in line with the client's. False if that failed.
+  bool adopt(pool::BackendLease lease);
   // Scans and forwards buffered client bytes. False when the pump must stop here.
   bool forward_client_bytes();
   bool write_to_backend(std::size_t n);
 
   void wait_backend();
   void pump_backend();
+  // Drops the replies to pgmux's own SET, then forwards the rest. False when the pump must stop here.
+  bool process_backend_bytes();
   bool write_to_client(std::size_t n);
   // After backend bytes went out: gives the backend back if the transaction is over. True if it did.
   bool maybe_release();
@@ -103,6 +110,7 @@ class Relay {
   tcp::socket& client_;
   pool::Pool& pool_;
   CancelTarget& cancel_target_;
+  protocol::ParamSet& client_params_;
   const RelaySettings settings_;
   RelayOwner* owner_ = nullptr;
   std::unique_ptr<asio::steady_timer> idle_timer_;  // only with client_idle_timeout
@@ -116,6 +124,7 @@ class Relay {
   bool backend_saw_ready_ = false;           // a ReadyForQuery went by in the bytes now being forwarded
   bool client_stop_ = false;     // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;  // a wait on the client is armed
+  int hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
 
   bool backend_stream_intact_ = false;

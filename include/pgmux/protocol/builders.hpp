@@ -43,6 +43,9 @@ void append_cancel_request(std::string& out, std::uint32_t pid, std::uint32_t ke
 void append_negotiate_protocol_version(std::string& out, std::uint32_t minor,
                                        const std::vector<std::string>& unrecognised);
 
+// A ParameterStatus body: name\0value\0. False if malformed.
+bool parse_parameter_status(std::string_view body, std::string_view& name, std::string_view& value);
+
 // Fields of an ErrorResponse/NoticeResponse body that pgmux reads.
 struct ErrorFields {
   std::string severity, sqlstate, message;
