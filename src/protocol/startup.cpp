@@ -11,6 +11,47 @@ const std::string* StartupPacket::param(std::string_view name) const {
   return nullptr;
 }
 
+std::vector<std::pair<std::string, std::string>> parse_startup_options(std::string_view options) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (std::size_t i = 0; i < options.size(); ++i) {
+    char c = options[i];
+    if (c == '\\' && i + 1 < options.size()) {
+      word += options[++i];
+      in_word = true;
+    } else if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+
+  std::vector<std::pair<std::string, std::string>> settings;
+  auto add = [&](std::string_view assignment) {
+    std::size_t eq = assignment.find('=');
+    if (eq == std::string_view::npos || eq == 0) return;
+    std::string name(assignment.substr(0, eq));
+    for (char& ch : name)
+      if (ch == '-') ch = '_';  // --time-zone=... means time_zone, as in Postgres
+    settings.emplace_back(std::move(name), std::string(assignment.substr(eq + 1)));
+  };
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    std::string_view w = words[i];
+    if (w == "-c" && i + 1 < words.size())
+      add(words[++i]);
+    else if (w.starts_with("-c"))
+      add(w.substr(2));
+    else if (w.starts_with("--"))
+      add(w.substr(2));
+  }
+  return settings;
+}
+
 std::optional<StartupPacket> parse_startup_packet(std::string_view packet, std::string& error) {
   if (packet.size() < 4) {
     error = "startup packet too short";

@@ -91,7 +91,13 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   database_ = &db->second;
   pool_ = &proxy_.pool_for(*database_, state.user);
   session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
-  for (const auto& [name, value] : startup.params) state.wished.set(name, value);
+  for (const auto& [name, value] : startup.params) {
+    if (name == "options") {
+      for (const auto& [option, setting] : parse_startup_options(value)) state.wished.set(option, setting);
+    } else {
+      state.wished.set(name, value);
+    }
+  }
   co_return co_await send_welcome(state);
 }
 

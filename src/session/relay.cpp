@@ -44,8 +44,10 @@ struct BackendMessages {
     if (type == 'S') {
       std::string_view name, value;
       if (parse_parameter_status(body, name, value)) {
+        // Either the client changed it, or pgmux's own SET applied the client's value and Postgres reports it
+        // normalised ("SQL,DMY" becomes "SQL, DMY"): both sides hold it now.
         backend_params.set(name, value);
-        if (!hiding) client_params.set(name, value);  // the client changed it, and sees it reported
+        client_params.set(name, value);
       }
       return ScanStep::kForward;
     }
@@ -186,6 +188,7 @@ bool Relay::adopt(pool::BackendLease lease) {
       }
       state_.tracker.on_client_message('Q');
       ++hidden_replies_;
+      log::debug("restoring a client's session settings on a server connection: ", sql);
     }
   }
   wait_backend();  // nothing to read yet: the request is about to go out

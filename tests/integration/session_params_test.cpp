@@ -72,3 +72,38 @@ TEST_CASE("a SET rolled back with its transaction is forgotten on both sides", "
   CHECK(show(b, "TimeZone") == server_default);
   CHECK(show(a, "TimeZone") == server_default);
 }
+
+TEST_CASE("settings passed in options=-c are applied like startup parameters", "[params]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection a(mux.conninfo() + " options='-c TimeZone=America/New_York -c DateStyle=SQL,DMY'");
+  Connection b(mux.conninfo());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(show(a, "TimeZone") == "America/New_York");
+  CHECK(show(b, "TimeZone") != "America/New_York");
+  CHECK(show(a, "DateStyle") == "SQL, DMY");
+}
+
+TEST_CASE("a setting Postgres normalises is applied once, not before every transaction", "[params]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection a(mux.conninfo() + " options='-c DateStyle=SQL,DMY'");
+  Connection b(mux.conninfo());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(show(a, "DateStyle") == "SQL, DMY");
+  // With a's settings applied and nobody else in between, its next transactions need no SET (pgmux logs each
+  // one it sends at debug level).
+  auto sets_sent = [&] {
+    std::string log = mux.log();
+    std::size_t count = 0;
+    for (std::size_t at = log.find("restoring a client's session settings"); at != std::string::npos;
+         at = log.find("restoring a client's session settings", at + 1))
+      ++count;
+    return count;
+  };
+  std::size_t before = sets_sent();
+  for (int i = 0; i < 10; ++i) CHECK(show(a, "DateStyle") == "SQL, DMY");
+  CHECK(sets_sent() == before);
+  CHECK(show(b, "DateStyle") == "ISO, MDY");  // b needs one
+  CHECK(sets_sent() == before + 1);
+}

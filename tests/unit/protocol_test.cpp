@@ -207,3 +207,13 @@ TEST_CASE("an ErrorResponse pgmux builds carries severity, SQLSTATE and message"
   CHECK(f.sqlstate == "53300");
   CHECK(f.message == "no more connections allowed");
 }
+
+TEST_CASE("startup options are read as Postgres reads them", "[protocol]") {
+  using Settings = std::vector<std::pair<std::string, std::string>>;
+  CHECK(parse_startup_options("-c TimeZone=UTC") == Settings{{"TimeZone", "UTC"}});
+  CHECK(parse_startup_options("-cDateStyle=ISO --search-path=a,b  -c x=1") ==
+        Settings{{"DateStyle", "ISO"}, {"search_path", "a,b"}, {"x", "1"}});
+  CHECK(parse_startup_options("-c application_name=my\\ app") == Settings{{"application_name", "my app"}});
+  CHECK(parse_startup_options("-d 5 -c") == Settings{});
+  CHECK(parse_startup_options("").empty());
+}

@@ -20,6 +20,10 @@ struct StartupPacket {
   const std::string* param(std::string_view name) const;
 };
 
+// The settings in a startup `options` value ("-c name=value", "-cname=value" or "--name=value", separated by
+// spaces, a backslash escaping the next character), as Postgres reads them. Other switches are skipped.
+std::vector<std::pair<std::string, std::string>> parse_startup_options(std::string_view options);
+
 // `packet` is the whole packet after the 4-byte length: the code, then the body.
 // nullopt with `error` set when malformed (missing terminator, odd key/value list, unknown code).
 std::optional<StartupPacket> parse_startup_packet(std::string_view packet, std::string& error);
