@@ -52,6 +52,7 @@ databases:
   app:
     host: 127.0.0.1
     port: $PGPORT
+admin_users: [app]
 users:
   - name: app
     password: "$verifier"
@@ -71,6 +72,7 @@ Its config: $dir/pgmux.yaml
   psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/app"
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -i app
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 32 -T 10 -S app
+  psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/pgmux" -c "SHOW POOLS"     # the admin console
 
 Ctrl-C stops pgmux and PostgreSQL and deletes the throwaway database.
 MSG

@@ -310,6 +310,12 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       read_databases(value, env, config);
     } else if (key == "users") {
       read_users(value, env, config);
+    } else if (key == "admin_users") {
+      if (value.IsNull()) return true;
+      if (!value.IsSequence())
+        fail(path, std::string("expected a list of user names, got ") + kind_of(value));
+      for (std::size_t i = 0; i < value.size(); ++i)
+        config.admin_users.push_back(non_empty(value[i], path + "[" + std::to_string(i) + "]", env));
     } else {
       return false;
     }
@@ -317,6 +323,11 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
   });
 
   if (config.databases.empty()) fail("databases", "at least one database is required");
+  for (std::size_t i = 0; i < config.admin_users.size(); ++i) {
+    if (!config.find_user(config.admin_users[i]))
+      fail("admin_users[" + std::to_string(i) + "]",
+           "\"" + config.admin_users[i] + "\" is not listed in users (admins log in like everyone else)");
+  }
   // An empty secret would let "plain" accept an empty password; only trust may go without one.
   if (config.auth_type != AuthType::trust) {
     for (std::size_t i = 0; i < config.users.size(); ++i) {

@@ -218,8 +218,8 @@ void Pool::close_idle() {
 
 PoolCounts Pool::counts() const {
   std::lock_guard lock(mutex_);
-  return {static_cast<int>(idle_.size()), total_ - static_cast<int>(idle_.size()) - connecting_, connecting_,
-          waiting_};
+  return {clients_.load(std::memory_order_relaxed), static_cast<int>(idle_.size()),
+          total_ - static_cast<int>(idle_.size()) - connecting_, connecting_, waiting_};
 }
 
 }  // namespace pgmux::pool

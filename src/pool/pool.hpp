@@ -1,6 +1,7 @@
 // The backends of one (database, user): idle ones reused newest first, a bounded total, and a wait queue.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,6 +48,7 @@ struct AcquireResult {
 };
 
 struct PoolCounts {
+  int clients = 0;  // logged in to this pool
   int idle = 0, active = 0, connecting = 0, waiting = 0;
 };
 
@@ -76,6 +78,8 @@ class Pool {
   void close_idle();
 
   PoolCounts counts() const;
+  void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
+  void client_left() { clients_.fetch_sub(1, std::memory_order_relaxed); }
   const config::DatabaseConfig& database() const { return database_; }
 
  private:
@@ -100,6 +104,7 @@ class Pool {
   Waiter* waiters_head_ = nullptr;
   Waiter* waiters_tail_ = nullptr;
   int waiting_ = 0;
+  std::atomic<int> clients_{0};
 };
 
 }  // namespace pgmux::pool

@@ -108,6 +108,26 @@ void append_negotiate_protocol_version(std::string& out, std::uint32_t minor,
   for (const auto& option : unrecognised) m.cstr(option);
 }
 
+void append_row_description(std::string& out, const std::vector<std::string>& columns) {
+  constexpr std::uint32_t kTextOid = 25;
+  MessageBuilder m(out, 'T');
+  m.u16(static_cast<std::uint16_t>(columns.size()));
+  for (const auto& name : columns) {
+    // name, table oid, column number, type oid, type size (-1: varlena), type modifier (-1), format (text)
+    m.cstr(name).u32(0).u16(0).u32(kTextOid).u16(0xffff).u32(0xffffffff).u16(0);
+  }
+}
+
+void append_data_row(std::string& out, const std::vector<std::string>& values) {
+  MessageBuilder m(out, 'D');
+  m.u16(static_cast<std::uint16_t>(values.size()));
+  for (const auto& value : values) m.u32(static_cast<std::uint32_t>(value.size())).bytes(value);
+}
+
+void append_command_complete(std::string& out, std::string_view tag) {
+  MessageBuilder(out, 'C').cstr(tag);
+}
+
 bool parse_parameter_status(std::string_view body, std::string_view& name, std::string_view& value) {
   std::size_t name_end = body.find('\0');
   if (name_end == std::string_view::npos) return false;

@@ -82,6 +82,28 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
 
   if (!co_await authenticate(state)) co_return false;
 
+  if (database_name == kAdminDatabase) {
+    const auto& admins = proxy_.config().admin_users;
+    if (std::find(admins.begin(), admins.end(), state.user) == admins.end()) {
+      co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
+                          "user \"" + state.user + "\" may not use the admin console (see admin_users)");
+      co_return false;
+    }
+    admin_ = true;
+    std::string out;
+    append_auth_request(out, kAuthOk);
+    for (auto [name, value] : {std::pair{"server_version", "15.0 (pgmux " PGMUX_VERSION ")"},
+                               {"client_encoding", "UTF8"},
+                               {"server_encoding", "UTF8"},
+                               {"standard_conforming_strings", "on"},
+                               {"DateStyle", "ISO, MDY"},
+                               {"integer_datetimes", "on"},
+                               {"TimeZone", "UTC"}})
+      append_parameter_status(out, name, value);
+    append_backend_key_data(out, 0, 0);
+    append_ready_for_query(out, 'I');
+    co_return !co_await net::write_all(socket_, out);
+  }
   auto db = proxy_.config().databases.find(database_name);
   if (db == proxy_.config().databases.end()) {
     co_await send_error("FATAL", sqlstate::kUnknownDatabase,
@@ -90,6 +112,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   }
   database_ = &db->second;
   pool_ = &proxy_.pool_for(*database_, state.user);
+  pool_->client_joined();
   session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {

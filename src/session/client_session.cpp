@@ -2,6 +2,7 @@
 // ends.
 #include "session/client_session.hpp"
 
+#include "admin/console.hpp"
 #include "log.hpp"
 #include "net/message_io.hpp"
 #include "pgmux/protocol/builders.hpp"
@@ -27,12 +28,17 @@ ClientSession::ClientSession(Proxy& proxy, tcp::socket socket) : proxy_(proxy), 
 
 ClientSession::~ClientSession() {
   if (client_key_) proxy_.cancels().remove(client_key_);
+  if (pool_) pool_->client_left();
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 
 asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
   auto session = std::make_unique<ClientSession>(proxy, std::move(socket));
   if (!co_await session->login_in_time()) co_return;
+  if (session->admin_) {
+    co_await admin::Console(proxy, session->socket_).run();
+    co_return;
+  }
   const config::PoolConfig& settings = proxy.config().pool;
   session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
                           RelaySettings{settings.max_packet_size, !session->session_mode_,

@@ -16,6 +16,9 @@
 
 namespace pgmux::session {
 
+// The database name that reaches the admin console instead of a server.
+inline constexpr std::string_view kAdminDatabase = "pgmux";
+
 class ClientSession : private RelayOwner {
  public:
   ClientSession(Proxy& proxy, tcp::socket socket);
@@ -60,6 +63,7 @@ class ClientSession : private RelayOwner {
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;
+  bool admin_ = false;  // logged in to the admin console rather than a database
   CancelTarget cancel_target_;
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
   protocol::ParamSet params_;     // the client's session settings, re-applied on every backend it borrows

@@ -45,6 +45,13 @@ pool::Pool& Proxy::pool_for(const config::DatabaseConfig& database, const std::s
   return *slot;
 }
 
+std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> Proxy::pools() {
+  std::lock_guard lock(pools_mutex_);
+  std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> out;
+  for (auto& [key, pool] : pools_) out.emplace_back(key, pool.get());
+  return out;
+}
+
 void Proxy::sweep_pools() {
   auto now = pool::Clock::now();
   std::lock_guard lock(pools_mutex_);

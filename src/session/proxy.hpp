@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
@@ -27,6 +28,8 @@ class Proxy {
   // The pool for a client of `database` logged in as `user`; created on first use.
   pool::Pool& pool_for(const config::DatabaseConfig& database, const std::string& user);
   void sweep_pools();
+  // (database, user) and pool, for the admin console.
+  std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> pools();
 
   CancelRegistry& cancels() { return cancels_; }
   std::atomic<int>& client_count() { return client_count_; }

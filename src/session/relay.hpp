@@ -124,7 +124,7 @@ class Relay {
   bool backend_saw_ready_ = false;           // a ReadyForQuery went by in the bytes now being forwarded
   bool client_stop_ = false;     // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;  // a wait on the client is armed
-  int hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
+  int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
 
   bool backend_stream_intact_ = false;

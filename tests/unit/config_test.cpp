@@ -472,3 +472,15 @@ TEST_CASE("load_config_file reads a file and reports one it cannot read", "[conf
     CHECK_THAT(e.what(), StartsWith("config: cannot read "));
   }
 }
+
+TEST_CASE("admin_users must be configured users", "[config]") {
+  const std::string base = "databases:\n  app: {}\nusers:\n  - name: app\n    password: secret\n";
+  auto config = pgmux::config::parse_config(base + "admin_users: [app]\n");
+  REQUIRE(config.admin_users == std::vector<std::string>{"app"});
+  try {
+    pgmux::config::parse_config(base + "admin_users: [root]\n");
+    FAIL("expected an error");
+  } catch (const pgmux::config::ConfigError& e) {
+    CHECK(std::string(e.what()).starts_with("admin_users[0]: \"root\" is not listed in users"));
+  }
+}

@@ -61,6 +61,7 @@ struct Config {
   PoolConfig pool;
   std::map<std::string, DatabaseConfig> databases;
   std::vector<UserConfig> users;
+  std::vector<std::string> admin_users;  // may use the admin console (database "pgmux"); must be in users
   AuthType auth_type = AuthType::scram_sha_256;
   int workers = 0;                 // 0 = one per core
   std::string log_level = "info";  // debug | info | warning | error

@@ -43,6 +43,11 @@ void append_cancel_request(std::string& out, std::uint32_t pid, std::uint32_t ke
 void append_negotiate_protocol_version(std::string& out, std::uint32_t minor,
                                        const std::vector<std::string>& unrecognised);
 
+// A result set of text columns, as the admin console answers: RowDescription, DataRows, CommandComplete.
+void append_row_description(std::string& out, const std::vector<std::string>& columns);
+void append_data_row(std::string& out, const std::vector<std::string>& values);
+void append_command_complete(std::string& out, std::string_view tag);
+
 // A ParameterStatus body: name\0value\0. False if malformed.
 bool parse_parameter_status(std::string_view body, std::string_view& name, std::string_view& value);
 

@@ -1,0 +1,152 @@
+// The admin console: the special database "pgmux", answering SHOW commands as ordinary result sets.
+#include "admin/console.hpp"
+
+#include <cctype>
+
+#include "net/message_io.hpp"
+#include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/wire.hpp"
+
+namespace pgmux::admin {
+
+using namespace protocol;
+
+namespace {
+
+const char* mode_name(config::PoolMode mode) {
+  return mode == config::PoolMode::session ? "session" : "transaction";
+}
+
+std::string millis(config::Duration d) {
+  return std::to_string(d.count()) + "ms";
+}
+
+}  // namespace
+
+std::string normalize_command(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == ';') break;
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+asio::awaitable<void> Console::run() {
+  std::string body;
+  for (;;) {
+    char type;
+    if (co_await net::read_message(socket_, type, body, 1 << 20)) co_return;
+    std::string out;
+    switch (type) {
+      case 'X':
+        co_return;
+      case 'Q':
+        out = answer(std::string_view(body.data(),
+                                      body.find('\0') == std::string::npos ? body.size() : body.find('\0')));
+        append_ready_for_query(out, 'I');
+        break;
+      case 'S':
+        append_ready_for_query(out, 'I');
+        break;
+      default:
+        // Extended query: one error, then the client's Sync gets its ReadyForQuery.
+        append_error(out, "ERROR", sqlstate::kFeatureNotSupported,
+                     "the admin console speaks the simple query protocol only");
+        break;
+    }
+    if (co_await net::write_all(socket_, out)) co_return;
+  }
+}
+
+std::string Console::answer(std::string_view command_text) {
+  std::string command = normalize_command(command_text);
+  std::string out;
+  if (command == "SHOW POOLS") {
+    show_pools(out);
+  } else if (command == "SHOW DATABASES") {
+    show_databases(out);
+  } else if (command == "SHOW CONFIG") {
+    show_config(out);
+  } else if (command == "SHOW VERSION") {
+    append_row_description(out, {"version"});
+    append_data_row(out, {"pgmux " PGMUX_VERSION});
+    append_command_complete(out, "SHOW");
+  } else if (command == "SHOW HELP" || command == "SHOW") {
+    append_row_description(out, {"command"});
+    for (const char* c : {"SHOW POOLS", "SHOW DATABASES", "SHOW CONFIG", "SHOW VERSION", "SHOW HELP"})
+      append_data_row(out, {c});
+    append_command_complete(out, "SHOW");
+  } else if (command.empty()) {
+    MessageBuilder(out, 'I');  // EmptyQueryResponse
+  } else {
+    append_error(out, "ERROR", "42601", "invalid admin command \"" + command + "\" (try SHOW HELP)");
+  }
+  return out;
+}
+
+void Console::show_pools(std::string& out) {
+  // PgBouncer's column names; the counts pgmux does not keep yet are 0.
+  append_row_description(out, {"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle",
+                               "sv_used", "sv_login", "maxwait", "maxwait_us", "pool_mode"});
+  auto pools = proxy_.pools();
+  for (const auto& [key, pool] : pools) {
+    pool::PoolCounts c = pool->counts();
+    append_data_row(
+        out, {key.first, key.second, std::to_string(c.clients - c.waiting), std::to_string(c.waiting),
+              std::to_string(c.active), std::to_string(c.idle), "0", std::to_string(c.connecting), "0", "0",
+              mode_name(proxy_.config().pool_mode_for(pool->database()))});
+  }
+  append_command_complete(out, "SHOW");
+}
+
+void Console::show_databases(std::string& out) {
+  append_row_description(out, {"name", "host", "port", "database", "force_user", "pool_size", "pool_mode",
+                               "current_connections"});
+  const config::Config& config = proxy_.config();
+  auto pools = proxy_.pools();
+  for (const auto& [name, db] : config.databases) {
+    int connections = 0;
+    for (const auto& [key, pool] : pools) {
+      if (key.first != name) continue;
+      pool::PoolCounts c = pool->counts();
+      connections += c.idle + c.active + c.connecting;
+    }
+    append_data_row(out, {name, db.host, std::to_string(db.port), db.dbname, db.user.value_or(""),
+                          std::to_string(config.pool_size_for(db)), mode_name(config.pool_mode_for(db)),
+                          std::to_string(connections)});
+  }
+  append_command_complete(out, "SHOW");
+}
+
+void Console::show_config(std::string& out) {
+  const config::Config& c = proxy_.config();
+  append_row_description(out, {"key", "value"});
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"listen.postgres", c.listen.postgres.host + ":" + std::to_string(c.listen.postgres.port)},
+      {"workers", std::to_string(c.workers)},
+      {"log_level", c.log_level},
+      {"pool.mode", mode_name(c.pool.mode)},
+      {"pool.default_pool_size", std::to_string(c.pool.default_pool_size)},
+      {"pool.max_client_conn", std::to_string(c.pool.max_client_conn)},
+      {"pool.query_wait_timeout", millis(c.pool.query_wait_timeout)},
+      {"pool.server_idle_timeout", millis(c.pool.server_idle_timeout)},
+      {"pool.server_lifetime", millis(c.pool.server_lifetime)},
+      {"pool.server_connect_timeout", millis(c.pool.server_connect_timeout)},
+      {"pool.client_login_timeout", millis(c.pool.client_login_timeout)},
+      {"pool.client_idle_timeout", millis(c.pool.client_idle_timeout)},
+      {"pool.server_reset_query", c.pool.server_reset_query},
+      {"pool.max_packet_size", std::to_string(c.pool.max_packet_size)},
+  };
+  for (const auto& [key, value] : rows) append_data_row(out, {key, value});
+  append_command_complete(out, "SHOW");
+}
+
+}  // namespace pgmux::admin
