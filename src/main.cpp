@@ -9,6 +9,7 @@
 #include "net/asio.hpp"
 #include "net/listener.hpp"
 #include "pgmux/config/config.hpp"
+#include "pool/traffic.hpp"
 #include "session/client_session.hpp"
 #include "session/proxy.hpp"
 
@@ -26,7 +27,7 @@ int run(const config::Config& cfg) {
   log::Level level;
   if (log::parse_level(cfg.log_level, level)) log::set_level(level);
   session::Proxy proxy(cfg);
-  int workers = cfg.workers > 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  const int workers = proxy.workers();
 
   // One io_context per worker: a session, its lease and its timers stay on one thread.
   std::vector<std::unique_ptr<asio::io_context>> contexts;
@@ -67,7 +68,12 @@ int run(const config::Config& cfg) {
   log::info("pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":",
             cfg.listen.postgres.port, " with ", workers, " workers, ", cfg.databases.size(), " database(s)");
   std::vector<std::thread> threads;
-  for (int i = 1; i < workers; ++i) threads.emplace_back([&io = *contexts[i]] { io.run(); });
+  for (int i = 1; i < workers; ++i) {
+    threads.emplace_back([&io = *contexts[i], i] {
+      pool::set_current_worker(i);
+      io.run();
+    });
+  }
   contexts[0]->run();
   for (auto& io : contexts) io->stop();
   for (auto& t : threads) t.join();

@@ -2,6 +2,7 @@
 #include "admin/console.hpp"
 
 #include <cctype>
+#include <map>
 
 #include "net/message_io.hpp"
 #include "pgmux/protocol/builders.hpp"
@@ -71,6 +72,8 @@ std::string Console::answer(std::string_view command_text) {
   std::string out;
   if (command == "SHOW POOLS") {
     show_pools(out);
+  } else if (command == "SHOW STATS") {
+    show_stats(out);
   } else if (command == "SHOW DATABASES") {
     show_databases(out);
   } else if (command == "SHOW CONFIG") {
@@ -81,7 +84,8 @@ std::string Console::answer(std::string_view command_text) {
     append_command_complete(out, "SHOW");
   } else if (command == "SHOW HELP" || command == "SHOW") {
     append_row_description(out, {"command"});
-    for (const char* c : {"SHOW POOLS", "SHOW DATABASES", "SHOW CONFIG", "SHOW VERSION", "SHOW HELP"})
+    for (const char* c :
+         {"SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW VERSION", "SHOW HELP"})
       append_data_row(out, {c});
     append_command_complete(out, "SHOW");
   } else if (command.empty()) {
@@ -103,6 +107,35 @@ void Console::show_pools(std::string& out) {
         out, {key.first, key.second, std::to_string(c.clients - c.waiting), std::to_string(c.waiting),
               std::to_string(c.active), std::to_string(c.idle), "0", std::to_string(c.connecting), "0", "0",
               mode_name(proxy_.config().pool_mode_for(pool->database()))});
+  }
+  append_command_complete(out, "SHOW");
+}
+
+void Console::show_stats(std::string& out) {
+  // PgBouncer's names; times in microseconds. Transaction time is the time a backend was lent (transaction
+  // mode).
+  append_row_description(out,
+                         {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
+                          "total_xact_time", "total_wait_time", "avg_xact_time", "avg_wait_time"});
+  std::map<std::string, pool::TrafficTotals> by_database;
+  for (const auto& [key, pool] : proxy_.pools()) {
+    pool::TrafficTotals t = pool->traffic().totals();
+    pool::TrafficTotals& sum = by_database[key.first];
+    sum.transactions += t.transactions;
+    sum.queries += t.queries;
+    sum.bytes_received += t.bytes_received;
+    sum.bytes_sent += t.bytes_sent;
+    sum.transaction_us += t.transaction_us;
+    sum.wait_us += t.wait_us;
+  }
+  for (const auto& [database, t] : by_database) {
+    auto average = [](std::uint64_t total, std::uint64_t count) {
+      return std::to_string(count ? total / count : 0);
+    };
+    append_data_row(out, {database, std::to_string(t.transactions), std::to_string(t.queries),
+                          std::to_string(t.bytes_received), std::to_string(t.bytes_sent),
+                          std::to_string(t.transaction_us), std::to_string(t.wait_us),
+                          average(t.transaction_us, t.transactions), average(t.wait_us, t.transactions)});
   }
   append_command_complete(out, "SHOW");
 }

@@ -20,6 +20,7 @@ class Console {
 
  private:
   void show_pools(std::string& out);
+  void show_stats(std::string& out);
   void show_databases(std::string& out);
   void show_config(std::string& out);
 

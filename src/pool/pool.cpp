@@ -39,7 +39,10 @@ void BackendLease::close() {
 }
 
 Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings)
-    : database_(std::move(database)), settings_(settings), credentials_(std::move(credentials)) {}
+    : database_(std::move(database)),
+      settings_(settings),
+      credentials_(std::move(credentials)),
+      traffic_(settings.workers) {}
 
 Pool::~Pool() = default;
 

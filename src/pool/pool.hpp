@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pool/backend.hpp"
+#include "pool/traffic.hpp"
 
 namespace pgmux::pool {
 
@@ -37,6 +38,7 @@ class BackendLease {
 
 struct PoolSettings {
   int max_size = 20;
+  int workers = 1;
   config::Duration connect_timeout{15'000};
   config::Duration idle_timeout{600'000};
   config::Duration lifetime{3'600'000};
@@ -78,6 +80,8 @@ class Pool {
   void close_idle();
 
   PoolCounts counts() const;
+  TrafficCounters& traffic() { return traffic_; }
+  const TrafficCounters& traffic() const { return traffic_; }
   void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
   void client_left() { clients_.fetch_sub(1, std::memory_order_relaxed); }
   const config::DatabaseConfig& database() const { return database_; }
@@ -105,6 +109,7 @@ class Pool {
   Waiter* waiters_tail_ = nullptr;
   int waiting_ = 0;
   std::atomic<int> clients_{0};
+  TrafficCounters traffic_;
 };
 
 }  // namespace pgmux::pool

@@ -1,11 +1,17 @@
 // The running proxy's shared state: config, user secrets, pools by (database, user), cancel routing.
 #include "session/proxy.hpp"
 
+#include <thread>
+
 #include "pgmux/auth/crypto.hpp"
 
 namespace pgmux::session {
 
-Proxy::Proxy(config::Config config) : config_(std::move(config)), mock_secret_(auth::random_string(32)) {
+Proxy::Proxy(config::Config config)
+    : config_(std::move(config)),
+      workers_(config_.workers > 0 ? config_.workers
+                                   : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+      mock_secret_(auth::random_string(32)) {
   for (const auto& user : config_.users) {
     auto secret = auth::parse_user_secret(user.name, user.password);
     if (!secret) throw config::ConfigError("users." + user.name + ".password: malformed secret");
@@ -37,6 +43,7 @@ pool::Pool& Proxy::pool_for(const config::DatabaseConfig& database, const std::s
     }
     pool::PoolSettings settings;
     settings.max_size = config_.pool_size_for(database);
+    settings.workers = workers_;
     settings.connect_timeout = config_.pool.server_connect_timeout;
     settings.idle_timeout = config_.pool.server_idle_timeout;
     settings.lifetime = config_.pool.server_lifetime;

@@ -20,6 +20,8 @@ class Proxy {
   explicit Proxy(config::Config config);
 
   const config::Config& config() const { return config_; }
+  // Worker threads: `workers` from the config, or one per core.
+  int workers() const { return workers_; }
   // The parsed secret of a configured user, or null.
   const auth::UserSecret* user_secret(const std::string& user) const;
   // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
@@ -36,6 +38,7 @@ class Proxy {
 
  private:
   const config::Config config_;
+  const int workers_;
   std::map<std::string, auth::UserSecret> secrets_;
   std::string mock_secret_;
   std::mutex pools_mutex_;

@@ -17,11 +17,13 @@ namespace {
 // outlives the client in the pool).
 struct ClientMessages {
   TxTracker& tracker;
+  std::uint64_t queries = 0;  // Query and Execute messages, for the pool's statistics
   bool wants_body(char) const { return false; }
   ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
   ScanStep on_header(char type, std::uint32_t) {
     if (type == 'X') return ScanStep::kStop;
     tracker.on_client_message(type);
+    queries += type == 'Q' || type == 'E';
     return ScanStep::kForward;
   }
 };
@@ -37,6 +39,7 @@ struct BackendMessages {
   bool saw_ready = false;
   bool hidden_done = false;
   bool hidden_error = false;
+  std::uint64_t transactions = 0;
 
   bool wants_body(char type) const { return type == 'Z' || type == 'S'; }
   ScanStep on_message(char type, std::string_view body) {
@@ -51,11 +54,14 @@ struct BackendMessages {
       }
       return ScanStep::kForward;
     }
-    tracker.on_ready_for_query(body.empty() ? 'E' : body[0]);
-    if (hiding)
+    char status = body.empty() ? 'E' : body[0];
+    tracker.on_ready_for_query(status);
+    if (hiding) {
       hidden_done = true;
-    else
+    } else {
       saw_ready = true;
+      transactions += status == 'I';  // a transaction (block or single statement) has ended
+    }
     return ScanStep::kForward;
   }
   ScanStep on_header(char type, std::uint32_t) {
@@ -149,26 +155,29 @@ bool Relay::take_backend() {
   // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
   // not.
   ++pending_;
-  asio::co_spawn(client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
-                 [this](std::exception_ptr failure, pool::AcquireResult acquired) {
-                   --pending_;
-                   if (ended_) {
-                     if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
-                     return maybe_done();
-                   }
-                   if (failure || !acquired.lease) {
-                     error_sqlstate_ =
-                         failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
-                     error_message_ = failure ? "no server connection" : acquired.message;
-                     return finish(End::no_backend);
-                   }
-                   if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
-                 });
+  asio::co_spawn(
+      client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
+      [this, since = pool::Clock::now()](std::exception_ptr failure, pool::AcquireResult acquired) {
+        --pending_;
+        pool_.traffic().add_wait_time(
+            std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - since).count());
+        if (ended_) {
+          if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
+          return maybe_done();
+        }
+        if (failure || !acquired.lease) {
+          error_sqlstate_ = failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
+          error_message_ = failure ? "no server connection" : acquired.message;
+          return finish(End::no_backend);
+        }
+        if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
+      });
   return false;
 }
 
 bool Relay::adopt(pool::BackendLease lease) {
   lease_ = std::move(lease);
+  leased_at_ = pool::Clock::now();
   pool::move_to(*lease_, client_.get_executor());
   cancel_target_.set(lease_->pid, lease_->secret_key);
   backend_in_.emplace();
@@ -204,6 +213,9 @@ bool Relay::forward_client_bytes() {
     return false;
   }
   client_stop_ = scanned.stopped;
+  pool::TrafficCounters& traffic = pool_.traffic();
+  traffic.add_received(scanned.forward);
+  if (messages.queries) traffic.add_queries(messages.queries);
   if (scanned.forward > 0 && !write_to_backend(scanned.forward)) return false;
   if (client_stop_) {
     finish(End::client_gone);
@@ -303,6 +315,9 @@ bool Relay::process_backend_bytes() {
     return false;
   }
   backend_saw_ready_ = messages.saw_ready;
+  pool::TrafficCounters& traffic = pool_.traffic();
+  traffic.add_sent(scanned.forward);
+  if (messages.transactions) traffic.add_transactions(messages.transactions);
   if (scanned.forward > 0 && !write_to_client(scanned.forward)) return false;
   return !maybe_release();
 }
@@ -335,10 +350,13 @@ bool Relay::maybe_release() {
   bool at_rest = backend_in_->empty() && backend_scanner_.at_boundary();
   if (!backend_saw_ready_ || !settings_.release_at_idle || !state_.releasable() || !at_rest) return false;
   cancel_target_.clear();
+  auto now = pool::Clock::now();
+  pool_.traffic().add_transaction_time(
+      std::chrono::duration_cast<std::chrono::microseconds>(now - leased_at_).count());
   lease_.release_clean();
   backend_in_.reset();
   if (client_in_ && client_in_->empty()) client_in_.reset();
-  last_client_activity_ = pool::Clock::now();
+  last_client_activity_ = now;
   return true;
 }
 

@@ -116,6 +116,7 @@ class Relay {
   std::unique_ptr<asio::steady_timer> idle_timer_;  // only with client_idle_timeout
 
   pool::BackendLease lease_;
+  pool::Clock::time_point leased_at_;  // for the pool's transaction time
   protocol::RelayState state_;
   protocol::MessageScanner client_scanner_;
   protocol::MessageScanner backend_scanner_;

@@ -90,3 +90,29 @@ TEST_CASE("a user not in admin_users cannot reach the admin console", "[admin]")
   Connection wrong(mux.conninfo("app", "wrong", "pgmux"));
   CHECK_FALSE(wrong.ok());
 }
+
+TEST_CASE("SHOW STATS counts transactions, queries and bytes as they go through", "[admin]") {
+  Pgmux mux(TestPostgres::shared(), {.extra_yaml = "admin_users: [app]\n"});
+  Connection admin(mux.conninfo("app", "app-secret", "pgmux"));
+  Connection client(mux.conninfo());
+  REQUIRE(admin.ok());
+  REQUIRE(client.ok());
+  auto stat = [&](const std::string& column) {
+    Result r = admin.exec("SHOW STATS");
+    REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+    int c = PQfnumber(r.get(), column.c_str());
+    for (int row = 0; row < PQntuples(r.get()); ++row)
+      if (std::string(PQgetvalue(r.get(), row, 0)) == "app") return std::stoll(PQgetvalue(r.get(), row, c));
+    return 0LL;
+  };
+  client.value("SELECT 1");  // the pool exists from here on
+  long long xacts = stat("total_xact_count"), queries = stat("total_query_count"), sent = stat("total_sent");
+  for (int i = 0; i < 10; ++i) client.value("SELECT 1");
+  client.value("BEGIN");
+  client.value("SELECT 1");
+  client.value("COMMIT");
+  CHECK(stat("total_xact_count") - xacts == 11);  // 10 single statements and one block
+  CHECK(stat("total_query_count") - queries == 13);
+  CHECK(stat("total_sent") > sent);
+  CHECK(stat("total_received") > 0);
+}

@@ -1,0 +1,34 @@
+// Traffic counters per pool, one slot per worker thread: the hot path never shares a cache line or takes a
+// lock.
+#include "pool/traffic.hpp"
+
+namespace pgmux::pool {
+namespace {
+thread_local int t_worker = 0;
+}
+
+int current_worker() {
+  return t_worker;
+}
+void set_current_worker(int index) {
+  t_worker = index;
+}
+
+TrafficCounters::TrafficCounters(int workers)
+    : workers_(workers > 0 ? workers : 1), slots_(new Slot[workers_]) {}
+
+TrafficTotals TrafficCounters::totals() const {
+  TrafficTotals t;
+  for (int i = 0; i < workers_; ++i) {
+    const Slot& s = slots_[i];
+    t.transactions += s.transactions.load(std::memory_order_relaxed);
+    t.queries += s.queries.load(std::memory_order_relaxed);
+    t.bytes_received += s.bytes_received.load(std::memory_order_relaxed);
+    t.bytes_sent += s.bytes_sent.load(std::memory_order_relaxed);
+    t.transaction_us += s.transaction_us.load(std::memory_order_relaxed);
+    t.wait_us += s.wait_us.load(std::memory_order_relaxed);
+  }
+  return t;
+}
+
+}  // namespace pgmux::pool
