@@ -113,6 +113,8 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   database_ = &db->second;
   pool_ = &proxy_.pool_for(*database_, state.user);
   pool_->client_joined();
+  user_ = state.user;
+  log::info("login: user=", user_, " database=", database_->name, " from ", peer_);
   session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {
@@ -129,7 +131,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   const config::Config& config = proxy_.config();
   const auth::UserSecret* secret = proxy_.user_secret(user);
   auto fail = [&]() -> asio::awaitable<bool> {
-    log::info("login failed for user \"", user, "\"");
+    log::info("login failed: user=", user, " from ", peer_, ": wrong password or unknown user");
     co_await send_error("FATAL", sqlstate::kInvalidPassword,
                         "password authentication failed for user \"" + user + "\"");
     co_return false;

@@ -22,13 +22,22 @@ void log_session_failure(std::exception_ptr failure) {
   }
 }
 
-ClientSession::ClientSession(Proxy& proxy, tcp::socket socket) : proxy_(proxy), socket_(std::move(socket)) {
+ClientSession::ClientSession(Proxy& proxy, tcp::socket socket)
+    : proxy_(proxy), socket_(std::move(socket)), connected_at_(pool::Clock::now()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
+  error_code ec;
+  tcp::endpoint peer = socket_.remote_endpoint(ec);
+  if (!ec) peer_ = peer.address().to_string() + ":" + std::to_string(peer.port());
 }
 
 ClientSession::~ClientSession() {
   if (client_key_) proxy_.cancels().remove(client_key_);
-  if (pool_) pool_->client_left();
+  if (pool_) {
+    pool_->client_left();
+    auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
+    log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer_, " after ",
+              lasted.count(), " ms");
+  }
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 

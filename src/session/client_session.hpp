@@ -60,6 +60,9 @@ class ClientSession : private RelayOwner {
 
   Proxy& proxy_;
   tcp::socket socket_;
+  std::string peer_;  // address:port, for the log
+  std::string user_;
+  pool::Clock::time_point connected_at_;
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;
