@@ -45,6 +45,7 @@ verifier=$(as_pg psql -X -At -h "$dir" -p "$PGPORT" -U postgres -c "SELECT rolpa
 cat > "$dir/pgmux.yaml" <<CONF
 listen:
   postgres: "127.0.0.1:$PGMUX_PORT"
+  http: "127.0.0.1:${PGMUX_HTTP_PORT:-8080}"
 pool:
   mode: transaction
   default_pool_size: 10

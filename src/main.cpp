@@ -5,6 +5,8 @@
 #include <thread>
 #include <vector>
 
+#include "admin/metrics.hpp"
+#include "http/http_server.hpp"
 #include "log.hpp"
 #include "net/asio.hpp"
 #include "net/listener.hpp"
@@ -44,6 +46,16 @@ int run(const config::Config& cfg) {
                      session::log_session_failure);
     };
     asio::co_spawn(io, net::accept_loop(acceptors[i], on_client), asio::detached);
+  }
+
+  // HTTP (metrics, health) on the first worker: scrapes are rare and must not compete with the relay for a
+  // core.
+  admin::Metrics metrics(proxy);
+  std::optional<tcp::acceptor> http_acceptor;
+  if (cfg.listen.http) {
+    net::check_address_free(*contexts[0], *cfg.listen.http);
+    http_acceptor.emplace(net::open_listener(*contexts[0], *cfg.listen.http));
+    asio::co_spawn(*contexts[0], http::serve_http(*http_acceptor, proxy, metrics), asio::detached);
   }
 
   // The janitor closes idle backends past server_idle_timeout / server_lifetime, once a second.

@@ -293,8 +293,12 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
   for_each_entry(root, "", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "listen") {
       for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
-        if (k != "postgres") return false;
-        config.listen.postgres = endpoint(v, p, env);
+        if (k == "postgres")
+          config.listen.postgres = endpoint(v, p, env);
+        else if (k == "http")
+          config.listen.http = endpoint(v, p, env);
+        else
+          return false;
         return true;
       });
     } else if (key == "workers") {

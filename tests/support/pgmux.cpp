@@ -12,8 +12,10 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
   auto config = dir_.path() / "pgmux.yaml";
   {
     std::ofstream out(config);
-    out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n"
-        << "workers: 2\nlog_level: debug\nauth_type: " << options.auth_type << "\n"
+    if (options.http) http_port_ = free_port();
+    out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n";
+    if (http_port_) out << "  http: \"127.0.0.1:" << http_port_ << "\"\n";
+    out << "workers: 2\nlog_level: debug\nauth_type: " << options.auth_type << "\n"
         << "pool:\n  mode: " << options.pool_mode << "\n  default_pool_size: " << options.pool_size
         << "\n  max_client_conn: " << options.max_client_conn
         << "\n  query_wait_timeout: " << options.query_wait_timeout << "\n"
@@ -21,7 +23,7 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
         << "  app:\n    host: 127.0.0.1\n    port: " << postgres.port() << "\n"
         << "  forced:\n    host: 127.0.0.1\n    port: " << postgres.port()
         << "\n    dbname: app\n    user: app\n    password: app-secret\n"
-        << "users:\n"
+        << options.databases_yaml << "users:\n"
         << "  - name: app\n    password: \"" << postgres.stored_secret("app") << "\"\n"
         << "  - name: md5user\n    password: \"" << postgres.stored_secret("md5user") << "\"\n"
         << "  - name: plainuser\n    password: plain-secret\n"

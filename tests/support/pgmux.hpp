@@ -14,8 +14,10 @@ struct PgmuxOptions {
   int max_client_conn = 1000;
   std::string auth_type = "scram-sha-256";
   std::string query_wait_timeout = "30s";
-  std::string pool_yaml;   // appended inside the pool: section, e.g. "  server_lifetime: 1s\n"
-  std::string extra_yaml;  // appended verbatim at the top level
+  std::string pool_yaml;       // appended inside the pool: section, e.g. "  server_lifetime: 1s\n"
+  std::string databases_yaml;  // more entries inside databases:, e.g. "  other:\n    port: 1\n"
+  std::string extra_yaml;      // appended verbatim at the top level
+  bool http = false;           // also listen.http on a free port
 };
 
 // Users configured: app (Postgres's own SCRAM verifier: pass-through login), md5user (its md5 hash),
@@ -26,6 +28,7 @@ class Pgmux {
   ~Pgmux();
 
   int port() const { return port_; }
+  int http_port() const { return http_port_; }
   std::string conninfo(const std::string& user = "app", const std::string& password = "app-secret",
                        const std::string& dbname = "app") const;
   std::string log() const;
@@ -34,6 +37,7 @@ class Pgmux {
  private:
   TempDir dir_;
   int port_;
+  int http_port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
 

@@ -24,6 +24,7 @@ struct Endpoint {
 
 struct ListenConfig {
   Endpoint postgres{"127.0.0.1", 6432};  // listen.postgres: "host:port" or "[v6]:port"
+  std::optional<Endpoint> http;          // listen.http: /metrics, /healthz, /readyz; off when absent
 };
 
 struct PoolConfig {

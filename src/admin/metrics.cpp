@@ -1,0 +1,141 @@
+// The Prometheus view of the running proxy, read from the pools' own counters when scraped.
+#include "admin/metrics.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
+
+namespace pgmux::admin {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+
+Metrics::Metrics(session::Proxy& proxy)
+    : proxy_(proxy),
+      clients_(BuildGauge()
+                   .Name("pgmux_clients_connected")
+                   .Help("Client connections, by protocol")
+                   .Register(registry_)),
+      pool_clients_(BuildGauge()
+                        .Name("pgmux_pool_clients")
+                        .Help("Clients logged in to a pool (database, user)")
+                        .Register(registry_)),
+      pool_waiting_(BuildGauge()
+                        .Name("pgmux_pool_clients_waiting")
+                        .Help("Clients waiting for a backend connection")
+                        .Register(registry_)),
+      backends_(BuildGauge()
+                    .Name("pgmux_pool_backends")
+                    .Help("Backend connections, by state (idle, active, connecting)")
+                    .Register(registry_)),
+      transactions_(BuildCounter()
+                        .Name("pgmux_transactions_total")
+                        .Help("Transactions (blocks or single statements) completed through pgmux")
+                        .Register(registry_)),
+      queries_(BuildCounter()
+                   .Name("pgmux_queries_total")
+                   .Help("Query and Execute messages forwarded")
+                   .Register(registry_)),
+      bytes_received_(BuildCounter()
+                          .Name("pgmux_client_bytes_received_total")
+                          .Help("Bytes received from clients and forwarded")
+                          .Register(registry_)),
+      bytes_sent_(BuildCounter()
+                      .Name("pgmux_client_bytes_sent_total")
+                      .Help("Bytes sent to clients from backends")
+                      .Register(registry_)),
+      transaction_seconds_(BuildCounter()
+                               .Name("pgmux_backend_lent_seconds_total")
+                               .Help("Time backends spent lent to clients (transaction mode)")
+                               .Register(registry_)),
+      wait_seconds_(BuildCounter()
+                        .Name("pgmux_pool_wait_seconds_total")
+                        .Help("Time clients spent waiting for a backend")
+                        .Register(registry_)),
+      resident_bytes_(BuildGauge()
+                          .Name("pgmux_process_resident_memory_bytes")
+                          .Help("Resident set size")
+                          .Register(registry_)
+                          .Add({})),
+      open_fds_(BuildGauge()
+                    .Name("pgmux_process_open_fds")
+                    .Help("Open file descriptors")
+                    .Register(registry_)
+                    .Add({})),
+      cpu_seconds_(BuildGauge()
+                       .Name("pgmux_process_cpu_seconds")
+                       .Help("User and system CPU time used")
+                       .Register(registry_)
+                       .Add({})) {
+  BuildGauge()
+      .Name("pgmux_build_info")
+      .Help("Always 1; the version is a label")
+      .Register(registry_)
+      .Add({{"version", PGMUX_VERSION}})
+      .Set(1);
+}
+
+std::string Metrics::scrape() {
+  std::lock_guard lock(mutex_);
+  update_pools();
+  update_process();
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_.Collect());
+  return out.str();
+}
+
+void Metrics::update_pools() {
+  clients_.Add({{"protocol", "postgres"}}).Set(proxy_.client_count().load(std::memory_order_relaxed));
+  for (const auto& [key, pool] : proxy_.pools()) {
+    const prometheus::Labels labels{{"database", key.first}, {"user", key.second}};
+    pool::PoolCounts c = pool->counts();
+    pool_clients_.Add(labels).Set(c.clients);
+    pool_waiting_.Add(labels).Set(c.waiting);
+    auto with_state = [&](const char* state) {
+      prometheus::Labels l = labels;
+      l["state"] = state;
+      return l;
+    };
+    backends_.Add(with_state("idle")).Set(c.idle);
+    backends_.Add(with_state("active")).Set(c.active);
+    backends_.Add(with_state("connecting")).Set(c.connecting);
+
+    pool::TrafficTotals now = pool->traffic().totals();
+    pool::TrafficTotals& before = last_[key];
+    transactions_.Add(labels).Increment(static_cast<double>(now.transactions - before.transactions));
+    queries_.Add(labels).Increment(static_cast<double>(now.queries - before.queries));
+    bytes_received_.Add(labels).Increment(static_cast<double>(now.bytes_received - before.bytes_received));
+    bytes_sent_.Add(labels).Increment(static_cast<double>(now.bytes_sent - before.bytes_sent));
+    transaction_seconds_.Add(labels).Increment((now.transaction_us - before.transaction_us) / 1e6);
+    wait_seconds_.Add(labels).Increment((now.wait_us - before.wait_us) / 1e6);
+    before = now;
+  }
+}
+
+void Metrics::update_process() {
+  std::ifstream statm("/proc/self/statm");
+  long pages_total = 0, pages_resident = 0;
+  if (statm >> pages_total >> pages_resident)
+    resident_bytes_.Set(static_cast<double>(pages_resident) * sysconf(_SC_PAGESIZE));
+  int fds = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (readdir(dir)) ++fds;
+    closedir(dir);
+    fds -= 3;  // ".", ".." and the directory's own descriptor
+  }
+  open_fds_.Set(fds);
+  std::ifstream stat("/proc/self/stat");
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 1; i <= 15 && stat >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  cpu_seconds_.Set(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace pgmux::admin

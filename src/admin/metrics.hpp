@@ -1,0 +1,49 @@
+// The Prometheus view of the running proxy, read from the pools' own counters when scraped.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "pool/traffic.hpp"
+#include "session/proxy.hpp"
+
+namespace pgmux::admin {
+
+// Nothing here is touched on the hot path: relays count into per-worker slots, and a scrape sums them.
+// Counters advance by the difference since the previous scrape, so they stay monotonic as Prometheus expects.
+class Metrics {
+ public:
+  explicit Metrics(session::Proxy& proxy);
+  std::string scrape();  // Prometheus text format
+
+ private:
+  void update_pools();
+  void update_process();
+
+  session::Proxy& proxy_;
+  std::mutex mutex_;
+  prometheus::Registry registry_;
+  prometheus::Family<prometheus::Gauge>& clients_;
+  prometheus::Family<prometheus::Gauge>& pool_clients_;
+  prometheus::Family<prometheus::Gauge>& pool_waiting_;
+  prometheus::Family<prometheus::Gauge>& backends_;
+  prometheus::Family<prometheus::Counter>& transactions_;
+  prometheus::Family<prometheus::Counter>& queries_;
+  prometheus::Family<prometheus::Counter>& bytes_received_;
+  prometheus::Family<prometheus::Counter>& bytes_sent_;
+  prometheus::Family<prometheus::Counter>& transaction_seconds_;
+  prometheus::Family<prometheus::Counter>& wait_seconds_;
+  prometheus::Gauge& resident_bytes_;
+  prometheus::Gauge& open_fds_;
+  prometheus::Gauge& cpu_seconds_;
+  std::map<std::pair<std::string, std::string>, pool::TrafficTotals> last_;
+};
+
+}  // namespace pgmux::admin
