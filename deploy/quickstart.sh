@@ -6,15 +6,15 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
 "$top/deploy/build.sh"
 
-PGPORT=${PGPORT:-5433} PGMUX_PORT=${PGMUX_PORT:-6432}
+PGPORT=${PGPORT:-5433} PGMUX_PORT=${PGMUX_PORT:-6432} PGMUX_HTTP_PORT=${PGMUX_HTTP_PORT:-8080}
 bin=/usr/lib/postgresql/15/bin
 dir=$(mktemp -d /tmp/pgmux-quickstart-XXXXXX)
 # PostgreSQL refuses to run as root: run it as Debian's postgres user then.
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-for port in "$PGPORT" "$PGMUX_PORT"; do
+for port in "$PGPORT" "$PGMUX_PORT" "$PGMUX_HTTP_PORT"; do
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use; choose others with PGPORT=... PGMUX_PORT=... $0" >&2
+    echo "port $port is in use; choose others with PGPORT=... PGMUX_PORT=... PGMUX_HTTP_PORT=... $0" >&2
     exit 1
   fi
 done
@@ -45,7 +45,7 @@ verifier=$(as_pg psql -X -At -h "$dir" -p "$PGPORT" -U postgres -c "SELECT rolpa
 cat > "$dir/pgmux.yaml" <<CONF
 listen:
   postgres: "127.0.0.1:$PGMUX_PORT"
-  http: "127.0.0.1:${PGMUX_HTTP_PORT:-8080}"
+  http: "127.0.0.1:$PGMUX_HTTP_PORT"
 pool:
   mode: transaction
   default_pool_size: 10
@@ -74,6 +74,8 @@ Its config: $dir/pgmux.yaml
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -i app
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 32 -T 10 -S app
   psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/pgmux" -c "SHOW POOLS"     # the admin console
+  curl http://127.0.0.1:$PGMUX_HTTP_PORT/metrics
+  curl http://127.0.0.1:$PGMUX_HTTP_PORT/readyz
 
 Ctrl-C stops pgmux and PostgreSQL and deletes the throwaway database.
 MSG
