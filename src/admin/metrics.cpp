@@ -14,6 +14,31 @@ namespace pgmux::admin {
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& bucket_bounds() {
+  static const prometheus::Histogram::BucketBoundaries bounds = [] {
+    prometheus::Histogram::BucketBoundaries b;
+    for (std::uint64_t us : pool::kLatencyBucketsUs) b.push_back(us / 1e6);
+    return b;
+  }();
+  return bounds;
+}
+
+// Adds what the workers counted since the last scrape.
+void observe(prometheus::Histogram& histogram, const pool::LatencyBuckets& now,
+             const pool::LatencyBuckets& before, std::uint64_t added_us) {
+  std::vector<double> increments(now.size());
+  bool any = false;
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    increments[i] = static_cast<double>(now[i] - before[i]);
+    any = any || increments[i] > 0;
+  }
+  if (any) histogram.ObserveMultiple(increments, added_us / 1e6);
+}
+
+}  // namespace
+
 Metrics::Metrics(session::Proxy& proxy)
     : proxy_(proxy),
       clients_(BuildGauge()
@@ -48,13 +73,13 @@ Metrics::Metrics(session::Proxy& proxy)
                       .Name("pgmux_client_bytes_sent_total")
                       .Help("Bytes sent to clients from backends")
                       .Register(registry_)),
-      transaction_seconds_(BuildCounter()
-                               .Name("pgmux_backend_lent_seconds_total")
-                               .Help("Time backends spent lent to clients (transaction mode)")
-                               .Register(registry_)),
-      wait_seconds_(BuildCounter()
-                        .Name("pgmux_pool_wait_seconds_total")
-                        .Help("Time clients spent waiting for a backend")
+      lent_seconds_(prometheus::BuildHistogram()
+                        .Name("pgmux_transaction_duration_seconds")
+                        .Help("How long a backend was lent for one transaction (transaction mode)")
+                        .Register(registry_)),
+      wait_seconds_(prometheus::BuildHistogram()
+                        .Name("pgmux_pool_wait_seconds")
+                        .Help("How long clients waited for a backend when none was idle")
                         .Register(registry_)),
       resident_bytes_(BuildGauge()
                           .Name("pgmux_process_resident_memory_bytes")
@@ -110,8 +135,10 @@ void Metrics::update_pools() {
     queries_.Add(labels).Increment(static_cast<double>(now.queries - before.queries));
     bytes_received_.Add(labels).Increment(static_cast<double>(now.bytes_received - before.bytes_received));
     bytes_sent_.Add(labels).Increment(static_cast<double>(now.bytes_sent - before.bytes_sent));
-    transaction_seconds_.Add(labels).Increment((now.transaction_us - before.transaction_us) / 1e6);
-    wait_seconds_.Add(labels).Increment((now.wait_us - before.wait_us) / 1e6);
+    observe(lent_seconds_.Add(labels, bucket_bounds()), now.lent, before.lent,
+            now.transaction_us - before.transaction_us);
+    observe(wait_seconds_.Add(labels, bucket_bounds()), now.waited, before.waited,
+            now.wait_us - before.wait_us);
     before = now;
   }
 }

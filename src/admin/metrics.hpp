@@ -9,6 +9,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include "pool/traffic.hpp"
@@ -38,8 +39,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& queries_;
   prometheus::Family<prometheus::Counter>& bytes_received_;
   prometheus::Family<prometheus::Counter>& bytes_sent_;
-  prometheus::Family<prometheus::Counter>& transaction_seconds_;
-  prometheus::Family<prometheus::Counter>& wait_seconds_;
+  prometheus::Family<prometheus::Histogram>& lent_seconds_;
+  prometheus::Family<prometheus::Histogram>& wait_seconds_;
   prometheus::Gauge& resident_bytes_;
   prometheus::Gauge& open_fds_;
   prometheus::Gauge& cpu_seconds_;

@@ -1,7 +1,8 @@
-// Traffic counters per pool, one slot per worker thread: the hot path never shares a cache line or takes a
-// lock.
+// Traffic counters and latency histograms per pool, one slot per worker thread: the hot path never shares a
+// cache line or takes a lock.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -12,9 +13,16 @@ namespace pgmux::pool {
 int current_worker();
 void set_current_worker(int index);
 
+// Upper bounds of the latency histogram buckets, in microseconds (the last bucket, +Inf, is implicit).
+inline constexpr std::array<std::uint64_t, 16> kLatencyBucketsUs = {
+    100,    250,     500,     1'000,   2'500,     5'000,     10'000,    25'000,
+    50'000, 100'000, 250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000};
+using LatencyBuckets = std::array<std::uint64_t, kLatencyBucketsUs.size() + 1>;  // counts, not cumulative
+
 struct TrafficTotals {
   std::uint64_t transactions = 0, queries = 0, bytes_received = 0, bytes_sent = 0, transaction_us = 0,
                 wait_us = 0;
+  LatencyBuckets lent{}, waited{};  // how long backends were lent, how long clients waited for one
 };
 
 class TrafficCounters {
@@ -26,8 +34,16 @@ class TrafficCounters {
   void add_queries(std::uint64_t n) { bump(slot().queries, n); }
   void add_received(std::uint64_t n) { bump(slot().bytes_received, n); }
   void add_sent(std::uint64_t n) { bump(slot().bytes_sent, n); }
-  void add_transaction_time(std::uint64_t us) { bump(slot().transaction_us, us); }
-  void add_wait_time(std::uint64_t us) { bump(slot().wait_us, us); }
+  void add_transaction_time(std::uint64_t us) {
+    Slot& s = slot();
+    bump(s.transaction_us, us);
+    bump(s.lent[bucket_of(us)], 1);
+  }
+  void add_wait_time(std::uint64_t us) {
+    Slot& s = slot();
+    bump(s.wait_us, us);
+    bump(s.waited[bucket_of(us)], 1);
+  }
 
   TrafficTotals totals() const;  // summed over the workers, for the admin console and metrics
 
@@ -35,7 +51,13 @@ class TrafficCounters {
   struct alignas(64) Slot {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_received{0}, bytes_sent{0},
         transaction_us{0}, wait_us{0};
+    std::array<std::atomic<std::uint64_t>, kLatencyBucketsUs.size() + 1> lent{}, waited{};
   };
+  static std::size_t bucket_of(std::uint64_t us) {
+    std::size_t i = 0;
+    while (i < kLatencyBucketsUs.size() && us > kLatencyBucketsUs[i]) ++i;
+    return i;
+  }
   static void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
     counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }

@@ -113,6 +113,11 @@ TEST_CASE("/metrics counts each transaction and shows a waiting client while the
   }
   page = http_get(mux.http_port(), "/metrics").body;
   CHECK(sample(page, "pgmux_pool_clients_waiting" + labels) == 0);
+  // The histograms saw every borrow, and b's wait.
+  CHECK(sample(page, "pgmux_transaction_duration_seconds_count" + labels) >= 27);
+  CHECK(sample(page, "pgmux_pool_wait_seconds_count" + labels) >= 1);
+  CHECK(sample(page, "pgmux_pool_wait_seconds_bucket{database=\"app\",user=\"app\",le=\"+Inf\"}") ==
+        sample(page, "pgmux_pool_wait_seconds_count" + labels));
   // Every sample line has the shape the text format requires.
   std::regex line(R"(^(#.*|[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.e+-]+(Inf|NaN)?)$)");
   std::istringstream lines(page);
