@@ -159,9 +159,11 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     }
     if (!ok) co_return co_await fail();
     state.password = std::string(password);
-  } else if (config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) {
-    // md5 needs the password or its md5 hash; a user with only a SCRAM verifier gets SCRAM (as PgBouncer
-    // does).
+  } else if ((config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) ||
+             (secret && secret->kind == Kind::md5)) {
+    // md5 needs the password or its md5 hash: a user with only a SCRAM verifier gets SCRAM (as PgBouncer
+    // does), and a user stored as an md5 hash gets md5 whatever auth_type says, as a hash cannot answer
+    // SCRAM.
     auth::Md5Salt salt;
     auth::random_bytes(salt);
     append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
@@ -169,15 +171,6 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
     std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
     if (!secret || !auth::md5_verify(user, *secret, salt, response)) co_return co_await fail();
-  } else if (secret && secret->kind == Kind::md5) {
-    // A stored md5 hash cannot answer SCRAM: the md5 exchange is the only one it can check.
-    auth::Md5Salt salt;
-    auth::random_bytes(salt);
-    append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
-    if (co_await net::write_all(socket_, out)) co_return false;
-    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
-    std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
-    if (!auth::md5_verify(user, *secret, salt, response)) co_return co_await fail();
   } else {
     // SCRAM-SHA-256. An unknown user goes through the same exchange and fails at the proof.
     std::optional<auth::ScramVerifier> verifier;

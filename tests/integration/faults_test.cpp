@@ -26,27 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Whether pgmux is still up, or how it ended (a crash shows as a signal): context for a failure.
-std::string pgmux_state(Pgmux& mux) {
-  if (port_accepts(mux.port())) return "pgmux is running";
-  int status = mux.stop(SIGTERM);
-  if (status == -1) return "pgmux does not accept connections and did not stop on SIGTERM";
-  if (WIFSIGNALED(status)) return "pgmux died of signal " + std::to_string(WTERMSIG(status));
-  return "pgmux exited with status " + std::to_string(WEXITSTATUS(status));
-}
-
-// The last `lines` lines of pgmux's log above debug level: evidence for a failure message.
-std::string log_tail(const Pgmux& mux, std::size_t lines = 40) {
-  std::istringstream in(mux.log());
-  std::vector<std::string> kept;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(" DEBUG ") == std::string::npos) kept.push_back(line);
-  std::string out = "pgmux log (last " + std::to_string(lines) + " non-debug lines):";
-  for (std::size_t i = kept.size() > lines ? kept.size() - lines : 0; i < kept.size(); ++i)
-    out += "\n" + kept[i];
-  return out;
-}
-
 std::string direct_conninfo(const TestPostgres& postgres = TestPostgres::shared()) {
   return postgres.conninfo("app", "app-secret");
 }
@@ -196,7 +175,7 @@ TEST_CASE("a client that vanishes mid-transaction has its backend rolled back an
   // Rolled back rather than closed: the same server process waits, idle, for the next client.
   bool rolled_back = wait_until(
       [&] { return direct.value("SELECT state FROM pg_stat_activity WHERE pid = " + pid) == "idle"; }, 10s);
-  INFO(log_tail(mux));
+  INFO(mux.log_tail());
   CHECK(rolled_back);
   CHECK(direct.value("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND state LIKE "
                      "'idle in transaction%'") == "0");
@@ -366,7 +345,7 @@ TEST_CASE("clients recover by themselves after Postgres restarts under them, see
       for (const auto& u : clients[i].unexpected) text += "\n  UNEXPECTED: " + u;
       text += "\n";
     }
-    return text + log_tail(mux);
+    return text + mux.log_tail();
   };
 
   bool warmed_up = wait_until(
@@ -407,7 +386,7 @@ TEST_CASE("clients recover by themselves after Postgres restarts under them, see
   for (auto& c : clients) errors += c.errors.size();
   INFO(report());
   // pgmux itself must have lived through it.
-  std::string state = pgmux_state(mux);
+  std::string state = mux.state();
   INFO(state);
   CHECK(state == "pgmux is running");
   CHECK(recovered);

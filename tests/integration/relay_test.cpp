@@ -26,27 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Whether pgmux is still up, or how it ended (a crash shows as a signal): context for a failure.
-std::string pgmux_state(Pgmux& mux) {
-  if (port_accepts(mux.port())) return "pgmux is running";
-  int status = mux.stop(SIGTERM);
-  if (status == -1) return "pgmux does not accept connections and did not stop on SIGTERM";
-  if (WIFSIGNALED(status)) return "pgmux died of signal " + std::to_string(WTERMSIG(status));
-  return "pgmux exited with status " + std::to_string(WEXITSTATUS(status));
-}
-
-// The last `lines` lines of pgmux's log above debug level: evidence for a failure message.
-std::string log_tail(const Pgmux& mux, std::size_t lines = 40) {
-  std::istringstream in(mux.log());
-  std::vector<std::string> kept;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(" DEBUG ") == std::string::npos) kept.push_back(line);
-  std::string out = "pgmux log (last " + std::to_string(lines) + " non-debug lines):";
-  for (std::size_t i = kept.size() > lines ? kept.size() - lines : 0; i < kept.size(); ++i)
-    out += "\n" + kept[i];
-  return out;
-}
-
 // A connection straight to Postgres as app, bypassing pgmux: the observer's view.
 std::string direct_conninfo() {
   return TestPostgres::shared().conninfo("app", "app-secret");
@@ -274,8 +253,8 @@ TEST_CASE("200 clients on a pool of 5 each see exactly their own transactions, a
   sampler.stop();
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   INFO(failures.summary());
-  INFO(log_tail(mux));
-  INFO(pgmux_state(mux));
+  INFO(mux.log_tail());
+  INFO(mux.state());
   REQUIRE(failures.list().empty());
 
   // Every committed row exactly once, no rolled-back row, exact totals, as Postgres itself sees them.
@@ -403,8 +382,8 @@ TEST_CASE("pipelined extended-protocol queries with several Syncs in flight come
   }
   for (auto& t : threads) t.join();
   INFO(failures.summary());
-  INFO(log_tail(mux));
-  INFO(pgmux_state(mux));
+  INFO(mux.log_tail());
+  INFO(mux.state());
   CHECK(failures.list().empty());
 }
 
@@ -610,8 +589,8 @@ TEST_CASE("transaction mode: two clients interleaving transactions on a pool of 
   ta.join();
   tb.join();
   INFO(failures.summary());
-  INFO(log_tail(mux));
-  INFO(pgmux_state(mux));
+  INFO(mux.log_tail());
+  INFO(mux.state());
   CHECK(failures.list().empty());
   CHECK(setup.value("SELECT count(*) FROM relay_interleave WHERE who = 'a'") == "51");
   CHECK(setup.value("SELECT count(*) FROM relay_interleave WHERE who = 'b'") == "51");
@@ -651,8 +630,8 @@ TEST_CASE("pgbench runs through pgmux with no failed transactions, select-only a
 
   PgbenchRun select_only = pgbench("-S -c 32 -j 4 -T 10" + target);
   INFO(select_only.output);
-  INFO(log_tail(mux));
-  INFO(pgmux_state(mux));
+  INFO(mux.log_tail());
+  INFO(mux.state());
   CHECK(select_only.status == 0);
   CHECK(select_only.failed == "0");
   CHECK(select_only.tps > 0);
@@ -660,8 +639,8 @@ TEST_CASE("pgbench runs through pgmux with no failed transactions, select-only a
 
   PgbenchRun tpcb = pgbench("-c 32 -j 4 -T 10 -M extended" + target);
   INFO(tpcb.output);
-  INFO(log_tail(mux));
-  INFO(pgmux_state(mux));
+  INFO(mux.log_tail());
+  INFO(mux.state());
   CHECK(tpcb.status == 0);
   CHECK(tpcb.failed == "0");
   CHECK(tpcb.tps > 0);

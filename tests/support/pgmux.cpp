@@ -1,9 +1,13 @@
 // The real pgmux binary under test, started with a generated config on a free port.
 #include "pgmux.hpp"
 
+#include <sys/wait.h>
+
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace pgmux::test {
 
@@ -53,6 +57,25 @@ std::string Pgmux::conninfo(const std::string& user, const std::string& password
 
 std::string Pgmux::log() const {
   return read_file(dir_.path() / "pgmux.log");
+}
+
+std::string Pgmux::log_tail(std::size_t lines) const {
+  std::istringstream in(log());
+  std::vector<std::string> kept;
+  for (std::string line; std::getline(in, line);)
+    if (line.find(" DEBUG ") == std::string::npos) kept.push_back(line);
+  std::string out = "pgmux log (last " + std::to_string(lines) + " non-debug lines):";
+  for (std::size_t i = kept.size() > lines ? kept.size() - lines : 0; i < kept.size(); ++i)
+    out += "\n" + kept[i];
+  return out;
+}
+
+std::string Pgmux::state() {
+  if (port_accepts(port_)) return "pgmux is running";
+  int status = stop(SIGTERM);
+  if (status == -1) return "pgmux does not accept connections and did not stop on SIGTERM";
+  if (WIFSIGNALED(status)) return "pgmux died of signal " + std::to_string(WTERMSIG(status));
+  return "pgmux exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
 }  // namespace pgmux::test

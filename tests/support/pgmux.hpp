@@ -32,6 +32,11 @@ class Pgmux {
   std::string conninfo(const std::string& user = "app", const std::string& password = "app-secret",
                        const std::string& dbname = "app") const;
   std::string log() const;
+  // The last `lines` lines of the log above debug level: evidence for a failure message.
+  std::string log_tail(std::size_t lines = 40) const;
+  // Whether pgmux is still up, or how it ended (a crash shows as a signal): context for a failure. Stops it
+  // if it no longer accepts connections.
+  std::string state();
   int stop(int signal);
 
  private:
