@@ -70,12 +70,50 @@ int run(const config::Config& cfg) {
   };
   sweep();
 
-  // SIGTERM / SIGINT: stop. (Graceful drain is the operations issue's.)
-  asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
-  signals.async_wait([&](error_code, int signal) {
-    log::info("received ", strsignal(signal), ", shutting down");
+  // SIGINT stops at once. SIGTERM drains: no new clients, each session ends at its next transaction boundary
+  // (idle ones at once) with 57P01, and after shutdown_timeout whoever is left is cut off. Backends get a
+  // Terminate either way.
+  auto stop_everything = [&] {
+    proxy.close_idle_backends();
     for (auto& io : contexts) io->stop();
-  });
+  };
+  asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
+  asio::steady_timer drain_timer(*contexts[0]);
+  std::function<void(pool::Clock::time_point)> watch_drain = [&](pool::Clock::time_point deadline) {
+    drain_timer.expires_after(std::chrono::milliseconds(20));
+    drain_timer.async_wait([&, deadline](error_code ec) {
+      if (ec) return;
+      int left = proxy.client_count().load();
+      if (left == 0 || pool::Clock::now() >= deadline) {
+        if (left > 0) log::warning("shutdown_timeout: cutting off ", left, " client(s) still connected");
+        log::info("drained; stopping");
+        return stop_everything();
+      }
+      watch_drain(deadline);
+    });
+  };
+  std::function<void()> on_signal = [&] {
+    signals.async_wait([&](error_code ec, int signal) {
+      if (ec) return;
+      if (signal == SIGINT || proxy.draining()) {
+        log::info("received ", strsignal(signal), ", stopping now");
+        return stop_everything();
+      }
+      log::info("received ", strsignal(signal), ", draining (shutdown_timeout ", cfg.shutdown_timeout.count(),
+                " ms)");
+      proxy.start_draining();
+      for (int i = 0; i < workers; ++i) {
+        asio::post(*contexts[i], [&acceptors, i] {
+          error_code ignored;
+          acceptors[i].close(ignored);
+          session::Relay::drain_all_on_this_thread();
+        });
+      }
+      watch_drain(pool::Clock::now() + cfg.shutdown_timeout);
+      on_signal();  // a second signal stops at once
+    });
+  };
+  on_signal();
 
   log::info("pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":",
             cfg.listen.postgres.port, " with ", workers, " workers, ", cfg.databases.size(), " database(s)");

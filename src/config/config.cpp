@@ -303,6 +303,8 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       });
     } else if (key == "workers") {
       config.workers = static_cast<int>(integer(value, path, env, 0, 1024));
+    } else if (key == "shutdown_timeout") {
+      config.shutdown_timeout = parse_duration(scalar(value, path, env), path);
     } else if (key == "log_level") {
       config.log_level = log_level(value, path, env);
     } else if (key == "auth_type") {

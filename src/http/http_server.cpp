@@ -45,6 +45,7 @@ asio::awaitable<Response> route(const bhttp::request<bhttp::string_body>& req, s
     co_return json(bhttp::status::method_not_allowed, R"({"error":"only GET is served here"})");
   if (target == "/healthz") co_return json(bhttp::status::ok, R"({"status":"ok"})");
   if (target == "/readyz") {
+    if (proxy.draining()) co_return json(bhttp::status::service_unavailable, R"({"status":"draining"})");
     std::string unreachable;
     for (const auto& [name, db] : proxy.config().databases) {
       if (co_await database_reachable(proxy, db)) continue;

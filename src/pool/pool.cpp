@@ -204,19 +204,29 @@ void Pool::sweep(Clock::time_point now) {
     });
     total_ -= static_cast<int>(expired.size());
   }
-  // Sockets without pending operations may be closed from any thread.
-  for (auto& b : expired) {
-    std::string bye;
-    protocol::append_terminate(bye);
+  say_goodbye(expired);
+}
+
+void Pool::say_goodbye(std::vector<std::unique_ptr<Backend>>& backends) {
+  // Terminate, so that Postgres logs a clean exit; sockets without pending operations may be closed from any
+  // thread.
+  std::string bye;
+  protocol::append_terminate(bye);
+  for (auto& b : backends) {
     error_code ignored;
-    asio::write(b->socket, asio::buffer(bye), ignored);
+    b->socket.write_some(asio::buffer(bye), ignored);
   }
+  backends.clear();
 }
 
 void Pool::close_idle() {
-  std::lock_guard lock(mutex_);
-  total_ -= static_cast<int>(idle_.size());
-  idle_.clear();
+  std::vector<std::unique_ptr<Backend>> closing;
+  {
+    std::lock_guard lock(mutex_);
+    total_ -= static_cast<int>(idle_.size());
+    closing.swap(idle_);
+  }
+  say_goodbye(closing);
 }
 
 PoolCounts Pool::counts() const {

@@ -95,6 +95,7 @@ class Pool {
   // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
   bool hand_to_waiter(std::unique_ptr<Backend>& backend);
   asio::awaitable<AcquireResult> connect_new();
+  static void say_goodbye(std::vector<std::unique_ptr<Backend>>& backends);
 
   const config::DatabaseConfig database_;
   const PoolSettings settings_;

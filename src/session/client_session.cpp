@@ -53,7 +53,11 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
                           RelaySettings{settings.max_packet_size, !session->session_mode_,
                                         settings.query_wait_timeout, settings.client_idle_timeout});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
-  self->relay_->start(*self);
+  Relay& relay = *self->relay_;
+  relay.start(*self);
+  // A drain that began while this client was logging in did not see its relay: catch up. (Same thread as the
+  // drain's walk, which runs after the flag is set, so no relay is missed.)
+  if (proxy.draining()) relay.drain();
 }
 
 asio::awaitable<bool> ClientSession::login_in_time() {
@@ -99,6 +103,10 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_return;
     case Relay::End::no_backend:
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
+      co_return;
+    case Relay::End::shutting_down:
+      if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) lease.release_clean();
+      co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
       co_return;
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,

@@ -59,6 +59,11 @@ std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> Proxy::
   return out;
 }
 
+void Proxy::close_idle_backends() {
+  std::lock_guard lock(pools_mutex_);
+  for (auto& [key, pool] : pools_) pool->close_idle();
+}
+
 void Proxy::sweep_pools() {
   auto now = pool::Clock::now();
   std::lock_guard lock(pools_mutex_);

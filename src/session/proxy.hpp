@@ -30,10 +30,14 @@ class Proxy {
   // The pool for a client of `database` logged in as `user`; created on first use.
   pool::Pool& pool_for(const config::DatabaseConfig& database, const std::string& user);
   void sweep_pools();
+  void close_idle_backends();
   // (database, user) and pool, for the admin console.
   std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> pools();
 
   CancelRegistry& cancels() { return cancels_; }
+  // Set once by SIGTERM: sessions end at their next transaction boundary, /readyz says so.
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  void start_draining() { draining_.store(true, std::memory_order_release); }
   std::atomic<int>& client_count() { return client_count_; }
 
  private:
@@ -45,6 +49,7 @@ class Proxy {
   std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> pools_;
   CancelRegistry cancels_;
   std::atomic<int> client_count_{0};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace pgmux::session

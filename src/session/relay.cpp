@@ -91,8 +91,42 @@ Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target,
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
       backend_scanner_(0x7fffffff) {}
 
+namespace {
+thread_local Relay* t_running = nullptr;  // head of this worker's list of running relays
+}
+
+void Relay::list() {
+  next_ = t_running;
+  if (next_) next_->prev_ = this;
+  t_running = this;
+  listed_ = true;
+}
+
+void Relay::unlist() {
+  if (!listed_) return;
+  (prev_ ? prev_->next_ : t_running) = next_;
+  if (next_) next_->prev_ = prev_;
+  prev_ = next_ = nullptr;
+  listed_ = false;
+}
+
+void Relay::drain_all_on_this_thread() {
+  for (Relay* r = t_running; r;) {
+    Relay* next = r->next_;  // drain() may end r and take it off the list
+    r->drain();
+    r = next;
+  }
+}
+
+void Relay::drain() {
+  if (ended_) return;
+  draining_ = true;
+  if (!lease_) finish(End::shutting_down);
+}
+
 void Relay::start(RelayOwner& owner) {
   owner_ = &owner;
+  list();
   last_client_activity_ = pool::Clock::now();
   if (settings_.client_idle_timeout.count() > 0) {
     idle_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
@@ -348,7 +382,13 @@ bool Relay::maybe_release() {
   backend_in_->compact();
   // Transaction mode hands the backend back at the ReadyForQuery that leaves nothing outstanding.
   bool at_rest = backend_in_->empty() && backend_scanner_.at_boundary();
-  if (!backend_saw_ready_ || !settings_.release_at_idle || !state_.releasable() || !at_rest) return false;
+  if (!backend_saw_ready_ || !state_.releasable() || !at_rest) return false;
+  if (!settings_.release_at_idle) {
+    // Session mode keeps its backend; when draining, the session ends here and is cleaned up by its owner.
+    if (!draining_) return false;
+    finish(End::shutting_down);
+    return true;
+  }
   cancel_target_.clear();
   auto now = pool::Clock::now();
   pool_.traffic().add_transaction_time(
@@ -357,6 +397,7 @@ bool Relay::maybe_release() {
   backend_in_.reset();
   if (client_in_ && client_in_->empty()) client_in_.reset();
   last_client_activity_ = now;
+  if (draining_) finish(End::shutting_down);
   return true;
 }
 
@@ -394,6 +435,7 @@ void Relay::maybe_done() {
   backend_stream_intact_ = !backend_in_ || (backend_in_->empty() && backend_scanner_.at_boundary());
   client_in_.reset();
   backend_in_.reset();
+  unlist();
   if (RelayOwner* owner = std::exchange(owner_, nullptr))
     owner->relay_finished();  // last: may end the session
 }

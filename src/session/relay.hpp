@@ -53,6 +53,7 @@ class Relay {
     client_protocol_violation,  // a message length that cannot be right
     no_backend,                 // query_wait_timeout, or the server could not be reached
     client_idle_timeout,
+    shutting_down,  // SIGTERM: at a transaction boundary, or at once if it held no backend
   };
 
   // `client_params`: the client's own session settings, applied to each backend it borrows (and updated as
@@ -64,6 +65,10 @@ class Relay {
 
   // Runs until the session ends, then calls owner.relay_finished() (possibly before start() returns).
   void start(RelayOwner& owner);
+  // SIGTERM: end at the next transaction boundary, or now if no backend is on loan.
+  void drain();
+  // drain() for every relay running on the calling worker thread.
+  static void drain_all_on_this_thread();
   End end() const { return end_; }
 
   // After the end: the backend still on loan, if any, for the session to clean up, return or close.
@@ -101,6 +106,8 @@ class Relay {
 
   void arm_idle_timer(pool::Clock::duration after);
   void finish(End end);
+  void list();  // on this thread's list of running relays, for drain_all_on_this_thread()
+  void unlist();
   void maybe_done();
   template <class Handler>
   auto on_client_thread(Handler&& handler);
@@ -127,6 +134,11 @@ class Relay {
   bool client_waiting_ = false;  // a wait on the client is armed
   int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
+
+  bool draining_ = false;
+  Relay* prev_ = nullptr;  // this thread's list of running relays
+  Relay* next_ = nullptr;
+  bool listed_ = false;
 
   bool backend_stream_intact_ = false;
   int pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done

@@ -47,6 +47,10 @@ int Pgmux::stop(int signal) {
   return process_->stop(signal, 10s);
 }
 
+int Pgmux::wait_exit(std::chrono::milliseconds timeout) {
+  return process_->stop(0, timeout);  // signal 0 sends nothing: just wait
+}
+
 std::string Pgmux::conninfo(const std::string& user, const std::string& password,
                             const std::string& dbname) const {
   std::string s = "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user + " dbname=" + dbname +

@@ -38,6 +38,9 @@ class Pgmux {
   // if it no longer accepts connections.
   std::string state();
   int stop(int signal);
+  pid_t pid() const { return process_->pid(); }
+  // Waits for pgmux to exit by itself; the wait status, or -1 (and SIGKILL) on timeout.
+  int wait_exit(std::chrono::milliseconds timeout);
 
  private:
   TempDir dir_;

@@ -64,8 +64,9 @@ struct Config {
   std::vector<UserConfig> users;
   std::vector<std::string> admin_users;  // may use the admin console (database "pgmux"); must be in users
   AuthType auth_type = AuthType::scram_sha_256;
-  int workers = 0;                 // 0 = one per core
-  std::string log_level = "info";  // debug | info | warning | error
+  int workers = 0;                    // 0 = one per core
+  Duration shutdown_timeout{30'000};  // SIGTERM: how long transactions in flight may take to finish
+  std::string log_level = "info";     // debug | info | warning | error
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }
