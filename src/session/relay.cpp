@@ -173,10 +173,35 @@ void Relay::pump_client() {
     if (ec || n == 0) return finish(End::client_gone);
     in.received(n);
     last_client_activity_ = pool::Clock::now();
+    if (!lease_ && !drop_stray_copy_messages()) continue;  // all of it was dropped: read on
     if (!lease_ && !take_backend()) return;
     if (!forward_client_bytes()) return;
     if (n < asked) return wait_client();  // the socket is drained: its next bytes will wake us
   }
+}
+
+// CopyData, CopyDone and CopyFail with no backend on loan are the tail of a COPY that already ended (Postgres
+// drops what a client sends after a COPY fails). Postgres would ignore them too, but borrowing a backend for
+// them would hold it forever: they get no ReadyForQuery. Returns whether other bytes are left to relay.
+bool Relay::drop_stray_copy_messages() {
+  struct StrayCopy {
+    bool wants_body(char) const { return false; }
+    ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
+    ScanStep on_header(char type, std::uint32_t) {
+      return type == 'd' || type == 'c' || type == 'f' ? ScanStep::kForward : ScanStep::kStop;
+    }
+  } stray;
+  net::IoBuffer& in = *client_in_;
+  ScanResult scanned = client_scanner_.scan(in.data(), stray);
+  if (scanned.bad_length) {
+    finish(End::client_protocol_violation);
+    return false;
+  }
+  in.consume(scanned.forward);
+  in.compact();
+  // Relay only once a whole header of something else is here: the rest of a dropped body keeps being dropped,
+  // and a partial header could still turn out to be CopyData.
+  return in.data().size() >= kHeaderSize && client_scanner_.at_boundary();
 }
 
 bool Relay::take_backend() {

@@ -90,6 +90,7 @@ class Relay {
   // Borrows a backend for the bytes just read. False when the pump must stop here (asynchronous acquire, or
   // the client is leaving).
   bool take_backend();
+  bool drop_stray_copy_messages();
   // Takes the lease and brings the backend's settings in line with the client's. False if that failed.
   bool adopt(pool::BackendLease lease);
   // Scans and forwards buffered client bytes. False when the pump must stop here.

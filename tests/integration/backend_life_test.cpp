@@ -224,3 +224,40 @@ TEST_CASE("a second pgmux on a port already in use refuses to start instead of s
   Connection c(first.conninfo());
   CHECK(c.ok());
 }
+
+TEST_CASE("CopyData and CopyDone outside a COPY are dropped and never hold a backend", "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  int fd = raw_connect(mux.port());
+  std::string out;
+  pgmux::protocol::append_startup(out, {{"user", "app"}, {"database", "forced"}});
+  REQUIRE(send(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+  std::string welcome;
+  char chunk[4096];
+  while (welcome.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    REQUIRE(n > 0);
+    welcome.append(chunk, n);
+  }
+  // The tail of a COPY that has ended: a big CopyData split across writes, then CopyDone.
+  std::string stray;
+  { pgmux::protocol::MessageBuilder(stray, 'd').bytes(std::string(100'000, 'x')); }
+  { pgmux::protocol::MessageBuilder(stray, 'c'); }
+  REQUIRE(send(fd, stray.data(), 70'000, 0) == 70'000);
+  REQUIRE(send(fd, stray.data() + 70'000, stray.size() - 70'000, 0) ==
+          static_cast<ssize_t>(stray.size() - 70'000));
+  // The only backend stays free for others, and the same client can still query.
+  Connection other(mux.conninfo("app", "", "forced"));
+  REQUIRE(other.ok());
+  CHECK(other.value("SELECT 'free'") == "free");
+  std::string query;
+  pgmux::protocol::append_query(query, "SELECT 1");
+  REQUIRE(send(fd, query.data(), query.size(), 0) == static_cast<ssize_t>(query.size()));
+  std::string reply;
+  while (reply.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    REQUIRE(n > 0);
+    reply.append(chunk, n);
+  }
+  CHECK(reply[0] == 'T');  // RowDescription: the query ran, nothing else came first
+  close(fd);
+}
