@@ -30,14 +30,15 @@ PGMUX_WORKERS=${PGMUX_WORKERS:-0}           # 0 = pgmux's default, one event loo
 PGMUX_BIN=${PGMUX_BIN:-$top/build-bench/pgmux}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
-OUT=${OUT:-$PWD/bench-results.tsv}
-KEEP_OUTPUT=${KEEP_OUTPUT:-}                # a directory: keep each run's pgbench output there
+OUT=${OUT:-$here/results/run-$(date +%Y%m%d-%H%M%S).tsv}   # bench/results/ is git-ignored
+KEEP_OUTPUT=${KEEP_OUTPUT:-}                # a directory: keep each run's pgbench output and the server logs there
 IDLE_CONNECT_SECS=${IDLE_CONNECT_SECS:-300} # give up waiting for idle clients to connect after this
 # Ports: empty = pick a free one on loopback.
 PGPORT=${PGPORT:-} BOUNCER_PORT=${BOUNCER_PORT:-} PGMUX_PORT=${PGMUX_PORT:-}
 
 export PGPASSWORD=bench-password PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 # No TLS anywhere: pgmux has none yet, so every target gets the same plain TCP login.
+export LC_ALL=C   # decimal points and numeric sorting the same whatever the caller's locale
 
 # ---- state for cleanup ------------------------------------------------------------------------------------------
 work=""          # temp dir: Postgres data, PgBouncer files, pgmux config, pgbench logs
@@ -69,6 +70,9 @@ cleanup() {
   stop_pgbouncer
   if [ -n "$work" ] && [ -f "$work/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$work/data" -m immediate -w -t 20 stop >/dev/null 2>&1
+  fi
+  if [ -n "$work" ] && [ -n "$KEEP_OUTPUT" ]; then
+    mkdir -p "$KEEP_OUTPUT" && cp "$work"/*.log "$work"/*.ini "$work"/*.yaml "$KEEP_OUTPUT"/ 2>/dev/null
   fi
   [ -n "$work" ] && rm -rf "$work"
 }
@@ -141,8 +145,9 @@ CONF
     { tail -5 "$work/postgres.log" >&2; die "PostgreSQL did not start"; }
   psql_admin -c "CREATE ROLE bench LOGIN PASSWORD '$PGPASSWORD'" -c "CREATE DATABASE bench OWNER bench"
   log "PostgreSQL 15 up (max_connections $maxconn); pgbench -i -s $SCALE"
-  "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U bench -i -s "$SCALE" -q bench >"$work/init.log" 2>&1 ||
-    { tail -5 "$work/init.log" >&2; die "pgbench -i failed"; }
+  run_waiting "$work/init.log" "$work/init.err" timeout 600 \
+    "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U bench -i -s "$SCALE" -q bench ||
+    { tail -5 "$work/init.err" >&2; die "pgbench -i failed"; }
 }
 
 psql_admin() { as_pg "$PG_BIN/psql" -X -q -h "$work" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
@@ -210,7 +215,9 @@ wait_ready() {
 bouncer_pid() { [ -n "$work" ] && [ -f "$work/pgbouncer.pid" ] && cat "$work/pgbouncer.pid" || true; }
 
 start_pgbouncer() {
-  as_pg "$PGBOUNCER_BIN" -d -q "$work/pgbouncer.ini" || { tail -5 "$work/pgbouncer.log" >&2; die "pgbouncer failed"; }
+  # runuser applies PAM's limits (soft nofile 1024), so lift the fd limit again inside.
+  as_pg sh -c 'ulimit -n "$0" && exec "$@"' "$(ulimit -n)" "$PGBOUNCER_BIN" -d -q "$work/pgbouncer.ini" ||
+    { tail -5 "$work/pgbouncer.log" >&2; die "pgbouncer failed"; }
   for _ in $(seq 50); do [ -s "$work/pgbouncer.pid" ] && break; sleep 0.1; done
   wait_ready "$BOUNCER_PORT" pgbouncer
 }
@@ -451,6 +458,7 @@ main() {
   start_pgbouncer
   start_pgmux
   log "pgbouncer $("$PGBOUNCER_BIN" --version | head -1), pgmux $("$PGMUX_BIN" --version), pool $POOL, $REPS x $SECS s"
+  mkdir -p "$(dirname "$OUT")"
   tsv_header
   run_scenarios
   run_idle

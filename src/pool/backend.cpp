@@ -168,6 +168,26 @@ asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
   co_return std::move(std::get<0>(outcome));
 }
 
+asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
+                                          std::uint32_t key) {
+  auto executor = co_await asio::this_coro::executor;
+  tcp::resolver resolver(executor);
+  auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
+  if (rec) co_return;
+  tcp::socket server(executor);
+  auto [cec, endpoint] = co_await asio::async_connect(server, endpoints, use_nothrow);
+  if (cec) {
+    log::warning("cancel request could not reach ", db.host, ": ", cec.message());
+    co_return;
+  }
+  std::string out;
+  append_cancel_request(out, pid, key);
+  co_await net::write_all(server, out);
+  // Postgres closes the connection once it has read the request; waiting for that keeps the order of events.
+  char byte;
+  co_await server.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+}
+
 void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (backend.socket.get_executor() == executor) return;
   error_code ec;

@@ -48,6 +48,10 @@ struct BackendLogin {
 asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
                                               const BackendCredentials& creds, config::Duration timeout);
 
+// Asks Postgres, on a connection of its own, to cancel what the backend (pid, key) is running.
+asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
+                                          std::uint32_t key);
+
 // Re-homes the backend's socket on `executor` (the leasing client's worker) if it lives on another one, so
 // that its I/O completes on the client's thread instead of hopping threads on every operation.
 void move_to(Backend& backend, const asio::any_io_executor& executor);

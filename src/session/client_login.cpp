@@ -244,22 +244,7 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
 asio::awaitable<void> ClientSession::forward_cancel(std::uint32_t pid, std::uint32_t key) {
   auto target = proxy_.cancels().find(pid, key);
   if (!target.database) co_return;  // unknown key, or the client is between transactions: nothing to cancel
-  tcp::resolver resolver(co_await asio::this_coro::executor);
-  auto [rec, endpoints] = co_await resolver.async_resolve(target.database->host,
-                                                          std::to_string(target.database->port), use_nothrow);
-  if (rec) co_return;
-  tcp::socket server(co_await asio::this_coro::executor);
-  auto [cec, endpoint] = co_await asio::async_connect(server, endpoints, use_nothrow);
-  if (cec) {
-    log::warning("cancel request could not reach ", target.database->host, ": ", cec.message());
-    co_return;
-  }
-  std::string out;
-  append_cancel_request(out, target.pid, target.secret);
-  co_await net::write_all(server, out);
-  // Postgres closes the connection once it has read the request; waiting for that keeps the order of events.
-  char byte;
-  co_await server.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+  co_await pool::send_cancel_request(*target.database, target.pid, target.secret);
 }
 
 }  // namespace pgmux::session

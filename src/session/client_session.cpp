@@ -89,6 +89,11 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
         lease.release_clean();
       } else if (relay.backend_reusable() && co_await self->clean_up_backend(*lease)) {
         lease.release_clean();
+      } else if (relay.state().tracker.outstanding() > 0) {
+        // A query is still running for nobody: stop it, or it runs to the end on a connection the pool no
+        // longer counts (Postgres notices the closed socket only when it next writes).
+        log::info("cancelling the query of a client that left mid-query: user=", self->user_);
+        co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
       }
       co_return;  // otherwise the lease closes the backend as it goes out of scope
     case Relay::End::backend_gone:

@@ -481,3 +481,30 @@ TEST_CASE("pgmux --check-config exits 0 for a good file and non-zero naming the 
     CHECK(output.find(b.key) != std::string::npos);
   }
 }
+
+TEST_CASE("a client that vanishes mid-query has its query cancelled, not left running", "[faults]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 2});
+  Connection direct(direct_conninfo());
+  REQUIRE(direct.ok());
+  Connection doomed(mux.conninfo());
+  REQUIRE(doomed.ok());
+  std::string pid = doomed.value("SELECT pg_backend_pid()");
+  REQUIRE(PQsendQuery(doomed.get(), "SELECT pg_sleep(60)") == 1);
+  REQUIRE(wait_until(
+      [&] {
+        return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
+                            " AND query = 'SELECT pg_sleep(60)' AND state = 'active'") == "1";
+      },
+      10s));
+  REQUIRE(shutdown(PQsocket(doomed.get()), SHUT_RDWR) == 0);
+  // Cancelled within seconds, not after a minute.
+  CHECK(wait_until(
+      [&] {
+        return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
+                            " AND state = 'active'") == "0";
+      },
+      10s));
+  Connection next(mux.conninfo());
+  REQUIRE(next.ok());
+  CHECK(next.value("SELECT 1") == "1");
+}
