@@ -212,10 +212,11 @@ wait_ready() {
   die "$name did not answer on port $port"
 }
 
-bouncer_pid() { [ -n "$work" ] && [ -f "$work/pgbouncer.pid" ] && cat "$work/pgbouncer.pid" || true; }
+bouncer_pid() { if [ -n "$work" ] && [ -f "$work/pgbouncer.pid" ]; then cat "$work/pgbouncer.pid"; fi; }
 
 start_pgbouncer() {
   # runuser applies PAM's limits (soft nofile 1024), so lift the fd limit again inside.
+  # shellcheck disable=SC2016  # expanded by the inner sh
   as_pg sh -c 'ulimit -n "$0" && exec "$@"' "$(ulimit -n)" "$PGBOUNCER_BIN" -d -q "$work/pgbouncer.ini" ||
     { tail -5 "$work/pgbouncer.log" >&2; die "pgbouncer failed"; }
   for _ in $(seq 50); do [ -s "$work/pgbouncer.pid" ] && break; sleep 0.1; done
@@ -247,7 +248,7 @@ cpu_ticks() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else
 status_kb() { if [ -n "$1" ]; then awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; else echo NA; fi; }
 
 # Writing 5 to clear_refs resets VmHWM to the current RSS, so each run reports its own peak.
-reset_peak() { [ -n "$1" ] && { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null || true; }
+reset_peak() { if [ -n "$1" ]; then { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null || true; fi; }
 
 # ---- scenarios --------------------------------------------------------------------------------------------------
 # pgbench arguments for scenario $1 against target $2, minus connection and duration.
@@ -283,6 +284,23 @@ forget_child() {
   children=("${keep[@]}")
 }
 
+# Every run gets a freshly started pooler: its CPU count and peak RSS then belong to this scenario alone, not to
+# memory an earlier scenario (S3's 1000 clients) left allocated.
+fresh_target() {
+  case $1 in
+    pgbouncer) stop_pgbouncer; start_pgbouncer ;;
+    pgmux) stop_pgmux; start_pgmux ;;
+  esac
+}
+
+# One second of -S from as many clients as the pool has backends: the pool is full and the caches are warm
+# before the measured run starts, for every target alike.
+warm_up() {
+  run_waiting "$work/warm.out" "$work/warm.err" timeout -k 5 60 \
+    "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$1" -U bench -S -c "$POOL" -j $((POOL < JOBS ? POOL : JOBS)) -T 1 bench ||
+    log "warm-up on port $1 failed: $(head -c 300 "$work/warm.err")"
+}
+
 # Run a command in the background and wait for it: a trapped Ctrl-C interrupts `wait` but not a foreground child.
 # The output files are arguments so that a trap firing during `wait` still writes to the terminal.
 run_waiting() {
@@ -301,7 +319,7 @@ run_waiting() {
 # instead: login + transaction + logout, which is what a connect-per-request client waits for.
 latency_p50_p99() {
   local scenario=$1; shift
-  [ $# -gt 0 ] && [ -f "$1" ] || { echo "NA NA"; return; }
+  if [ $# -eq 0 ] || [ ! -f "$1" ]; then echo "NA NA"; return; fi
   if [ "$scenario" = S2 ]; then
     awk '$3 ~ /^[0-9]+$/ { t = $5 * 1000000 + $6; if ($1 in last) print t - last[$1]; last[$1] = t }' "$@"
   else
@@ -331,8 +349,10 @@ run_one() {
     return
   fi
   before_run "$s"
-  pid=$(pooler_pid "$t")
   port=$(port_of "$t")
+  fresh_target "$t"
+  warm_up "$port"
+  pid=$(pooler_pid "$t")
   out="$work/run"
   rm -rf "$out"; mkdir -p "$out"
   reset_peak "$pid"
