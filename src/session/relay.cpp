@@ -152,15 +152,7 @@ void Relay::wait_client() {
 
 void Relay::pump_client() {
   for (int turn = 0; !ended_; ++turn) {
-    if (turn == kReadsPerTurn) {
-      ++pending_;
-      asio::post(client_.get_executor(), [this] {
-        --pending_;
-        if (ended_) return maybe_done();
-        pump_client();
-      });
-      return;
-    }
+    if (turn == kReadsPerTurn) return yield_to_others(&Relay::pump_client);
     if (!client_in_) client_in_.emplace();
     net::IoBuffer& in = *client_in_;
     std::size_t asked = in.space_size();
@@ -327,15 +319,7 @@ void Relay::wait_backend() {
 
 void Relay::pump_backend() {
   for (int turn = 0; !ended_; ++turn) {
-    if (turn == kReadsPerTurn) {
-      ++pending_;
-      asio::post(client_.get_executor(), [this] {
-        --pending_;
-        if (ended_) return maybe_done();
-        pump_backend();
-      });
-      return;
-    }
+    if (turn == kReadsPerTurn) return yield_to_others(&Relay::pump_backend);
     net::IoBuffer& in = *backend_in_;
     std::size_t asked = in.space_size();
     error_code ec;
@@ -427,6 +411,15 @@ bool Relay::maybe_release() {
 }
 
 // ---- the session's life ----
+
+void Relay::yield_to_others(void (Relay::*pump)()) {
+  ++pending_;
+  asio::post(client_.get_executor(), [this, pump] {
+    --pending_;
+    if (ended_) return maybe_done();
+    (this->*pump)();
+  });
+}
 
 // One watchdog per session, re-armed only when it fires: activity just moves a timestamp.
 void Relay::arm_idle_timer(pool::Clock::duration after) {

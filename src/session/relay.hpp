@@ -114,6 +114,7 @@ class Relay {
   auto on_client_thread(Handler&& handler);
   // Lets other sessions on this thread run after this many reads in a row (a long COPY must not starve them).
   static constexpr int kReadsPerTurn = 16;
+  void yield_to_others(void (Relay::*pump)());
 
   tcp::socket& client_;
   pool::Pool& pool_;

@@ -44,6 +44,18 @@ std::string read_to_end(int fd) {
   }
 }
 
+// Reads until a ReadyForQuery 'I' has arrived; everything read, for the caller to inspect.
+std::string read_until_ready(int fd) {
+  std::string all;
+  char chunk[4096];
+  while (all.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    REQUIRE(n > 0);
+    all.append(chunk, n);
+  }
+  return all;
+}
+
 }  // namespace
 
 TEST_CASE("a client that vanishes with unsynced extended-query messages leaves a clean, reusable backend",
@@ -115,13 +127,7 @@ TEST_CASE("a message longer than max_packet_size gets 08P01 and closes that clie
   pgmux::protocol::append_startup(out, {{"user", "app"}, {"database", "forced"}});
   REQUIRE(send(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
   // Read the welcome up to ReadyForQuery.
-  std::string welcome;
-  char chunk[4096];
-  while (welcome.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
-    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
-    REQUIRE(n > 0);
-    welcome.append(chunk, n);
-  }
+  std::string welcome = read_until_ready(fd);
   // A Query claiming 2 MiB, over the 1 MiB limit.
   std::string huge = "Q";
   huge.append(4, '\0');
@@ -152,13 +158,7 @@ TEST_CASE("GSSENCRequest and SSLRequest are both declined with 'N' and the login
   std::string out;
   pgmux::protocol::append_startup(out, {{"user", "app"}, {"database", "forced"}});
   REQUIRE(send(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
-  std::string welcome;
-  char chunk[4096];
-  while (welcome.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
-    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
-    REQUIRE(n > 0);
-    welcome.append(chunk, n);
-  }
+  std::string welcome = read_until_ready(fd);
   CHECK(welcome.substr(0, 9) == std::string("R\0\0\0\10\0\0\0\0", 9));  // AuthenticationOk first
   close(fd);
 }
@@ -231,13 +231,7 @@ TEST_CASE("CopyData and CopyDone outside a COPY are dropped and never hold a bac
   std::string out;
   pgmux::protocol::append_startup(out, {{"user", "app"}, {"database", "forced"}});
   REQUIRE(send(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
-  std::string welcome;
-  char chunk[4096];
-  while (welcome.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
-    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
-    REQUIRE(n > 0);
-    welcome.append(chunk, n);
-  }
+  std::string welcome = read_until_ready(fd);
   // The tail of a COPY that has ended: a big CopyData split across writes, then CopyDone.
   std::string stray;
   { pgmux::protocol::MessageBuilder(stray, 'd').bytes(std::string(100'000, 'x')); }
@@ -252,12 +246,7 @@ TEST_CASE("CopyData and CopyDone outside a COPY are dropped and never hold a bac
   std::string query;
   pgmux::protocol::append_query(query, "SELECT 1");
   REQUIRE(send(fd, query.data(), query.size(), 0) == static_cast<ssize_t>(query.size()));
-  std::string reply;
-  while (reply.find(std::string("Z\0\0\0\5I", 6)) == std::string::npos) {
-    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
-    REQUIRE(n > 0);
-    reply.append(chunk, n);
-  }
+  std::string reply = read_until_ready(fd);
   CHECK(reply[0] == 'T');  // RowDescription: the query ran, nothing else came first
   close(fd);
 }
