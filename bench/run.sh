@@ -478,12 +478,14 @@ main() {
   start_pgbouncer
   start_pgmux
   log "pgbouncer $("$PGBOUNCER_BIN" --version | head -1), pgmux $("$PGMUX_BIN" --version), pool $POOL, $REPS x $SECS s"
+  # Other work on the machine skews every figure: say how busy it was.
+  log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
   mkdir -p "$(dirname "$OUT")"
   tsv_header
   run_scenarios
   run_idle
   awk -F'\t' -v reps="$REPS" -v secs="$SECS" -v pool="$POOL" -f "$here/report.awk" "$OUT"
-  log "every measurement: $OUT"
+  log "every measurement: $OUT; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 main "$@"
