@@ -18,8 +18,10 @@
 #include <sstream>
 #include <thread>
 
+#include "bounded.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
+#include "raw_socket.hpp"
 
 using namespace pgmux::test;
 using Clock = std::chrono::steady_clock;
@@ -28,121 +30,6 @@ namespace {
 
 std::string direct_conninfo(const TestPostgres& postgres = TestPostgres::shared()) {
   return postgres.conninfo("app", "app-secret");
-}
-
-// The next result of a connection that has sent something, waiting at most until `deadline`; nullptr when
-// there are no more results or on timeout (`timed_out` tells them apart).
-Result next_result(PGconn* conn, Clock::time_point deadline, bool& timed_out) {
-  timed_out = false;
-  for (;;) {
-    if (!PQconsumeInput(conn) || !PQisBusy(conn)) return Result(PQgetResult(conn));
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      return nullptr;
-    }
-    pollfd p{PQsocket(conn), POLLIN, 0};
-    poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000)));
-  }
-}
-
-// PQexec with a deadline. Keeps the first error result, else the last result.
-struct Outcome {
-  Result result;
-  std::string error;     // "" on success
-  std::string sqlstate;  // of the error result, if any
-  bool timed_out = false;
-  bool ok() const { return error.empty(); }
-  std::string value() const {
-    return result && PQntuples(result.get()) > 0 ? PQgetvalue(result.get(), 0, 0) : "";
-  }
-};
-
-Outcome exec_bounded(PGconn* conn, const std::string& sql, std::chrono::milliseconds timeout = 30s) {
-  Outcome out;
-  if (!PQsendQuery(conn, sql.c_str())) {
-    out.error = std::string("send failed: ") + PQerrorMessage(conn);
-    return out;
-  }
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    Result r = next_result(conn, deadline, out.timed_out);
-    if (out.timed_out) {
-      out.error = "no answer within " + std::to_string(timeout.count()) + " ms to: " + sql;
-      return out;
-    }
-    if (!r) break;
-    bool keep_error = out.result && PQresultStatus(out.result.get()) == PGRES_FATAL_ERROR;
-    if (!keep_error) out.result = std::move(r);
-  }
-  if (!out.result) {
-    out.error = std::string("no result: ") + PQerrorMessage(conn);
-    return out;
-  }
-  auto status = PQresultStatus(out.result.get());
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    out.error = PQresultErrorMessage(out.result.get());
-    out.sqlstate = sqlstate_of(out.result.get());
-  }
-  return out;
-}
-
-// A raw TCP connection to pgmux, for bytes libpq would never send.
-class RawSocket {
- public:
-  explicit RawSocket(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawSocket() { close(fd_); }
-  RawSocket(const RawSocket&) = delete;
-  RawSocket& operator=(const RawSocket&) = delete;
-
-  bool connected() const { return connected_; }
-  bool send_all(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
-  }
-  // Everything the peer sends until it closes; false if it is still open at the deadline.
-  bool read_until_closed(std::string& received, std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n == 0) return true;
-      if (n < 0) return errno == ECONNRESET;  // closed with unread input: a reset also counts as closed
-      received.append(chunk, n);
-    }
-  }
-
- private:
-  int fd_;
-  bool connected_ = false;
-};
-
-std::string be32(std::uint32_t v) {
-  std::uint32_t n = htonl(v);
-  return std::string(reinterpret_cast<const char*>(&n), 4);
-}
-
-// The SQLSTATE of an ErrorResponse at the start of `bytes`, or "".
-std::string error_response_sqlstate(const std::string& bytes) {
-  if (bytes.size() < 5 || bytes[0] != 'E') return "";
-  std::size_t pos = 5;
-  while (pos < bytes.size() && bytes[pos] != '\0') {
-    char field = bytes[pos++];
-    std::size_t end = bytes.find('\0', pos);
-    if (end == std::string::npos) return "";
-    if (field == 'C') return bytes.substr(pos, end - pos);
-    pos = end + 1;
-  }
-  return "";
 }
 
 bool is_connection_level(const std::string& sqlstate) {

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bounded.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
 
@@ -30,86 +31,6 @@ namespace {
 std::string direct_conninfo() {
   return TestPostgres::shared().conninfo("app", "app-secret");
 }
-
-// The next result of a connection that has sent something, waiting at most until `deadline`. Returns nullptr
-// both when there are no more results and on timeout; `timed_out` tells them apart.
-Result next_result(PGconn* conn, Clock::time_point deadline, bool& timed_out) {
-  timed_out = false;
-  for (;;) {
-    if (!PQconsumeInput(conn) || !PQisBusy(conn)) return Result(PQgetResult(conn));
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      return nullptr;
-    }
-    pollfd p{PQsocket(conn), POLLIN, 0};
-    poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000)));
-  }
-}
-
-// PQexec with a deadline: the first error result, or else the last result. `error` is empty on success.
-struct Outcome {
-  Result result;
-  std::string error;
-  std::string sqlstate;
-  bool timed_out = false;
-  bool ok() const { return error.empty(); }
-  std::string value(int row = 0, int column = 0) const {
-    return result && PQntuples(result.get()) > row ? PQgetvalue(result.get(), row, column) : "";
-  }
-};
-
-Outcome exec_bounded(PGconn* conn, const std::string& sql, std::chrono::milliseconds timeout = 30s) {
-  Outcome out;
-  if (!PQsendQuery(conn, sql.c_str())) {
-    out.error = std::string("send failed: ") + PQerrorMessage(conn);
-    return out;
-  }
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    Result r = next_result(conn, deadline, out.timed_out);
-    if (out.timed_out) {
-      out.error = "no answer within " + std::to_string(timeout.count()) + " ms to: " + sql;
-      return out;
-    }
-    if (!r) break;
-    bool keep_error = out.result && PQresultStatus(out.result.get()) == PGRES_FATAL_ERROR;
-    if (!keep_error) out.result = std::move(r);
-  }
-  if (!out.result) {
-    out.error = std::string("no result: ") + PQerrorMessage(conn);
-    return out;
-  }
-  auto status = PQresultStatus(out.result.get());
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    out.error = sql + ": " + PQresultErrorMessage(out.result.get());
-    out.sqlstate = sqlstate_of(out.result.get());
-  }
-  return out;
-}
-
-// Errors collected on worker threads (Catch2 assertions are not thread-safe) and checked on the main thread.
-class Failures {
- public:
-  void add(const std::string& what) {
-    std::lock_guard lock(mutex_);
-    list_.push_back(what);
-  }
-  std::vector<std::string> list() const {
-    std::lock_guard lock(mutex_);
-    return list_;
-  }
-  std::string summary(std::size_t max = 10) const {
-    std::lock_guard lock(mutex_);
-    std::string s = std::to_string(list_.size()) + " failure(s)";
-    for (std::size_t i = 0; i < list_.size() && i < max; ++i) s += "\n  " + list_[i];
-    return s;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::string> list_;
-};
 
 // Postgres backends of user app that exist right now, as a SQL array literal: to tell later ones apart.
 std::string current_app_backends(Connection& direct) {

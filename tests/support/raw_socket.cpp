@@ -1,0 +1,99 @@
+// A raw TCP connection, for bytes and message sequences libpq would never send.
+#include "raw_socket.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace pgmux::test {
+
+using Clock = std::chrono::steady_clock;
+
+RawSocket::RawSocket(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
+RawSocket::~RawSocket() {
+  close(fd_);
+}
+
+bool RawSocket::send_all(const std::string& bytes) {
+  return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+}
+
+bool RawSocket::read_until_closed(std::string& received, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;  // closed with unread input: a reset also counts as closed
+    received.append(chunk, n);
+  }
+}
+
+namespace {
+int count_ready(const std::string& bytes) {
+  int ready = 0;
+  std::size_t pos = 0;
+  while (pos + 5 <= bytes.size()) {
+    std::uint32_t length = ntohl(*reinterpret_cast<const std::uint32_t*>(bytes.data() + pos + 1));
+    if (pos + 1 + length > bytes.size()) break;
+    ready += bytes[pos] == 'Z';
+    pos += 1 + length;
+  }
+  return ready;
+}
+}  // namespace
+
+bool RawSocket::read_until_ready(std::string& received, int count, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (count_ready(received) < count) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    received.append(chunk, n);
+  }
+  return true;
+}
+
+std::string be32(std::uint32_t v) {
+  std::uint32_t n = htonl(v);
+  return std::string(reinterpret_cast<const char*>(&n), 4);
+}
+
+std::string be16(std::uint16_t v) {
+  std::uint16_t n = htons(v);
+  return std::string(reinterpret_cast<const char*>(&n), 2);
+}
+
+std::string error_response_sqlstate(const std::string& bytes) {
+  if (bytes.size() < 5 || bytes[0] != 'E') return "";
+  std::size_t pos = 5;
+  while (pos < bytes.size() && bytes[pos] != '\0') {
+    char field = bytes[pos++];
+    std::size_t end = bytes.find('\0', pos);
+    if (end == std::string::npos) return "";
+    if (field == 'C') return bytes.substr(pos, end - pos);
+    pos = end + 1;
+  }
+  return "";
+}
+
+}  // namespace pgmux::test

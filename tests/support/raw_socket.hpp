@@ -1,0 +1,36 @@
+// A raw TCP connection, for bytes and message sequences libpq would never send.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace pgmux::test {
+
+class RawSocket {
+ public:
+  explicit RawSocket(int port);  // to 127.0.0.1
+  ~RawSocket();
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+
+  bool connected() const { return connected_; }
+  bool send_all(const std::string& bytes);
+  // Everything the peer sends until it closes; false if it is still open at the deadline.
+  bool read_until_closed(std::string& received, std::chrono::milliseconds timeout);
+  // Appends what arrives until `received` holds `count` ReadyForQuery messages from the start (counted on
+  // message boundaries); false on timeout or close.
+  bool read_until_ready(std::string& received, int count, std::chrono::milliseconds timeout);
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+std::string be32(std::uint32_t v);
+std::string be16(std::uint16_t v);
+
+// The SQLSTATE of an ErrorResponse at the start of `bytes`, or "".
+std::string error_response_sqlstate(const std::string& bytes);
+
+}  // namespace pgmux::test
