@@ -65,6 +65,15 @@ Metrics::Metrics(session::Proxy& proxy)
                    .Name("pgmux_queries_total")
                    .Help("Query and Execute messages forwarded")
                    .Register(registry_)),
+      lazy_prepares_(BuildCounter()
+                         .Name("pgmux_prepared_statements_lazy_total")
+                         .Help("Named prepared statements pgmux prepared on a backend a client moved to")
+                         .Register(registry_)),
+      statement_evictions_(BuildCounter()
+                               .Name("pgmux_prepared_statements_evicted_total")
+                               .Help("Prepared statements closed on a backend to stay under "
+                                     "max_prepared_statements")
+                               .Register(registry_)),
       bytes_received_(BuildCounter()
                           .Name("pgmux_client_bytes_received_total")
                           .Help("Bytes received from clients and forwarded")
@@ -133,6 +142,9 @@ void Metrics::update_pools() {
     pool::TrafficTotals& before = last_[key];
     transactions_.Add(labels).Increment(static_cast<double>(now.transactions - before.transactions));
     queries_.Add(labels).Increment(static_cast<double>(now.queries - before.queries));
+    lazy_prepares_.Add(labels).Increment(static_cast<double>(now.lazy_prepares - before.lazy_prepares));
+    statement_evictions_.Add(labels).Increment(
+        static_cast<double>(now.statement_evictions - before.statement_evictions));
     bytes_received_.Add(labels).Increment(static_cast<double>(now.bytes_received - before.bytes_received));
     bytes_sent_.Add(labels).Increment(static_cast<double>(now.bytes_sent - before.bytes_sent));
     observe(lent_seconds_.Add(labels, bucket_bounds()), now.lent, before.lent,

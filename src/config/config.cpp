@@ -209,6 +209,8 @@ void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
     } else if (key == "max_packet_size") {
       // Below 1 KiB ordinary queries would be refused; Postgres itself caps messages at 1 GiB.
       pool.max_packet_size = static_cast<std::uint32_t>(integer(value, path, env, 1024, 1LL << 30));
+    } else if (key == "max_prepared_statements") {
+      pool.max_prepared_statements = static_cast<std::uint32_t>(integer(value, path, env, 0, 100'000));
     } else {
       return false;
     }

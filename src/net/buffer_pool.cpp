@@ -32,10 +32,31 @@ IoBuffer::IoBuffer() {
 }
 
 IoBuffer::~IoBuffer() {
-  if (t_free.buffers.size() < kMaxFreeBuffers)
+  if (capacity_ == kBufferSize && t_free.buffers.size() < kMaxFreeBuffers)
     t_free.buffers.push_back(storage_);
   else
     delete[] storage_;
+}
+
+void IoBuffer::ensure_capacity(std::size_t n) {
+  if (n <= capacity_) return;
+  char* bigger = new char[n];
+  std::memcpy(bigger, storage_ + begin_, end_ - begin_);
+  if (capacity_ == kBufferSize && t_free.buffers.size() < kMaxFreeBuffers)
+    t_free.buffers.push_back(storage_);
+  else
+    delete[] storage_;
+  storage_ = bigger;
+  capacity_ = n;
+  end_ -= begin_;
+  begin_ = 0;
+}
+
+void IoBuffer::erase(std::size_t offset, std::size_t n) {
+  char* at = storage_ + begin_ + offset;
+  std::memmove(at, at + n, end_ - (begin_ + offset + n));
+  end_ -= n;
+  if (begin_ == end_) begin_ = end_ = 0;
 }
 
 void IoBuffer::compact() {

@@ -19,18 +19,25 @@ class IoBuffer {
 
   std::string_view data() const { return {storage_ + begin_, end_ - begin_}; }
   bool empty() const { return begin_ == end_; }
+  char* mutable_data() { return storage_ + begin_; }
   char* space() { return storage_ + end_; }
-  std::size_t space_size() const { return kBufferSize - end_; }
+  std::size_t space_size() const { return capacity_ - end_; }
+  // Room for one message of `n` bytes that must be seen whole although it is larger than a pooled buffer (a
+  // named Parse with a long query): the buffer moves to the heap until it is given back.
+  void ensure_capacity(std::size_t n);
   void received(std::size_t n) { end_ += n; }
   void consume(std::size_t n) {
     begin_ += n;
     if (begin_ == end_) begin_ = end_ = 0;
   }
+  // Removes n bytes at `offset` from the start of the data (a reply pgmux must not pass on).
+  void erase(std::size_t offset, std::size_t n);
   // Moves unconsumed bytes (a partial header) to the front so the next read has room.
   void compact();
 
  private:
   char* storage_;
+  std::size_t capacity_ = kBufferSize;
   std::size_t begin_ = 0, end_ = 0;
 };
 

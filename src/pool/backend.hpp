@@ -13,6 +13,7 @@
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pgmux/protocol/session_params.hpp"
+#include "pool/prepared_statements.hpp"
 
 namespace pgmux::pool {
 
@@ -32,6 +33,7 @@ struct Backend {
   tcp::socket socket;
   std::uint32_t pid = 0, secret_key = 0;  // for CancelRequest
   protocol::ParamSet params;              // its current session settings, as reported to pgmux
+  BackendStatements statements;           // prepared statements it holds on clients' behalf
   Clock::time_point created, last_used;
 };
 

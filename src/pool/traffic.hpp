@@ -21,7 +21,7 @@ using LatencyBuckets = std::array<std::uint64_t, kLatencyBucketsUs.size() + 1>; 
 
 struct TrafficTotals {
   std::uint64_t transactions = 0, queries = 0, bytes_received = 0, bytes_sent = 0, transaction_us = 0,
-                wait_us = 0;
+                wait_us = 0, lazy_prepares = 0, statement_evictions = 0;
   LatencyBuckets lent{}, waited{};  // how long backends were lent, how long clients waited for one
 };
 
@@ -34,6 +34,9 @@ class TrafficCounters {
   void add_queries(std::uint64_t n) { bump(slot().queries, n); }
   void add_received(std::uint64_t n) { bump(slot().bytes_received, n); }
   void add_sent(std::uint64_t n) { bump(slot().bytes_sent, n); }
+  // Named prepared statements pgmux prepared on a backend for a client, and closed to stay under the limit.
+  void add_lazy_prepare() { bump(slot().lazy_prepares, 1); }
+  void add_statement_eviction() { bump(slot().statement_evictions, 1); }
   void add_transaction_time(std::uint64_t us) {
     Slot& s = slot();
     bump(s.transaction_us, us);
@@ -50,7 +53,7 @@ class TrafficCounters {
  private:
   struct alignas(64) Slot {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_received{0}, bytes_sent{0},
-        transaction_us{0}, wait_us{0};
+        transaction_us{0}, wait_us{0}, lazy_prepares{0}, statement_evictions{0};
     std::array<std::atomic<std::uint64_t>, kLatencyBucketsUs.size() + 1> lent{}, waited{};
   };
   static std::size_t bucket_of(std::uint64_t us) {

@@ -154,4 +154,20 @@ ErrorFields parse_error_fields(std::string_view body) {
   return fields;
 }
 
+void append_parse(std::string& out, std::string_view name, std::string_view definition) {
+  MessageBuilder(out, 'P').cstr(name).bytes(definition);
+}
+
+void append_bind(std::string& out, std::string_view portal, std::string_view statement) {
+  MessageBuilder(out, 'B').cstr(portal).cstr(statement).u16(0).u16(0).u16(0);
+}
+
+void append_execute(std::string& out, std::string_view portal) {
+  MessageBuilder(out, 'E').cstr(portal).u32(0);
+}
+
+void append_close(std::string& out, char kind, std::string_view name) {
+  MessageBuilder(out, 'C').u8(kind).cstr(name);
+}
+
 }  // namespace pgmux::protocol

@@ -6,6 +6,7 @@
 #include "log.hpp"
 #include "net/message_io.hpp"
 #include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/sql_keywords.hpp"
 #include "pgmux/protocol/wire.hpp"
 
 namespace pgmux::session {
@@ -49,9 +50,10 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
     co_return;
   }
   const config::PoolConfig& settings = proxy.config().pool;
-  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
-                          RelaySettings{settings.max_packet_size, !session->session_mode_,
-                                        settings.query_wait_timeout, settings.client_idle_timeout});
+  session->relay_.emplace(
+      session->socket_, *session->pool_, session->cancel_target_, session->params_,
+      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
+                    settings.client_idle_timeout, settings.max_prepared_statements});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -137,6 +139,7 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   if (session_mode_ && !reset.empty()) {
     append_query(out, reset);
     ++replies;
+    if (may_drop_statements(reset)) backend.statements.clear();
   }
   if (replies == 0) co_return true;
 

@@ -4,6 +4,7 @@
 
 #include "log.hpp"
 #include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/sql_keywords.hpp"
 
 #include <utility>
 
@@ -11,30 +12,81 @@ namespace pgmux::session {
 
 using namespace protocol;
 
-namespace {
-
 // Client -> backend: every message updates the transaction tracker; Terminate is not forwarded (the backend
-// outlives the client in the pool).
-struct ClientMessages {
-  TxTracker& tracker;
+// outlives the client in the pool). In transaction mode the scan stops at messages that name a prepared
+// statement, for the relay to rewrite, and notes the requests whose replies it may have to edit.
+struct Relay::ClientMessages {
+  Relay& relay;
   std::uint64_t queries = 0;  // Query and Execute messages, for the pool's statistics
+
   bool wants_body(char) const { return false; }
   ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
-  ScanStep on_header(char type, std::uint32_t) {
+  ScanStep on_header(char type, std::uint32_t length, std::string_view body) {
     if (type == 'X') return ScanStep::kStop;
-    tracker.on_client_message(type);
+    if (relay.track_statements_) {
+      ScanStep step = note_for_statements(type, length - 4, body);
+      if (step != ScanStep::kForward) return step;
+    }
+    relay.state_.tracker.on_client_message(type);
     queries += type == 'Q' || type == 'E';
     return ScanStep::kForward;
+  }
+
+  ScanStep note_for_statements(char type, std::uint32_t body_size, std::string_view body) {
+    // Wait for more of the body only while it can still fit in the buffer.
+    bool more_fits = body.size() < body_size && body.size() + kHeaderSize < net::kBufferSize;
+    PendingReplies& replies = relay.replies_;
+    switch (type) {
+      case 'P':
+        if (body.empty()) return more_fits ? ScanStep::kWait : ScanStep::kStop;
+        if (body[0] != '\0') return ScanStep::kStop;  // named
+        replies.push({ReplyKind::parse});
+        return ScanStep::kForward;
+      case 'B': {
+        std::size_t portal_end = body.find('\0');
+        std::size_t name_end = portal_end == body.npos ? body.npos : body.find('\0', portal_end + 1);
+        if (name_end == body.npos) return more_fits ? ScanStep::kWait : ScanStep::kStop;
+        if (name_end > portal_end + 1) return ScanStep::kStop;  // named
+        replies.push({ReplyKind::bind});
+        return ScanStep::kForward;
+      }
+      case 'D':
+      case 'C':
+        if (body.size() < 2) return more_fits ? ScanStep::kWait : ScanStep::kStop;
+        if (body[0] == 'S' && body[1] != '\0') return ScanStep::kStop;  // a named statement
+        if (type == 'C') replies.push({ReplyKind::close});
+        return ScanStep::kForward;
+      case 'S':
+        replies.push({ReplyKind::sync});
+        relay.lease_->statements.tick();
+        return ScanStep::kForward;
+      case 'F':
+        replies.push({ReplyKind::query});
+        relay.lease_->statements.tick();
+        return ScanStep::kForward;
+      case 'Q': {
+        if (more_fits) return ScanStep::kWait;  // a query is small, and runs only once whole anyway
+        PendingReply reply{ReplyKind::query};
+        bool whole = body.size() == body_size;
+        if (!whole || may_drop_statements(body)) {
+          relay.lease_->statements.clear();  // what the server still holds is closed before it is prepared
+          reply.clears_client_statements = whole && drops_all_statements(body);
+        }
+        replies.push(reply);
+        relay.lease_->statements.tick();
+        return ScanStep::kForward;
+      }
+      default:
+        return ScanStep::kForward;
+    }
   }
 };
 
 // Backend -> client: ReadyForQuery is read for the transaction status it carries, ParameterStatus for the
 // settings it reports. While `hiding`, the bytes are the reply to pgmux's own SET: the scan stops right after
 // its ReadyForQuery so that they can be dropped.
-struct BackendMessages {
-  TxTracker& tracker;
-  ParamSet& backend_params;
-  ParamSet& client_params;
+struct Relay::BackendMessages {
+  Relay& relay;
   bool hiding;
   bool saw_ready = false;
   bool hidden_done = false;
@@ -49,27 +101,46 @@ struct BackendMessages {
       if (parse_parameter_status(body, name, value)) {
         // Either the client changed it, or pgmux's own SET applied the client's value and Postgres reports it
         // normalised ("SQL,DMY" becomes "SQL, DMY"): both sides hold it now.
-        backend_params.set(name, value);
-        client_params.set(name, value);
+        relay.lease_->params.set(name, value);
+        relay.client_params_.set(name, value);
       }
       return ScanStep::kForward;
     }
     char status = body.empty() ? 'E' : body[0];
-    tracker.on_ready_for_query(status);
+    relay.state_.tracker.on_ready_for_query(status);
     if (hiding) {
       hidden_done = true;
-    } else {
-      saw_ready = true;
-      transactions += status == 'I';  // a transaction (block or single statement) has ended
+      return ScanStep::kForward;
     }
-    return ScanStep::kForward;
+    saw_ready = true;
+    transactions += status == 'I';  // a transaction (block or single statement) has ended
+    if (relay.track_statements_) relay.on_backend_ready();
+    return relay.reply_mismatch_ ? ScanStep::kStop : ScanStep::kForward;
   }
-  ScanStep on_header(char type, std::uint32_t) {
+  ScanStep on_header(char type, std::uint32_t length, std::string_view) {
     if (hidden_done) return ScanStep::kStop;
-    if (hiding && type == 'E') hidden_error = true;
-    return ScanStep::kForward;
+    if (hiding) {
+      hidden_error |= type == 'E';
+      return ScanStep::kForward;
+    }
+    return relay.track_statements_ ? relay.on_backend_reply(type, length) : ScanStep::kForward;
   }
 };
+
+namespace {
+
+// A name no statement has: closing it is a no-op whose one-message reply can stand in for another.
+constexpr std::string_view kNoStatement = "pgmux_none";
+// pgmux's own statement that raises an error on request.
+constexpr std::string_view kRaiseStatement = "pgmux_raise";
+
+// A client's statement name, fit to quote inside pgmux's own SQL and messages.
+std::string printable(std::string_view name) {
+  std::string out;
+  for (char c : name.substr(0, 63))
+    out += (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\' && c != '$') ? c : '?';
+  return out;
+}
 
 }  // namespace
 
@@ -89,7 +160,8 @@ Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target,
       settings_(settings),
       client_scanner_(settings.max_client_message),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
-      backend_scanner_(0x7fffffff) {}
+      backend_scanner_(0x7fffffff),
+      track_statements_(settings.release_at_idle && settings.max_prepared_statements > 0) {}
 
 namespace {
 thread_local Relay* t_running = nullptr;  // head of this worker's list of running relays
@@ -179,7 +251,7 @@ bool Relay::drop_stray_copy_messages() {
   struct StrayCopy {
     bool wants_body(char) const { return false; }
     ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
-    ScanStep on_header(char type, std::uint32_t) {
+    ScanStep on_header(char type, std::uint32_t, std::string_view) {
       return type == 'd' || type == 'c' || type == 'f' ? ScanStep::kForward : ScanStep::kStop;
     }
   } stray;
@@ -257,24 +329,286 @@ bool Relay::adopt(pool::BackendLease lease) {
 
 bool Relay::forward_client_bytes() {
   net::IoBuffer& in = *client_in_;
-  ClientMessages messages{state_.tracker};
-  ScanResult scanned = client_scanner_.scan(in.data(), messages);
-  if (scanned.bad_length) {
-    finish(End::client_protocol_violation);
+  ClientMessages messages{*this};
+  std::size_t pos = 0;         // bytes of `in` dealt with
+  bool rewritten = false;      // from the first rewrite on, everything to send is gathered in out_
+  std::size_t need_whole = 0;  // a message that must be seen whole before it can be rewritten
+  for (;;) {
+    ScanResult scanned = client_scanner_.scan(in.data().substr(pos), messages);
+    if (scanned.bad_length) {
+      finish(End::client_protocol_violation);
+      return false;
+    }
+    if (rewritten) out_.append(in.data().substr(pos, scanned.forward));
+    pos += scanned.forward;
+    if (!scanned.stopped) break;
+    std::string_view rest = in.data().substr(pos);
+    if (rest[0] == 'X') {
+      client_stop_ = true;
+      break;
+    }
+    if (!rewritten) {
+      out_.assign(in.data().substr(0, pos));
+      rewritten = true;
+    }
+    std::size_t used = rest[0] == 'P'   ? rewrite_parse(rest)
+                       : rest[0] == 'B' ? rewrite_bind(rest)
+                                        : rewrite_describe_or_close(rest);
+    if (ended_) return false;
+    if (used == 0) {
+      need_whole = 1 + std::size_t(read_u32(rest.data() + 1));
+      break;
+    }
+    pos += used;
+  }
+  pool::TrafficCounters& traffic = pool_.traffic();
+  traffic.add_received(pos);
+  if (messages.queries) traffic.add_queries(messages.queries);
+  if (rewritten) {
+    in.consume(pos);
+    if (!out_.empty() && !write_rewritten_to_backend()) return false;
+  } else if (pos > 0 && !write_to_backend(pos)) {
     return false;
   }
-  client_stop_ = scanned.stopped;
-  pool::TrafficCounters& traffic = pool_.traffic();
-  traffic.add_received(scanned.forward);
-  if (messages.queries) traffic.add_queries(messages.queries);
-  if (scanned.forward > 0 && !write_to_backend(scanned.forward)) return false;
   if (client_stop_) {
     finish(End::client_gone);
     return false;
   }
   in.compact();
+  if (need_whole) in.ensure_capacity(need_whole);
   state_.client_partial = !in.empty() || !client_scanner_.at_boundary();
   return true;
+}
+
+bool Relay::write_rewritten_to_backend() {
+  error_code ec;
+  std::size_t written = lease_->socket.write_some(asio::buffer(out_), ec);
+  if (ec && ec != asio::error::would_block) {
+    finish(End::backend_gone);
+    return false;
+  }
+  if (written == out_.size()) return true;
+  state_.client_writing = true;
+  ++pending_;
+  asio::async_write(lease_->socket, asio::buffer(out_.data() + written, out_.size() - written),
+                    on_client_thread([this](error_code ec, std::size_t) {
+                      --pending_;
+                      state_.client_writing = false;
+                      if (ended_) return maybe_done();
+                      if (ec) return finish(End::backend_gone);
+                      if (client_stop_) return finish(End::client_gone);
+                      client_in_->compact();
+                      state_.client_partial = !client_in_->empty() || !client_scanner_.at_boundary();
+                      pump_client();
+                    }));
+  return false;
+}
+
+// ---- named prepared statements ----
+
+pool::ClientStatements& Relay::client_statements() {
+  if (!statements_) statements_ = std::make_unique<pool::ClientStatements>();
+  return *statements_;
+}
+
+std::size_t Relay::rewrite_parse(std::string_view message) {
+  std::uint32_t length = read_u32(message.data() + 1);
+  if (message.size() < 1 + std::size_t(length)) return 0;
+  std::string_view body = message.substr(kHeaderSize, length - 4);
+  std::size_t name_end = body.find('\0');
+  if (name_end == body.npos) {
+    finish(End::client_protocol_violation);
+    return 0;
+  }
+  std::string_view name = body.substr(0, name_end);
+  std::string_view definition = body.substr(name_end + 1);
+  state_.tracker.on_client_message('P');
+  pool::ClientStatements& mine = client_statements();
+  if (mine.find(name)) {
+    raise_error_in_stream("42P05", "prepared statement \"" + printable(name) + "\" already exists");
+    return 1 + length;
+  }
+  std::shared_ptr<const pool::PreparedStatement> statement = pool::make_statement(definition);
+  PendingReply reply{ReplyKind::parse};
+  reply.statement = statement->id;
+  reply.defines_client_name = true;
+  reply.client_name_slot = static_cast<std::uint32_t>(pending_names_.size());
+  pending_names_.emplace_back(name);
+  pool::BackendStatements& held = lease_->statements;
+  if (held.touch(statement->id)) {
+    // The backend has it already: a Close of nothing gets the one-message reply that becomes ParseComplete.
+    append_close(out_, 'S', kNoStatement);
+    reply.kind = ReplyKind::parse_faked;
+  } else {
+    make_room_for(*statement);
+    append_parse(out_, statement->server_name, definition);
+    reply.prepares = true;
+  }
+  replies_.push(reply);
+  mine.add(name, std::move(statement));
+  return 1 + length;
+}
+
+std::size_t Relay::rewrite_bind(std::string_view message) {
+  std::uint32_t length = read_u32(message.data() + 1);
+  std::string_view body =
+      message.substr(kHeaderSize, std::min<std::size_t>(length - 4, message.size() - kHeaderSize));
+  std::size_t portal_end = body.find('\0');
+  std::size_t name_end = portal_end == body.npos ? body.npos : body.find('\0', portal_end + 1);
+  if (name_end == body.npos) {  // names longer than a buffer: no driver does that
+    finish(End::client_protocol_violation);
+    return 0;
+  }
+  std::string_view portal = body.substr(0, portal_end);
+  std::string_view name = body.substr(portal_end + 1, name_end - portal_end - 1);
+  state_.tracker.on_client_message('B');
+  std::string_view server_name = name;  // unknown to pgmux: Postgres reports it missing, as it should
+  if (const auto* statement = statements_ ? statements_->find(name) : nullptr) {
+    place_on_backend(**statement);
+    server_name = (*statement)->server_name;
+  }
+  replies_.push({ReplyKind::bind});
+  std::uint32_t new_length = length - name.size() + server_name.size();
+  MessageBuilder(out_, 'B').cstr(portal).cstr(server_name);  // the header, fixed below
+  write_u32(out_.data() + out_.size() - (4 + portal.size() + 1 + server_name.size() + 1), new_length);
+  // The parameters follow unseen, however large.
+  std::size_t consumed = kHeaderSize + name_end + 1;
+  client_scanner_.pass_through(length - 4 - (name_end + 1));
+  return consumed;
+}
+
+std::size_t Relay::rewrite_describe_or_close(std::string_view message) {
+  char type = message[0];
+  std::uint32_t length = read_u32(message.data() + 1);
+  if (message.size() < 1 + std::size_t(length)) return 0;
+  std::string_view name = message.substr(kHeaderSize + 1, length - 4 - 1);
+  if (name.empty() || name.back() != '\0') {
+    finish(End::client_protocol_violation);
+    return 0;
+  }
+  name.remove_suffix(1);
+  state_.tracker.on_client_message(type);
+  const auto* statement = statements_ ? statements_->find(name) : nullptr;
+  if (type == 'C') {
+    // The client's name goes; the backend keeps the statement for whoever prepares it next. Passed on as is,
+    // the Close names nothing on the server and gets the CloseComplete the client expects.
+    if (statement) statements_->remove(name);
+    append_close(out_, 'S', name);
+    replies_.push({ReplyKind::close});
+  } else if (statement) {
+    place_on_backend(**statement);
+    MessageBuilder(out_, 'D').u8('S').cstr((*statement)->server_name);
+  } else {
+    out_.append(message.substr(0, 1 + length));
+  }
+  return 1 + length;
+}
+
+void Relay::make_room_for(const pool::PreparedStatement& statement) {
+  pool::BackendStatements& held = lease_->statements;
+  pool::StatementId evicted;
+  if (held.add(statement.id, settings_.max_prepared_statements, held.use_clock(), evicted)) {
+    send_hidden_close(pool::server_statement_name(evicted));
+    pool_.traffic().add_statement_eviction();
+  }
+  // The server may still hold it from a request whose outcome pgmux never saw.
+  send_hidden_close(statement.server_name);
+}
+
+void Relay::place_on_backend(const pool::PreparedStatement& statement) {
+  if (lease_->statements.touch(statement.id)) return;
+  make_room_for(statement);
+  append_parse(out_, statement.server_name, statement.definition);
+  state_.tracker.on_client_message('P');
+  PendingReply reply{ReplyKind::parse_hidden};
+  reply.prepares = true;
+  reply.statement = statement.id;
+  replies_.push(reply);
+  pool_.traffic().add_lazy_prepare();
+}
+
+void Relay::send_hidden_close(std::string_view server_name) {
+  append_close(out_, 'S', server_name);
+  state_.tracker.on_client_message('C');
+  replies_.push({ReplyKind::close_hidden});
+}
+
+void Relay::raise_error_in_stream(std::string_view sqlstate, std::string_view message) {
+  send_hidden_close(kRaiseStatement);
+  std::string sql = "DO $pgmux$BEGIN RAISE EXCEPTION USING ERRCODE = '";
+  sql += sqlstate;
+  sql += "', MESSAGE = '";
+  sql += message;  // printable: no quote, backslash or dollar
+  sql += "'; END$pgmux$";
+  std::string definition = sql;
+  definition += '\0';
+  definition.append(2, '\0');  // no parameter types
+  append_parse(out_, kRaiseStatement, definition);
+  replies_.push({ReplyKind::parse_hidden});
+  append_bind(out_, "", kRaiseStatement);
+  replies_.push({ReplyKind::bind_hidden});
+  append_execute(out_, "");
+  for (char type : {'P', 'B', 'E'}) state_.tracker.on_client_message(type);
+}
+
+ScanStep Relay::on_backend_reply(char type, std::uint32_t length) {
+  auto mismatch = [this] {
+    reply_mismatch_ = true;
+    return ScanStep::kStop;
+  };
+  switch (type) {
+    case '1':
+    case '2':
+    case '3': {
+      if (replies_.empty()) return mismatch();
+      ReplyKind kind = replies_.front().kind;
+      bool fits = type == '1'   ? kind == ReplyKind::parse || kind == ReplyKind::parse_hidden
+                  : type == '2' ? kind == ReplyKind::bind || kind == ReplyKind::bind_hidden
+                                : kind == ReplyKind::close || kind == ReplyKind::close_hidden ||
+                                      kind == ReplyKind::parse_faked;
+      if (!fits || length != 4) return mismatch();
+      replies_.pop();
+      if (kind == ReplyKind::parse || kind == ReplyKind::bind || kind == ReplyKind::close)
+        return ScanStep::kForward;
+      edit_ = kind == ReplyKind::parse_faked ? Edit::to_parse_complete : Edit::drop;
+      return ScanStep::kStop;
+    }
+    case 'E':
+      if (!replies_.empty() && replies_.front().kind == ReplyKind::query)
+        replies_.front().failed = true;
+      else
+        abandon_until_sync();
+      return ScanStep::kForward;
+    default:
+      return ScanStep::kForward;
+  }
+}
+
+void Relay::on_backend_ready() {
+  if (replies_.empty() || !ends_at_ready(replies_.front().kind)) {
+    reply_mismatch_ = true;
+    return;
+  }
+  const PendingReply& done = replies_.front();
+  if (done.clears_client_statements && !done.failed && statements_) statements_->clear();
+  replies_.pop();
+  if (replies_.empty()) pending_names_.clear();
+}
+
+void Relay::abandon_until_sync() {
+  while (!replies_.empty() && !ends_at_ready(replies_.front().kind)) {
+    abandon(replies_.front());
+    replies_.pop();
+  }
+}
+
+void Relay::abandon(const PendingReply& reply) {
+  if (reply.prepares && lease_) lease_->statements.remove(reply.statement);
+  if (reply.defines_client_name && statements_) {
+    const std::string& name = pending_names_[reply.client_name_slot];
+    if (const auto* statement = statements_->find(name); statement && (*statement)->id == reply.statement)
+      statements_->remove(name);
+  }
 }
 
 bool Relay::write_to_backend(std::size_t n) {
@@ -335,7 +669,7 @@ void Relay::pump_backend() {
 bool Relay::process_backend_bytes() {
   net::IoBuffer& in = *backend_in_;
   while (hidden_replies_ > 0 && !in.empty()) {
-    BackendMessages hidden{state_.tracker, lease_->params, client_params_, true};
+    BackendMessages hidden{*this, true};
     ScanResult scanned = backend_scanner_.scan(in.data(), hidden);
     if (scanned.bad_length) {
       finish(End::backend_gone);
@@ -351,17 +685,40 @@ bool Relay::process_backend_bytes() {
     }
   }
   if (in.empty()) return true;
-  BackendMessages messages{state_.tracker, lease_->params, client_params_, false};
-  ScanResult scanned = backend_scanner_.scan(in.data(), messages);
-  if (scanned.bad_length) {
-    finish(End::backend_gone);
-    return false;
+  return forward_backend_bytes();
+}
+
+bool Relay::forward_backend_bytes() {
+  net::IoBuffer& in = *backend_in_;
+  BackendMessages messages{*this, false};
+  std::size_t pos = 0;
+  for (;;) {
+    ScanResult scanned = backend_scanner_.scan(in.data().substr(pos), messages);
+    if (scanned.bad_length) {
+      finish(End::backend_gone);
+      return false;
+    }
+    pos += scanned.forward;
+    if (!scanned.stopped) break;
+    if (reply_mismatch_) {
+      // pgmux lost track of which reply answers which request: the connection cannot be trusted.
+      log::error("a server's replies do not match the requests sent; closing that connection");
+      finish(End::backend_gone);
+      return false;
+    }
+    if (edit_ == Edit::drop) {
+      in.erase(pos, kHeaderSize);
+    } else {
+      in.mutable_data()[pos] = '1';  // CloseComplete becomes ParseComplete: same length
+      pos += kHeaderSize;
+    }
+    edit_ = Edit::none;
   }
   backend_saw_ready_ = messages.saw_ready;
   pool::TrafficCounters& traffic = pool_.traffic();
-  traffic.add_sent(scanned.forward);
+  traffic.add_sent(pos);
   if (messages.transactions) traffic.add_transactions(messages.transactions);
-  if (scanned.forward > 0 && !write_to_client(scanned.forward)) return false;
+  if (pos > 0 && !write_to_client(pos)) return false;
   return !maybe_release();
 }
 
@@ -392,6 +749,11 @@ bool Relay::maybe_release() {
   // Transaction mode hands the backend back at the ReadyForQuery that leaves nothing outstanding.
   bool at_rest = backend_in_->empty() && backend_scanner_.at_boundary();
   if (!backend_saw_ready_ || !state_.releasable() || !at_rest) return false;
+  if (!replies_.empty()) {
+    log::error("a server connection is idle with replies still expected; closing it");
+    finish(End::backend_gone);
+    return true;
+  }
   if (!settings_.release_at_idle) {
     // Session mode keeps its backend; when draining, the session ends here and is cleaned up by its owner.
     if (!draining_) return false;
@@ -451,6 +813,7 @@ void Relay::finish(End end) {
 void Relay::maybe_done() {
   if (!ended_ || pending_ > 0) return;
   backend_stream_intact_ = !backend_in_ || (backend_in_->empty() && backend_scanner_.at_boundary());
+  for (; !replies_.empty(); replies_.pop()) abandon(replies_.front());  // never to be answered now
   client_in_.reset();
   backend_in_.reset();
   unlist();

@@ -14,7 +14,9 @@
 #include "pgmux/protocol/relay_state.hpp"
 #include "pgmux/protocol/session_params.hpp"
 #include "pool/pool.hpp"
+#include "pool/prepared_statements.hpp"
 #include "session/cancel_registry.hpp"
+#include "session/pending_replies.hpp"
 
 namespace pgmux::session {
 
@@ -33,6 +35,9 @@ struct RelaySettings {
       true;  // transaction mode: the backend goes back at the ReadyForQuery that ends the transaction
   config::Duration query_wait_timeout{120'000};
   config::Duration client_idle_timeout{0};
+  // Transaction mode: named prepared statements are pgmux's to place on backends, at most this many per
+  // backend (0: not tracked, they break when the client changes backend).
+  std::uint32_t max_prepared_statements = 200;
 };
 
 // The hot path, as a callback-driven state machine that lives as long as the client's session:
@@ -96,11 +101,39 @@ class Relay {
   // Scans and forwards buffered client bytes. False when the pump must stop here.
   bool forward_client_bytes();
   bool write_to_backend(std::size_t n);
+  // After bytes of the client's went into out_ (rewritten): writes out_ whole. False when the pump must stop.
+  bool write_rewritten_to_backend();
+
+  // Named prepared statements (transaction mode). Each takes the client message at the start of `message`
+  // (whole, or for Bind its names at least), appends what the backend must receive instead to out_, and says
+  // how many input bytes it consumed; 0 means more input is needed.
+  std::size_t rewrite_parse(std::string_view message);
+  std::size_t rewrite_bind(std::string_view message);
+  std::size_t rewrite_describe_or_close(std::string_view message);
+  // Makes sure the backend holds `statement`, preparing it first if not, with the replies hidden.
+  void place_on_backend(const pool::PreparedStatement& statement);
+  // Records the statement as held by the backend, closing the least recently used one if over the limit and
+  // any stale copy of this one.
+  void make_room_for(const pool::PreparedStatement& statement);
+  void send_hidden_close(std::string_view server_name);
+  // Makes the backend itself report an error at this point of the stream, so that it skips to the next Sync
+  // and rolls back exactly as it would for an error of its own.
+  void raise_error_in_stream(std::string_view sqlstate, std::string_view message);
+  pool::ClientStatements& client_statements();
+
+  // Matches a reply the backend sent to the request it answers. kStop with edit_ set: edit the message first.
+  protocol::ScanStep on_backend_reply(char type, std::uint32_t length);
+  void on_backend_ready();
+  // The replies still owed until the next Sync will never come (an error skips to the Sync): undo what their
+  // requests were assumed to do.
+  void abandon_until_sync();
+  void abandon(const PendingReply& reply);
 
   void wait_backend();
   void pump_backend();
   // Drops the replies to pgmux's own SET, then forwards the rest. False when the pump must stop here.
   bool process_backend_bytes();
+  bool forward_backend_bytes();
   bool write_to_client(std::size_t n);
   // After backend bytes went out: gives the backend back if the transaction is over. True if it did.
   bool maybe_release();
@@ -115,6 +148,9 @@ class Relay {
   // Lets other sessions on this thread run after this many reads in a row (a long COPY must not starve them).
   static constexpr int kReadsPerTurn = 16;
   void yield_to_others(void (Relay::*pump)());
+
+  struct ClientMessages;
+  struct BackendMessages;
 
   tcp::socket& client_;
   pool::Pool& pool_;
@@ -136,6 +172,15 @@ class Relay {
   bool client_waiting_ = false;  // a wait on the client is armed
   int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
+
+  // Named prepared statements: the client's, the replies in flight, and rewritten client bytes.
+  const bool track_statements_;
+  std::unique_ptr<pool::ClientStatements> statements_;  // allocated on first use
+  std::vector<std::string> pending_names_;              // names defined by Parse messages still unanswered
+  PendingReplies replies_;
+  std::string out_;
+  enum class Edit : std::uint8_t { none, drop, to_parse_complete } edit_ = Edit::none;
+  bool reply_mismatch_ = false;
 
   bool draining_ = false;
   Relay* prev_ = nullptr;  // this thread's list of running relays

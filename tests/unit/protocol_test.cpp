@@ -23,7 +23,7 @@ struct Recorder {
     events.push_back(std::string(1, type) + ":" + std::string(body));
     return ScanStep::kForward;
   }
-  ScanStep on_header(char type, std::uint32_t length) {
+  ScanStep on_header(char type, std::uint32_t length, std::string_view) {
     if (type == 'X') return ScanStep::kStop;
     events.push_back(std::string(1, type) + "#" + std::to_string(length));
     return ScanStep::kForward;

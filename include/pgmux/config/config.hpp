@@ -39,6 +39,9 @@ struct PoolConfig {
   Duration client_idle_timeout{0};                 // 0 = never
   std::string server_reset_query = "DISCARD ALL";  // session mode, before a backend is reused
   std::uint32_t max_packet_size = 64u << 20;       // larger client messages are a protocol violation
+  // Transaction mode: named prepared statements kept per backend (least recently used closed first); 0 turns
+  // pgmux's tracking off, as in PgBouncer.
+  std::uint32_t max_prepared_statements = 200;
 };
 
 struct DatabaseConfig {

@@ -34,7 +34,13 @@ void append_ready_for_query(std::string& out, char status);
 void append_query(std::string& out, std::string_view sql);
 void append_terminate(std::string& out);
 void append_sync(std::string& out);
-void append_password(std::string& out, std::string_view password);  // PasswordMessage, NUL-terminated
+// Extended-query messages pgmux sends on its own: `definition` is a Parse body's tail after the name (query,
+// parameter count and types); Bind has no parameters and asks for text results.
+void append_parse(std::string& out, std::string_view name, std::string_view definition);
+void append_bind(std::string& out, std::string_view portal, std::string_view statement);
+void append_execute(std::string& out, std::string_view portal);
+void append_close(std::string& out, char kind, std::string_view name);  // kind 'S' statement, 'P' portal
+void append_password(std::string& out, std::string_view password);      // PasswordMessage, NUL-terminated
 void append_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void append_sasl_response(std::string& out, std::string_view data);
 void append_startup(std::string& out, const std::vector<std::pair<std::string, std::string>>& params);

@@ -17,10 +17,14 @@ namespace pgmux::protocol {
 // Handler interface (all inline, so the hot path is one pass over the headers):
 //   bool wants_body(char type);                         // deliver this message whole to on_message?
 //   ScanStep on_message(char type, std::string_view body);
-//   ScanStep on_header(char type, std::uint32_t length); // for messages passed through unseen
+//   ScanStep on_header(char type, std::uint32_t length, std::string_view body_start);
+//                                                        // for messages passed through unseen; `body_start`
+//                                                        // is as much of the body as is buffered (maybe
+//                                                        none)
 enum class ScanStep {
   kForward,  // forward this message with the rest
   kStop,     // stop before this message; it stays unconsumed for the caller to handle
+  kWait,     // stop before this message until more of it is buffered (the handler needs more of its body)
 };
 
 struct ScanResult {
@@ -60,8 +64,10 @@ class MessageScanner {
         }
         pos += kHeaderSize + body_size;
       } else {
-        if (handler.on_header(type, length) == ScanStep::kStop) {
-          result.stopped = true;
+        std::size_t buffered = std::min(body_size, in.size() - pos - kHeaderSize);
+        ScanStep step = handler.on_header(type, length, in.substr(pos + kHeaderSize, buffered));
+        if (step != ScanStep::kForward) {
+          result.stopped = step == ScanStep::kStop;
           break;
         }
         pos += kHeaderSize;
@@ -74,6 +80,9 @@ class MessageScanner {
 
   // True between messages: nothing of a message is half forwarded.
   bool at_boundary() const { return body_left_ == 0; }
+  // The caller consumed the start of a message itself: the next `n` bytes are the rest of its body, to be
+  // forwarded unseen.
+  void pass_through(std::uint32_t n) { body_left_ = n; }
 
  private:
   std::uint32_t max_length_;

@@ -1,0 +1,67 @@
+// The replies a backend still owes, in the order the requests went out, for the requests whose replies pgmux
+// may have to edit: its own hidden ones, and the client's that it rewrote.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "pool/prepared_statements.hpp"
+
+namespace pgmux::session {
+
+enum class ReplyKind : std::uint8_t {
+  parse,         // the client's Parse: ParseComplete passes
+  parse_hidden,  // pgmux's own Parse: ParseComplete dropped
+  parse_faked,   // the client's Parse of a statement the backend already holds: a Close of nothing went
+                // instead, and its CloseComplete becomes the ParseComplete the client expects
+  bind,
+  bind_hidden,
+  close,
+  close_hidden,
+  sync,   // ends at ReadyForQuery; an error skips every request before it
+  query,  // simple Query or FunctionCall: ends at ReadyForQuery, an error inside it skips nothing
+};
+
+inline bool ends_at_ready(ReplyKind kind) {
+  return kind == ReplyKind::sync || kind == ReplyKind::query;
+}
+
+struct PendingReply {
+  PendingReply(ReplyKind k = ReplyKind::sync) : kind(k) {}
+  ReplyKind kind;
+  bool prepares = false;             // parse, parse_hidden: puts `statement` on the backend
+  bool defines_client_name = false;  // parse, parse_faked: defines client_name_slot's name for the client
+  bool clears_client_statements = false;  // query: DEALLOCATE ALL / DISCARD ALL, applied if it succeeds
+  bool failed = false;                    // query: an ErrorResponse came inside it
+  std::uint32_t client_name_slot = 0;
+  pool::StatementId statement;
+};
+
+// A FIFO on a ring that grows and never shrinks: a session in steady state does not allocate.
+class PendingReplies {
+ public:
+  bool empty() const { return count_ == 0; }
+  std::size_t size() const { return count_; }
+  PendingReply& front() { return ring_[head_]; }
+  void push(const PendingReply& reply) {
+    if (count_ == ring_.size()) grow();
+    ring_[(head_ + count_) & (ring_.size() - 1)] = reply;
+    ++count_;
+  }
+  void pop() {
+    head_ = (head_ + 1) & (ring_.size() - 1);
+    --count_;
+  }
+
+ private:
+  void grow() {
+    std::vector<PendingReply> bigger(ring_.empty() ? 8 : ring_.size() * 2);
+    for (std::size_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) & (ring_.size() - 1)];
+    ring_.swap(bigger);
+    head_ = 0;
+  }
+  std::vector<PendingReply> ring_;  // size a power of two
+  std::size_t head_ = 0, count_ = 0;
+};
+
+}  // namespace pgmux::session

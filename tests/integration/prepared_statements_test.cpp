@@ -1,0 +1,296 @@
+// Named prepared statements in transaction mode: clients keep their statements while pgmux moves them between
+// backends, each backend holding a bounded number.
+#include <catch2/catch.hpp>
+#include <set>
+#include <thread>
+
+#include "bounded.hpp"
+#include "http_get.hpp"
+#include "libpq.hpp"
+#include "pgmux.hpp"
+#include "pgmux/protocol/builders.hpp"
+#include "pgmux/protocol/wire.hpp"
+#include "raw_socket.hpp"
+
+using namespace pgmux::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double metric(const Pgmux& mux, const std::string& name) {
+  return sample(http_get(mux.http_port(), "/metrics").body, name + "{database=\"app\",user=\"app\"}");
+}
+
+// The messages in `bytes`, as a string of their type bytes ("1Z", "E Z"...).
+std::string message_types(const std::string& bytes) {
+  std::string types;
+  std::size_t pos = 0;
+  while (pos + 5 <= bytes.size()) {
+    types += bytes[pos];
+    pos += 1 + pgmux::protocol::read_u32(bytes.data() + pos + 1);
+  }
+  return types;
+}
+
+// The SQLSTATE of the first ErrorResponse in `bytes`, or "".
+std::string first_error_sqlstate(const std::string& bytes) {
+  std::size_t pos = 0;
+  while (pos + 5 <= bytes.size()) {
+    if (bytes[pos] == 'E') return error_response_sqlstate(bytes.substr(pos));
+    pos += 1 + pgmux::protocol::read_u32(bytes.data() + pos + 1);
+  }
+  return "";
+}
+
+// A raw client logged in through pgmux (auth trust, database "forced"), for Close messages libpq 15 cannot
+// send.
+struct RawClient {
+  explicit RawClient(const Pgmux& mux) : socket(mux.port()) {
+    std::string startup;
+    pgmux::protocol::append_startup(startup, {{"user", "app"}, {"database", "forced"}});
+    std::string welcome;
+    logged_in = socket.connected() && socket.send_all(startup) && socket.read_until_ready(welcome, 1, 10s);
+  }
+  // Sends `messages` and returns what comes back up to `syncs` ReadyForQuery messages.
+  std::string round_trip(const std::string& messages, int syncs = 1) {
+    std::string reply;
+    if (!socket.send_all(messages) || !socket.read_until_ready(reply, syncs, 10s)) return "(no reply)";
+    return reply;
+  }
+  RawSocket socket;
+  bool logged_in = false;
+};
+
+std::string parse(const std::string& name, const std::string& sql) {
+  std::string out;
+  std::string definition = sql;
+  definition += '\0';
+  definition.append(2, '\0');  // no parameter types
+  pgmux::protocol::append_parse(out, name, definition);
+  return out;
+}
+
+std::string sync_message() {
+  std::string out;
+  pgmux::protocol::append_sync(out);
+  return out;
+}
+
+// Bind with one text parameter, then Execute.
+std::string bind_execute(const std::string& statement, const std::string& param) {
+  std::string out;
+  pgmux::protocol::MessageBuilder(out, 'B')
+      .cstr("")
+      .cstr(statement)
+      .u16(0)
+      .u16(1)
+      .u32(static_cast<std::uint32_t>(param.size()))
+      .bytes(param)
+      .u16(0);
+  pgmux::protocol::append_execute(out, "");
+  return out;
+}
+
+std::string close_statement(const std::string& name) {
+  std::string out;
+  pgmux::protocol::append_close(out, 'S', name);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "50 clients share one named statement over 200 transactions on a pool of 4, each seeing its own results",
+    "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 4, .http = true});
+  Failures failures;
+  std::vector<std::set<std::string>> backends_seen(50);
+  auto client = [&](int id) {
+    Connection c(mux.conninfo());
+    if (!c.ok()) return failures.add("client " + std::to_string(id) + ": " + c.error());
+    Outcome prepared = prepare_bounded(c.get(), "double_it", "SELECT $1::int * 2, pg_backend_pid()");
+    if (!prepared.ok()) return failures.add("client " + std::to_string(id) + ": " + prepared.error);
+    for (int i = 0; i < 4; ++i) {
+      bool in_block = i == 3;  // the last one inside an explicit transaction, executed twice
+      if (in_block && !exec_bounded(c.get(), "BEGIN").ok()) return failures.add("BEGIN failed");
+      for (int round = 0; round < (in_block ? 2 : 1); ++round) {
+        int value = id * 1000 + i * 10 + round;
+        Outcome o = exec_prepared_bounded(c.get(), "double_it", {std::to_string(value)});
+        if (!o.ok()) return failures.add("client " + std::to_string(id) + ": " + o.error);
+        if (o.value() != std::to_string(value * 2))
+          failures.add("client " + std::to_string(id) + " sent " + std::to_string(value) + ", got " +
+                       o.value());
+        backends_seen[id].insert(o.value(0, 1));
+      }
+      if (in_block && !exec_bounded(c.get(), "COMMIT").ok()) return failures.add("COMMIT failed");
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int id = 0; id < 50; ++id) threads.emplace_back(client, id);
+  for (auto& t : threads) t.join();
+  INFO(failures.summary() << "\n" << mux.log_tail());
+  REQUIRE(failures.list().empty());
+
+  std::set<std::string> all_backends;
+  for (const auto& seen : backends_seen) all_backends.insert(seen.begin(), seen.end());
+  CHECK(all_backends.size() <= 4);
+  // 50 clients on 4 backends: the statement was prepared on backends the clients had never used.
+  CHECK(metric(mux, "pgmux_prepared_statements_lazy_total") > 0);
+}
+
+TEST_CASE(
+    "a statement one client closes stays usable by another, and is gone only for the one that closed it",
+    "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  RawClient a(mux);
+  REQUIRE(a.logged_in);
+  Connection b(mux.conninfo("app", "", "forced"));
+  REQUIRE(b.ok());
+
+  const std::string sql = "SELECT 41 + $1::int";
+  CHECK(message_types(a.round_trip(parse("s", sql) + sync_message())) == "1Z");
+  REQUIRE(prepare_bounded(b.get(), "t", sql).ok());
+  CHECK(exec_prepared_bounded(b.get(), "t", {"1"}).value() == "42");
+
+  CHECK(message_types(a.round_trip(close_statement("s") + sync_message())) == "3Z");
+  std::string gone = a.round_trip(bind_execute("s", "1") + sync_message());
+  CHECK(first_error_sqlstate(gone) == "26000");  // prepared statement "s" does not exist
+  CHECK(gone.find("\"s\"") != std::string::npos);
+
+  Outcome still = exec_prepared_bounded(b.get(), "t", {"2"});
+  INFO(still.error);
+  CHECK(still.value() == "43");
+  // The name is free again for the client that closed it.
+  std::string again = a.round_trip(parse("s", sql) + bind_execute("s", "3") + sync_message());
+  CHECK(message_types(again) == "12DCZ");
+}
+
+TEST_CASE("Close, DEALLOCATE ALL and DISCARD ALL act on the client's own statements only", "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection a(mux.conninfo()), b(mux.conninfo());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const std::string sql = "SELECT 'shared ' || $1::text";
+  for (const char* reset : {"DEALLOCATE ALL", "DISCARD ALL", "deallocate prepare all;"}) {
+    INFO(reset);
+    REQUIRE(prepare_bounded(a.get(), "mine", sql).ok());
+    REQUIRE(prepare_bounded(b.get(), "theirs", sql).ok());
+    REQUIRE(exec_bounded(a.get(), reset).ok());
+    CHECK(exec_prepared_bounded(a.get(), "mine", {"x"}).sqlstate == "26000");
+    CHECK(exec_prepared_bounded(b.get(), "theirs", {"y"}).value() == "shared y");
+    REQUIRE(exec_bounded(b.get(), "DEALLOCATE ALL").ok());
+  }
+}
+
+TEST_CASE("preparing a name twice is 42P05, as in Postgres, and the session goes on", "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 2});
+  Connection c(mux.conninfo());
+  REQUIRE(c.ok());
+  REQUIRE(prepare_bounded(c.get(), "dup", "SELECT 1 + $1::int").ok());
+  Outcome twice = prepare_bounded(c.get(), "dup", "SELECT 2");
+  CHECK(twice.sqlstate == "42P05");
+  CHECK(twice.error.find("\"dup\" already exists") != std::string::npos);
+  CHECK(exec_prepared_bounded(c.get(), "dup", {"1"}).value() == "2");
+  // A failed Parse defines nothing: the name stays free.
+  CHECK(prepare_bounded(c.get(), "broken", "SELECT * FROM no_such_table").sqlstate == "42P01");
+  CHECK(prepare_bounded(c.get(), "broken", "SELECT 7").ok());
+  CHECK(exec_prepared_bounded(c.get(), "broken", {}).value() == "7");
+  // Unnamed statements are untouched by all this.
+  Result r(PQexecParams(c.get(), "SELECT $1::int + 1", 1, nullptr, std::vector<const char*>{"5"}.data(),
+                        nullptr, nullptr, 0));
+  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "6");
+}
+
+TEST_CASE("an error inside a pipeline with a lazily prepared statement reaches only the client that made it",
+          "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 3, .http = true});
+  Connection a(mux.conninfo()), holder(mux.conninfo());
+  REQUIRE(a.ok());
+  REQUIRE(holder.ok());
+  REQUIRE(prepare_bounded(a.get(), "div", "SELECT 100 / $1::int").ok());
+  // The backend that has just prepared it is the newest idle one: the holder takes it, so A's pipeline runs
+  // where "div" has to be prepared first.
+  REQUIRE(exec_bounded(holder.get(), "BEGIN").ok());
+  REQUIRE(exec_bounded(holder.get(), "SELECT 1").ok());
+
+  Failures failures;
+  std::thread bystander([&] {
+    Connection b(mux.conninfo());
+    if (!b.ok()) return failures.add("bystander: " + b.error());
+    if (!prepare_bounded(b.get(), "div", "SELECT 100 / $1::int").ok())
+      return failures.add("bystander prepare");
+    for (int i = 1; i <= 40; ++i) {
+      Outcome o = exec_prepared_bounded(b.get(), "div", {std::to_string(i)});
+      if (o.value() != std::to_string(100 / i)) failures.add("bystander got [" + o.value() + "] " + o.error);
+    }
+  });
+
+  REQUIRE(PQenterPipelineMode(a.get()) == 1);
+  auto send = [&](const char* value) {
+    const char* values[] = {value};
+    REQUIRE(PQsendQueryPrepared(a.get(), "div", 1, values, nullptr, nullptr, 0) == 1);
+  };
+  send("4");
+  send("0");  // division by zero
+  send("5");  // skipped: the pipeline is aborted until the Sync
+  REQUIRE(PQpipelineSync(a.get()) == 1);
+  send("10");
+  REQUIRE(PQpipelineSync(a.get()) == 1);
+  REQUIRE(PQflush(a.get()) == 0);
+
+  // What came back, in order: one line per result; NULLs between queries are skipped.
+  std::vector<std::string> seen;
+  auto deadline = Clock::now() + 20s;
+  int syncs = 0;
+  while (syncs < 2) {
+    bool timed_out = false;
+    Result r = next_result(a.get(), deadline, timed_out);
+    REQUIRE_FALSE(timed_out);
+    if (!r) continue;
+    switch (PQresultStatus(r.get())) {
+      case PGRES_TUPLES_OK:
+        seen.push_back(PQgetvalue(r.get(), 0, 0));
+        break;
+      case PGRES_FATAL_ERROR:
+        seen.push_back("error " + sqlstate_of(r.get()));
+        break;
+      case PGRES_PIPELINE_ABORTED:
+        seen.push_back("aborted");
+        break;
+      case PGRES_PIPELINE_SYNC:
+        seen.push_back("sync");
+        ++syncs;
+        break;
+      default:
+        seen.push_back(PQresStatus(PQresultStatus(r.get())));
+    }
+  }
+  bystander.join();
+  CHECK(seen == std::vector<std::string>{"25", "error 22012", "aborted", "sync", "10", "sync"});
+  INFO(failures.summary());
+  CHECK(failures.list().empty());
+  CHECK(metric(mux, "pgmux_prepared_statements_lazy_total") > 0);
+}
+
+TEST_CASE(
+    "with max_prepared_statements 3, ten statements used in turn all work and each backend keeps 3 at most",
+    "[prepared]") {
+  Pgmux mux(TestPostgres::shared(),
+            {.pool_size = 1, .pool_yaml = "  max_prepared_statements: 3\n", .http = true});
+  Connection c(mux.conninfo());
+  REQUIRE(c.ok());
+  for (int k = 0; k < 10; ++k)
+    REQUIRE(prepare_bounded(c.get(), "s" + std::to_string(k), "SELECT $1::int + " + std::to_string(k)).ok());
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 0; k < 10; ++k) {
+      Outcome o = exec_prepared_bounded(c.get(), "s" + std::to_string(k), {std::to_string(round * 100)});
+      INFO(o.error);
+      CHECK(o.value() == std::to_string(round * 100 + k));
+    }
+  }
+  // One backend: this query runs where the statements live.
+  Outcome held =
+      exec_bounded(c.get(), "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgmux\\_%'");
+  CHECK(held.value() == "3");
+  CHECK(metric(mux, "pgmux_prepared_statements_evicted_total") >= 27);
+}
