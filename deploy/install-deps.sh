@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmux needs from Debian 12's packages; does nothing if all are there.
 set -euo pipefail
+# postgresql-contrib and postgresql-client-15 bring pgbench; python3-psycopg and python3-asyncpg serve the
+# real-driver tests (tests/drivers/), which run them with Debian's /usr/bin/python3.
 packages=(build-essential cmake pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
           libyaml-cpp-dev prometheus-cpp-dev catch2 libpq-dev postgresql-15 postgresql-client-15
-          postgresql-contrib pgbouncer util-linux)
+          postgresql-contrib pgbouncer util-linux python3 python3-psycopg python3-asyncpg)
+# Node 20 and npm may come from elsewhere than Debian (a nodesource nodejs ships its own npm): ask Debian for
+# them only when they are absent.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
