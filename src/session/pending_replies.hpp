@@ -13,7 +13,7 @@ enum class ReplyKind : std::uint8_t {
   parse,         // the client's Parse: ParseComplete passes
   parse_hidden,  // pgmux's own Parse: ParseComplete dropped
   parse_faked,   // the client's Parse of a statement the backend already holds: a Close of nothing went
-                // instead, and its CloseComplete becomes the ParseComplete the client expects
+                 // instead, and its CloseComplete becomes the ParseComplete the client expects
   bind,
   bind_hidden,
   close,
@@ -31,8 +31,8 @@ struct PendingReply {
   ReplyKind kind;
   bool prepares = false;             // parse, parse_hidden: puts `statement` on the backend
   bool defines_client_name = false;  // parse, parse_faked: defines client_name_slot's name for the client
-  bool clears_client_statements = false;  // query: DEALLOCATE ALL / DISCARD ALL, applied if it succeeds
-  bool failed = false;                    // query: an ErrorResponse came inside it
+  bool clears_client_statements = false;  // query, sync: DEALLOCATE ALL / DISCARD ALL ran, if none failed
+  bool failed = false;                    // query, sync: an ErrorResponse came before the ReadyForQuery
   std::uint32_t client_name_slot = 0;
   pool::StatementId statement;
 };

@@ -40,6 +40,9 @@ struct Relay::ClientMessages {
       case 'P':
         if (body.empty()) return more_fits ? ScanStep::kWait : ScanStep::kStop;
         if (body[0] != '\0') return ScanStep::kStop;  // named
+        // Unnamed: drivers send their DEALLOCATE ALL this way too (psycopg after an error in a transaction).
+        if (more_fits) return ScanStep::kWait;
+        note_statement_reset(body.substr(1), body.size() == body_size, relay.drops_all_at_sync_);
         replies.push({ReplyKind::parse});
         return ScanStep::kForward;
       case 'B': {
@@ -56,10 +59,13 @@ struct Relay::ClientMessages {
         if (body[0] == 'S' && body[1] != '\0') return ScanStep::kStop;  // a named statement
         if (type == 'C') replies.push({ReplyKind::close});
         return ScanStep::kForward;
-      case 'S':
-        replies.push({ReplyKind::sync});
+      case 'S': {
+        PendingReply reply{ReplyKind::sync};
+        reply.clears_client_statements = std::exchange(relay.drops_all_at_sync_, false);
+        replies.push(reply);
         relay.lease_->statements.tick();
         return ScanStep::kForward;
+      }
       case 'F':
         replies.push({ReplyKind::query});
         relay.lease_->statements.tick();
@@ -67,11 +73,7 @@ struct Relay::ClientMessages {
       case 'Q': {
         if (more_fits) return ScanStep::kWait;  // a query is small, and runs only once whole anyway
         PendingReply reply{ReplyKind::query};
-        bool whole = body.size() == body_size;
-        if (!whole || may_drop_statements(body)) {
-          relay.lease_->statements.clear();  // what the server still holds is closed before it is prepared
-          reply.clears_client_statements = whole && drops_all_statements(body);
-        }
+        note_statement_reset(body, body.size() == body_size, reply.clears_client_statements);
         replies.push(reply);
         relay.lease_->statements.tick();
         return ScanStep::kForward;
@@ -79,6 +81,14 @@ struct Relay::ClientMessages {
       default:
         return ScanStep::kForward;
     }
+  }
+
+  // SQL that may drop prepared statements on the server: the backend's list is forgotten now (what the server
+  // still holds is closed again before it is prepared), the client's own if it all goes and succeeds.
+  void note_statement_reset(std::string_view sql, bool whole, bool& drops_all) {
+    if (whole && !may_drop_statements(sql)) return;
+    relay.lease_->statements.clear();
+    drops_all = whole && drops_all_statements(sql);
   }
 };
 
@@ -574,10 +584,9 @@ ScanStep Relay::on_backend_reply(char type, std::uint32_t length) {
       return ScanStep::kStop;
     }
     case 'E':
-      if (!replies_.empty() && replies_.front().kind == ReplyKind::query)
-        replies_.front().failed = true;
-      else
-        abandon_until_sync();
+      // Inside a simple query the error ends that query only; in an extended batch it skips to the Sync.
+      if (replies_.empty() || replies_.front().kind != ReplyKind::query) abandon_until_sync();
+      if (!replies_.empty()) replies_.front().failed = true;
       return ScanStep::kForward;
     default:
       return ScanStep::kForward;

@@ -181,6 +181,7 @@ class Relay {
   std::string out_;
   enum class Edit : std::uint8_t { none, drop, to_parse_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
+  bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
 
   bool draining_ = false;
   Relay* prev_ = nullptr;  // this thread's list of running relays

@@ -1,5 +1,6 @@
 // Named prepared statements in transaction mode: clients keep their statements while pgmux moves them between
 // backends, each backend holding a bounded number.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <set>
 #include <thread>
@@ -102,7 +103,7 @@ std::string close_statement(const std::string& name) {
 TEST_CASE(
     "50 clients share one named statement over 200 transactions on a pool of 4, each seeing its own results",
     "[prepared]") {
-  Pgmux mux(TestPostgres::shared(), {.pool_size = 4, .http = true});
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 4});
   Failures failures;
   std::vector<std::set<std::string>> backends_seen(50);
   auto client = [&](int id) {
@@ -134,8 +135,10 @@ TEST_CASE(
   std::set<std::string> all_backends;
   for (const auto& seen : backends_seen) all_backends.insert(seen.begin(), seen.end());
   CHECK(all_backends.size() <= 4);
-  // 50 clients on 4 backends: the statement was prepared on backends the clients had never used.
-  CHECK(metric(mux, "pgmux_prepared_statements_lazy_total") > 0);
+  // The point of the test: statements really moved. 50 clients racing for 4 backends land on several.
+  auto moved =
+      std::count_if(backends_seen.begin(), backends_seen.end(), [](auto& s) { return s.size() > 1; });
+  CHECK(moved > 0);
 }
 
 TEST_CASE(
