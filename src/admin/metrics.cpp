@@ -74,6 +74,11 @@ Metrics::Metrics(session::Proxy& proxy)
                                .Help("Prepared statements closed on a backend to stay under "
                                      "max_prepared_statements")
                                .Register(registry_)),
+      pinned_sessions_(BuildCounter()
+                           .Name("pgmux_pinned_sessions_total")
+                           .Help("Clients kept on one backend until they left, for session state only it holds "
+                                 "(pool.session_state: pin)")
+                           .Register(registry_)),
       bytes_received_(BuildCounter()
                           .Name("pgmux_client_bytes_received_total")
                           .Help("Bytes received from clients and forwarded")
@@ -145,6 +150,7 @@ void Metrics::update_pools() {
     lazy_prepares_.Add(labels).Increment(static_cast<double>(now.lazy_prepares - before.lazy_prepares));
     statement_evictions_.Add(labels).Increment(
         static_cast<double>(now.statement_evictions - before.statement_evictions));
+    pinned_sessions_.Add(labels).Increment(static_cast<double>(now.pinned_sessions - before.pinned_sessions));
     bytes_received_.Add(labels).Increment(static_cast<double>(now.bytes_received - before.bytes_received));
     bytes_sent_.Add(labels).Increment(static_cast<double>(now.bytes_sent - before.bytes_sent));
     observe(lent_seconds_.Add(labels, bucket_bounds()), now.lent, before.lent,

@@ -209,6 +209,10 @@ void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
     } else if (key == "max_packet_size") {
       // Below 1 KiB ordinary queries would be refused; Postgres itself caps messages at 1 GiB.
       pool.max_packet_size = static_cast<std::uint32_t>(integer(value, path, env, 1024, 1LL << 30));
+    } else if (key == "session_state") {
+      std::string policy = scalar(value, path, env);
+      if (policy != "pin" && policy != "error") fail(path, "must be pin or error, not \"" + policy + "\"");
+      pool.pin_session_state = policy == "pin";
     } else if (key == "max_prepared_statements") {
       pool.max_prepared_statements = static_cast<std::uint32_t>(integer(value, path, env, 0, 100'000));
     } else {

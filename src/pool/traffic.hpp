@@ -21,7 +21,7 @@ using LatencyBuckets = std::array<std::uint64_t, kLatencyBucketsUs.size() + 1>; 
 
 struct TrafficTotals {
   std::uint64_t transactions = 0, queries = 0, bytes_received = 0, bytes_sent = 0, transaction_us = 0,
-                wait_us = 0, lazy_prepares = 0, statement_evictions = 0;
+                wait_us = 0, lazy_prepares = 0, statement_evictions = 0, pinned_sessions = 0;
   LatencyBuckets lent{}, waited{};  // how long backends were lent, how long clients waited for one
 };
 
@@ -37,6 +37,8 @@ class TrafficCounters {
   // Named prepared statements pgmux prepared on a backend for a client, and closed to stay under the limit.
   void add_lazy_prepare() { bump(slot().lazy_prepares, 1); }
   void add_statement_eviction() { bump(slot().statement_evictions, 1); }
+  // Clients kept on one backend for the rest of their session because of state only it holds.
+  void add_pinned_session() { bump(slot().pinned_sessions, 1); }
   void add_transaction_time(std::uint64_t us) {
     Slot& s = slot();
     bump(s.transaction_us, us);
@@ -53,7 +55,7 @@ class TrafficCounters {
  private:
   struct alignas(64) Slot {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_received{0}, bytes_sent{0},
-        transaction_us{0}, wait_us{0}, lazy_prepares{0}, statement_evictions{0};
+        transaction_us{0}, wait_us{0}, lazy_prepares{0}, statement_evictions{0}, pinned_sessions{0};
     std::array<std::atomic<std::uint64_t>, kLatencyBucketsUs.size() + 1> lent{}, waited{};
   };
   static std::size_t bucket_of(std::uint64_t us) {

@@ -9,7 +9,7 @@ namespace {
 
 constexpr std::array<std::string_view, kTrackedParamCount> kNames = {
     "client_encoding",  "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
-    "application_name",
+    "application_name", "search_path",
 };
 
 // A string literal in standard_conforming_strings form: quotes doubled. E'' is used when a backslash appears,
@@ -59,6 +59,11 @@ std::string statements_to_match(const ParamSet& client, const ParamSet& backend)
     auto param = static_cast<TrackedParam>(i);
     const std::string& wanted = client.get(param);
     if (wanted == backend.get(param)) continue;
+    if (param == TrackedParam::search_path) {
+      // A validated list of names and literals (see search_path_list), so it can be sent as written.
+      sql += wanted.empty() ? "RESET search_path;" : "SET search_path TO " + wanted + ";";
+      continue;
+    }
     // A setting the client never heard of has no value of its own to restore (an empty TimeZone is invalid).
     if (wanted.empty() && param != TrackedParam::application_name) continue;
     sql += "SET ";

@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "pgmux/protocol/session_params.hpp"
+
 namespace pgmux::protocol {
 namespace {
 
@@ -81,6 +83,160 @@ bool drops_all_statements(std::string_view sql) {
   rest = skip_space_and_comments(rest);
   if (!rest.empty() && rest[0] == ';') rest = skip_space_and_comments(rest.substr(1));
   return rest.empty() || rest[0] == '\0';
+}
+
+namespace {
+
+bool is_name_start(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || static_cast<unsigned char>(c) >= 0x80;
+}
+
+// The next word (a name, maybe dotted: custom settings are "ext.name"), consumed; "" if none.
+std::string_view take_name(std::string_view& sql) {
+  std::string_view rest = skip_space_and_comments(sql);
+  std::size_t n = 0;
+  while (n < rest.size() && (is_word_char(rest[n]) || rest[n] == '.' || rest[n] == '$')) ++n;
+  if (n == 0 || !is_name_start(rest[0])) return {};
+  sql = rest.substr(n);
+  return rest.substr(0, n);
+}
+
+// After the statement: nothing, or a ';' and nothing. A query that goes on is another statement.
+bool at_statement_end(std::string_view rest) {
+  rest = skip_space_and_comments(rest);
+  if (!rest.empty() && rest[0] == ';') rest = skip_space_and_comments(rest.substr(1));
+  return rest.empty() || rest[0] == '\0';
+}
+
+// A ';' with something after it (a literal containing one counts too: this errs towards yes).
+bool has_second_statement(std::string_view sql) {
+  for (std::size_t at = sql.find(';'); at != std::string_view::npos; at = sql.find(';', at + 1))
+    if (!at_statement_end(sql.substr(at))) return true;
+  return false;
+}
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+SessionEffect pins(std::string_view what) { return {SessionEffect::Kind::pins, what, {}}; }
+
+SessionEffect set_effect(std::string_view rest) {
+  if (take_keyword(rest, "local")) return {};  // ends with the transaction
+  bool session = take_keyword(rest, "session");
+  if (session && take_keyword(rest, "authorization")) return pins("SET SESSION AUTHORIZATION");
+  if (session && take_keyword(rest, "characteristics")) return pins("SET SESSION CHARACTERISTICS");
+  std::string_view name = take_name(rest);
+  if (name.empty()) return pins("SET");
+  if (equal_ignoring_case(name, "transaction") || equal_ignoring_case(name, "constraints")) return {};
+  if (equal_ignoring_case(name, "names")) return {};  // client_encoding, reported by the server
+  if (equal_ignoring_case(name, "time") && take_keyword(rest, "zone")) return {};  // TimeZone, likewise
+  if (equal_ignoring_case(name, "role")) return pins("SET ROLE");
+  if (equal_ignoring_case(name, "search_path")) {
+    if (!take_keyword(rest, "to")) {
+      std::string_view r = skip_space_and_comments(rest);
+      if (r.empty() || r[0] != '=') return pins("SET search_path");
+      rest = r.substr(1);
+    }
+    std::string_view list = search_path_list(rest);
+    if (list.empty()) return pins("SET search_path");
+    if (equal_ignoring_case(list, "default")) return {SessionEffect::Kind::resets_search_path, {}, {}};
+    return {SessionEffect::Kind::sets_search_path, {}, list};
+  }
+  auto tracked = tracked_param(name);
+  if (tracked && *tracked != TrackedParam::search_path) return {};  // followed through ParameterStatus
+  return pins("SET of a setting pgmux does not carry between server connections");
+}
+
+SessionEffect first_statement_effect(std::string_view sql) {
+  std::string_view rest = sql;
+  if (take_keyword(rest, "listen")) return pins("LISTEN");
+  if (take_keyword(rest, "prepare")) return pins("PREPARE");
+  if (take_keyword(rest, "declare")) {
+    return contains_ignoring_case(rest, "hold") ? pins("DECLARE ... WITH HOLD") : SessionEffect{};
+  }
+  if (take_keyword(rest, "create")) {
+    (take_keyword(rest, "global") || take_keyword(rest, "local"));
+    if (take_keyword(rest, "temp") || take_keyword(rest, "temporary")) return pins("CREATE TEMP");
+    return {};
+  }
+  if (take_keyword(rest, "load")) return pins("LOAD");
+  if (take_keyword(rest, "set")) return set_effect(rest);
+  rest = sql;
+  if (take_keyword(rest, "reset")) {
+    std::string_view name = take_name(rest);
+    if (equal_ignoring_case(name, "all") || equal_ignoring_case(name, "search_path"))
+      return at_statement_end(rest) ? SessionEffect{SessionEffect::Kind::resets_search_path, {}, {}}
+                                    : pins("RESET");
+    return {};
+  }
+  rest = sql;
+  if (take_keyword(rest, "discard") && take_keyword(rest, "all") && at_statement_end(rest))
+    return {SessionEffect::Kind::resets_search_path, {}, {}};
+  return {};
+}
+
+}  // namespace
+
+SessionEffect session_effect(std::string_view sql) {
+  SessionEffect effect = first_statement_effect(sql);
+  if (effect.kind == SessionEffect::Kind::pins) return effect;
+  // pg_advisory_lock, pg_try_advisory_lock and their _shared forms hold until the session ends; the
+  // transaction-level ones are spelled advisory_xact_lock.
+  if (contains_ignoring_case(sql, "advisory_lock")) return pins("a session-level advisory lock");
+  // SHOW search_path or current_setting('search_path') are harmless; set_config, or a SET hidden behind
+  // another statement, is not.
+  if (effect.kind == SessionEffect::Kind::none && contains_ignoring_case(sql, "search_path") &&
+      (contains_ignoring_case(sql, "set_config") || has_second_statement(sql)))
+    return pins("a change of search_path pgmux cannot follow");
+  return effect;
+}
+
+std::string_view search_path_list(std::string_view list) {
+  list = skip_space_and_comments(list);
+  std::size_t i = 0, end = 0;
+  bool want_item = true;
+  while (i < list.size() && list[i] != ';' && list[i] != '\0') {
+    char c = list[i];
+    if (std::strchr(" \t\r\n", c)) {
+      ++i;
+      continue;
+    }
+    if (want_item) {
+      if (c == '"' || c == '\'') {  // a quoted name or a literal, quote doubled inside
+        std::size_t j = i + 1;
+        for (;;) {
+          if (j >= list.size() || list[j] == '\0') return {};
+          if (list[j] == c) {
+            if (j + 1 < list.size() && list[j + 1] == c) {
+              j += 2;
+              continue;
+            }
+            break;
+          }
+          if (c == '\'' && list[j] == '\\') return {};  // its meaning depends on standard_conforming_strings
+          ++j;
+        }
+        i = j + 1;
+      } else if (is_name_start(c)) {
+        while (i < list.size() && (is_word_char(list[i]) || list[i] == '$')) ++i;
+      } else {
+        return {};
+      }
+      end = i;
+      want_item = false;
+    } else {
+      if (c != ',') return {};
+      want_item = true;
+      ++i;
+    }
+  }
+  if (want_item) return {};
+  if (!at_statement_end(list.substr(i))) return {};  // another statement follows
+  return list.substr(0, end);
 }
 
 }  // namespace pgmux::protocol

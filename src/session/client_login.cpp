@@ -8,6 +8,7 @@
 #include "pgmux/auth/scram.hpp"
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/session_params.hpp"
+#include "pgmux/protocol/sql_keywords.hpp"
 #include "pgmux/protocol/startup.hpp"
 #include "pgmux/protocol/wire.hpp"
 #include "session/client_session.hpp"
@@ -234,6 +235,14 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
       reported = state.wished.get(*tracked);
     params_.set(name, reported);
     append_parameter_status(out, name, reported);
+  }
+  // search_path is not reported: the client's startup value is carried if pgmux can replay it as SQL.
+  if (const std::string& wished = state.wished.get(TrackedParam::search_path); !wished.empty()) {
+    std::string_view list = search_path_list(wished);
+    if (list.empty())
+      log::warning("a client's startup search_path is not a plain list of names; it is ignored: ", wished);
+    else
+      params_.set(TrackedParam::search_path, list);
   }
   append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32),
                           static_cast<std::uint32_t>(client_key_));

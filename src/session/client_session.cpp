@@ -53,7 +53,7 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
   session->relay_.emplace(
       session->socket_, *session->pool_, session->cancel_target_, session->params_,
       RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
-                    settings.client_idle_timeout, settings.max_prepared_statements});
+                    settings.client_idle_timeout, settings.max_prepared_statements, settings.pin_session_state});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -87,7 +87,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
   switch (relay.end()) {
     case Relay::End::client_gone:
       if (!lease) co_return;
-      if (relay.state().releasable() && !self->session_mode_) {
+      if (relay.state().releasable() && !self->session_mode_ && !relay.pinned()) {
         lease.release_clean();
       } else if (relay.backend_reusable() && co_await self->clean_up_backend(*lease)) {
         lease.release_clean();
@@ -135,11 +135,16 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
     append_query(out, "ROLLBACK");
     ++replies;
   }
-  const std::string& reset = proxy_.config().pool.server_reset_query;
-  if (session_mode_ && !reset.empty()) {
+  // A pinned client's state (LISTEN, temp tables, advisory locks...) must go even if the pool has no reset
+  // query of its own.
+  std::string_view reset = proxy_.config().pool.server_reset_query;
+  if (relay_->pinned() && reset.empty()) reset = "DISCARD ALL";
+  if ((session_mode_ || relay_->pinned()) && !reset.empty()) {
     append_query(out, reset);
     ++replies;
     if (may_drop_statements(reset)) backend.statements.clear();
+    if (session_effect(reset).kind == SessionEffect::Kind::resets_search_path)
+      backend.params.set(TrackedParam::search_path, "");
   }
   if (replies == 0) co_return true;
 

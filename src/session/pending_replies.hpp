@@ -33,6 +33,10 @@ struct PendingReply {
   bool defines_client_name = false;  // parse, parse_faked: defines client_name_slot's name for the client
   bool clears_client_statements = false;  // query, sync: DEALLOCATE ALL / DISCARD ALL ran, if none failed
   bool failed = false;                    // query, sync: an ErrorResponse came before the ReadyForQuery
+  // query, sync: the client changed search_path (to the relay's pending value) or reset it, if none failed.
+  enum class SearchPath : std::uint8_t { unchanged, set, reset } search_path = SearchPath::unchanged;
+  // query, sync: the request creates session state (a static description of it); pins if none failed.
+  const char* pins = nullptr;
   std::uint32_t client_name_slot = 0;
   pool::StatementId statement;
 };

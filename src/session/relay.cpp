@@ -23,7 +23,7 @@ struct Relay::ClientMessages {
   ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
   ScanStep on_header(char type, std::uint32_t length, std::string_view body) {
     if (type == 'X') return ScanStep::kStop;
-    if (relay.track_statements_) {
+    if (relay.track_replies_) {
       ScanStep step = note_for_statements(type, length - 4, body);
       if (step != ScanStep::kForward) return step;
     }
@@ -35,33 +35,49 @@ struct Relay::ClientMessages {
   ScanStep note_for_statements(char type, std::uint32_t body_size, std::string_view body) {
     // Wait for more of the body only while it can still fit in the buffer.
     bool more_fits = body.size() < body_size && body.size() + kHeaderSize < net::kBufferSize;
+    // A message too short to name anything is Postgres's to refuse (08P01); pgmux passes it on untouched.
+    bool whole = body.size() == body_size;
     PendingReplies& replies = relay.replies_;
+    const bool rewrite = relay.settings_.max_prepared_statements > 0;  // else named statements pass as they are
     switch (type) {
       case 'P':
-        if (body.empty()) return more_fits ? ScanStep::kWait : ScanStep::kStop;
+        if (body.empty() && !whole) return ScanStep::kWait;
+        if (body.empty() || (body[0] != '\0' && !rewrite)) {
+          replies.push({ReplyKind::parse});
+          return ScanStep::kForward;
+        }
         if (body[0] != '\0') return ScanStep::kStop;  // named
         // Unnamed: drivers send their DEALLOCATE ALL this way too (psycopg after an error in a transaction).
         if (more_fits) return ScanStep::kWait;
-        note_statement_reset(body.substr(1), body.size() == body_size, relay.drops_all_at_sync_);
+        {
+          std::string_view sql = body.substr(1);
+          SessionEffect effect = session_effect(sql);
+          if (!relay.admit(effect)) return ScanStep::kStop;
+          if (effect.kind == SessionEffect::Kind::pins) relay.pin_at_sync_ = effect.what.data();
+          relay.note_search_path(effect, relay.search_path_at_sync_);
+          note_statement_reset(sql, body.size() == body_size, relay.drops_all_at_sync_);
+        }
         replies.push({ReplyKind::parse});
         return ScanStep::kForward;
       case 'B': {
         std::size_t portal_end = body.find('\0');
         std::size_t name_end = portal_end == body.npos ? body.npos : body.find('\0', portal_end + 1);
-        if (name_end == body.npos) return more_fits ? ScanStep::kWait : ScanStep::kStop;
-        if (name_end > portal_end + 1) return ScanStep::kStop;  // named
+        if (name_end == body.npos && !whole) return more_fits ? ScanStep::kWait : ScanStep::kStop;
+        if (name_end != body.npos && name_end > portal_end + 1 && rewrite) return ScanStep::kStop;  // named
         replies.push({ReplyKind::bind});
         return ScanStep::kForward;
       }
       case 'D':
       case 'C':
-        if (body.size() < 2) return more_fits ? ScanStep::kWait : ScanStep::kStop;
-        if (body[0] == 'S' && body[1] != '\0') return ScanStep::kStop;  // a named statement
+        if (body.size() < 2 && !whole) return ScanStep::kWait;
+        if (body.size() >= 2 && body[0] == 'S' && body[1] != '\0' && rewrite) return ScanStep::kStop;
         if (type == 'C') replies.push({ReplyKind::close});
         return ScanStep::kForward;
       case 'S': {
         PendingReply reply{ReplyKind::sync};
         reply.clears_client_statements = std::exchange(relay.drops_all_at_sync_, false);
+        reply.search_path = std::exchange(relay.search_path_at_sync_, PendingReply::SearchPath::unchanged);
+        reply.pins = std::exchange(relay.pin_at_sync_, nullptr);
         replies.push(reply);
         relay.lease_->statements.tick();
         return ScanStep::kForward;
@@ -73,6 +89,14 @@ struct Relay::ClientMessages {
       case 'Q': {
         if (more_fits) return ScanStep::kWait;  // a query is small, and runs only once whole anyway
         PendingReply reply{ReplyKind::query};
+        SessionEffect effect = session_effect(body);
+        if (!relay.admit(effect)) {
+          if (body.size() == body_size) return ScanStep::kStop;
+          relay.pin(effect);  // too large to hold back and refuse whole: pinning is the safe side
+        } else if (effect.kind == SessionEffect::Kind::pins) {
+          reply.pins = effect.what.data();  // once it has succeeded: a failed LISTEN leaves nothing behind
+        }
+        relay.note_search_path(effect, reply.search_path);
         note_statement_reset(body, body.size() == body_size, reply.clears_client_statements);
         replies.push(reply);
         relay.lease_->statements.tick();
@@ -124,7 +148,7 @@ struct Relay::BackendMessages {
     }
     saw_ready = true;
     transactions += status == 'I';  // a transaction (block or single statement) has ended
-    if (relay.track_statements_) relay.on_backend_ready();
+    if (relay.track_replies_) relay.on_backend_ready();
     return relay.reply_mismatch_ ? ScanStep::kStop : ScanStep::kForward;
   }
   ScanStep on_header(char type, std::uint32_t length, std::string_view) {
@@ -133,7 +157,7 @@ struct Relay::BackendMessages {
       hidden_error |= type == 'E';
       return ScanStep::kForward;
     }
-    return relay.track_statements_ ? relay.on_backend_reply(type, length) : ScanStep::kForward;
+    return relay.track_replies_ ? relay.on_backend_reply(type, length) : ScanStep::kForward;
   }
 };
 
@@ -171,7 +195,7 @@ Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target,
       client_scanner_(settings.max_client_message),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
       backend_scanner_(0x7fffffff),
-      track_statements_(settings.release_at_idle && settings.max_prepared_statements > 0) {}
+      track_replies_(settings.release_at_idle) {}
 
 namespace {
 thread_local Relay* t_running = nullptr;  // head of this worker's list of running relays
@@ -330,6 +354,8 @@ bool Relay::adopt(pool::BackendLease lease) {
       }
       state_.tracker.on_client_message('Q');
       ++hidden_replies_;
+      // Postgres reports the other settings back as it applies them; search_path it does not.
+      lease_->params.set(TrackedParam::search_path, client_params_.get(TrackedParam::search_path));
       log::debug("restoring a client's session settings on a server connection: ", sql);
     }
   }
@@ -361,7 +387,9 @@ bool Relay::forward_client_bytes() {
       out_.assign(in.data().substr(0, pos));
       rewritten = true;
     }
-    std::size_t used = rest[0] == 'P'   ? rewrite_parse(rest)
+    std::size_t used = rest[0] == 'Q' || (rest[0] == 'P' && rest.size() > kHeaderSize && rest[kHeaderSize] == '\0')
+                           ? refuse_statement(rest)
+                       : rest[0] == 'P' ? rewrite_parse(rest)
                        : rest[0] == 'B' ? rewrite_bind(rest)
                                         : rewrite_describe_or_close(rest);
     if (ended_) return false;
@@ -433,6 +461,14 @@ std::size_t Relay::rewrite_parse(std::string_view message) {
   std::string_view name = body.substr(0, name_end);
   std::string_view definition = body.substr(name_end + 1);
   state_.tracker.on_client_message('P');
+  SessionEffect effect = session_effect(definition);
+  if (effect.kind == SessionEffect::Kind::sets_search_path || effect.kind == SessionEffect::Kind::resets_search_path)
+    effect = {SessionEffect::Kind::pins, "a prepared statement that changes search_path", {}};
+  if (!admit(effect)) {
+    raise_error_in_stream(sqlstate::kFeatureNotSupported, refusal_message(effect));
+    return 1 + length;
+  }
+  if (effect.kind == SessionEffect::Kind::pins) pin(effect);  // a named statement may run any time later
   pool::ClientStatements& mine = client_statements();
   if (mine.find(name)) {
     raise_error_in_stream("42P05", "prepared statement \"" + printable(name) + "\" already exists");
@@ -561,6 +597,71 @@ void Relay::raise_error_in_stream(std::string_view sqlstate, std::string_view me
   for (char type : {'P', 'B', 'E'}) state_.tracker.on_client_message(type);
 }
 
+// ---- session state ----
+
+bool Relay::admit(const SessionEffect& effect) const {
+  return effect.kind != SessionEffect::Kind::pins || pinned_ || settings_.pin_session_state;
+}
+
+void Relay::pin(const SessionEffect& effect) {
+  if (pinned_) return;
+  pinned_ = true;
+  log::info("pinning a client to its server connection until it disconnects: ", effect.what);
+  pool_.traffic().add_pinned_session();
+}
+
+void Relay::note_search_path(const SessionEffect& effect, PendingReply::SearchPath& change) {
+  if (effect.kind == SessionEffect::Kind::sets_search_path) {
+    if (!pending_search_path_.empty() || change != PendingReply::SearchPath::unchanged) {
+      // Two changes in flight at once: following both is not worth it.
+      pin({SessionEffect::Kind::pins, "pipelined changes of search_path", {}});
+      return;
+    }
+    pending_search_path_ = effect.value;
+    change = PendingReply::SearchPath::set;
+  } else if (effect.kind == SessionEffect::Kind::resets_search_path) {
+    change = PendingReply::SearchPath::reset;
+  }
+}
+
+void Relay::apply_search_path(const PendingReply& done, char status) {
+  std::string value = done.search_path == PendingReply::SearchPath::set ? std::move(pending_search_path_) : "";
+  pending_search_path_.clear();
+  if (status != 'I') {
+    // Inside a transaction block the change may still be rolled back, and Postgres would not say so.
+    pin({SessionEffect::Kind::pins, "search_path changed inside a transaction block", {}});
+    return;
+  }
+  client_params_.set(TrackedParam::search_path, value);
+  lease_->params.set(TrackedParam::search_path, value);
+}
+
+std::string Relay::refusal_message(const SessionEffect& effect) {
+  std::string message = "pgmux: ";
+  message += effect.what;
+  message += " would outlive the transaction, and this pool refuses session state (pool.session_state: error)";
+  return message;
+}
+
+std::size_t Relay::refuse_statement(std::string_view message) {
+  std::uint32_t length = read_u32(message.data() + 1);
+  if (message.size() < 1 + std::size_t(length)) return 0;
+  std::string_view body = message.substr(kHeaderSize, length - 4);
+  bool simple = message[0] == 'Q';
+  SessionEffect effect = session_effect(simple ? body : body.substr(1));
+  raise_error_in_stream(sqlstate::kFeatureNotSupported, refusal_message(effect));
+  if (simple) {
+    // A Query gets one ReadyForQuery: the Sync's, after the error.
+    append_sync(out_);
+    state_.tracker.on_client_message('S');
+    replies_.push({ReplyKind::query});
+    lease_->statements.tick();
+  } else {
+    state_.tracker.on_client_message('P');
+  }
+  return 1 + length;
+}
+
 ScanStep Relay::on_backend_reply(char type, std::uint32_t length) {
   auto mismatch = [this] {
     reply_mismatch_ = true;
@@ -600,6 +701,9 @@ void Relay::on_backend_ready() {
   }
   const PendingReply& done = replies_.front();
   if (done.clears_client_statements && !done.failed && statements_) statements_->clear();
+  if (done.search_path != PendingReply::SearchPath::unchanged && !done.failed)
+    apply_search_path(done, state_.tracker.status());
+  if (done.pins && !done.failed) pin({SessionEffect::Kind::pins, done.pins, {}});
   replies_.pop();
   if (replies_.empty()) pending_names_.clear();
 }
@@ -686,8 +790,11 @@ bool Relay::process_backend_bytes() {
     }
     in.consume(scanned.forward);  // the client never asked for these
     if (hidden.hidden_done) --hidden_replies_;
-    if (hidden.hidden_error)
+    if (hidden.hidden_error) {
       log::warning("a client's session settings could not be applied to a server connection");
+      // Its search_path is unknown now: a value no client has makes the next borrower set its own.
+      lease_->params.set(TrackedParam::search_path, "\x01unknown");
+    }
     if (!hidden.hidden_done) {
       in.compact();
       return true;  // the rest of the hidden reply is still to come
@@ -763,8 +870,9 @@ bool Relay::maybe_release() {
     finish(End::backend_gone);
     return true;
   }
-  if (!settings_.release_at_idle) {
-    // Session mode keeps its backend; when draining, the session ends here and is cleaned up by its owner.
+  if (!settings_.release_at_idle || pinned_) {
+    // Session mode (or a pinned client) keeps its backend; when draining, the session ends here and is cleaned
+    // up by its owner.
     if (!draining_) return false;
     finish(End::shutting_down);
     return true;

@@ -13,6 +13,7 @@
 #include "pgmux/protocol/message_scanner.hpp"
 #include "pgmux/protocol/relay_state.hpp"
 #include "pgmux/protocol/session_params.hpp"
+#include "pgmux/protocol/sql_keywords.hpp"
 #include "pool/pool.hpp"
 #include "pool/prepared_statements.hpp"
 #include "session/cancel_registry.hpp"
@@ -38,6 +39,9 @@ struct RelaySettings {
   // Transaction mode: named prepared statements are pgmux's to place on backends, at most this many per
   // backend (0: not tracked, they break when the client changes backend).
   std::uint32_t max_prepared_statements = 200;
+  // Transaction mode, a statement that leaves state only its backend can hold (LISTEN, temp tables...): true
+  // keeps the client on that backend until it leaves, false refuses the statement.
+  bool pin_session_state = true;
 };
 
 // The hot path, as a callback-driven state machine that lives as long as the client's session:
@@ -75,6 +79,8 @@ class Relay {
   // drain() for every relay running on the calling worker thread.
   static void drain_all_on_this_thread();
   End end() const { return end_; }
+  // The client created session state (pool.session_state: pin): its backend must be reset before reuse.
+  bool pinned() const { return pinned_; }
 
   // After the end: the backend still on loan, if any, for the session to clean up, return or close.
   pool::BackendLease& lease() { return lease_; }
@@ -120,6 +126,18 @@ class Relay {
   // and rolls back exactly as it would for an error of its own.
   void raise_error_in_stream(std::string_view sqlstate, std::string_view message);
   pool::ClientStatements& client_statements();
+
+  // Session state the client's SQL creates. Pins the client (once, logged and counted), or returns false when
+  // the statement must be refused (pool.session_state: error).
+  bool admit(const protocol::SessionEffect& effect) const;
+  void pin(const protocol::SessionEffect& effect);
+  static std::string refusal_message(const protocol::SessionEffect& effect);
+  // A search_path change the client sent, applied when its ReadyForQuery shows it took effect.
+  void note_search_path(const protocol::SessionEffect& effect, PendingReply::SearchPath& change);
+  void apply_search_path(const PendingReply& done, char status);
+  // In place of a statement refused by pool.session_state: error; `simple`: it was a Query, which gets its
+  // ReadyForQuery from a Sync sent with the error.
+  std::size_t refuse_statement(std::string_view message);
 
   // Matches a reply the backend sent to the request it answers. kStop with edit_ set: edit the message first.
   protocol::ScanStep on_backend_reply(char type, std::uint32_t length);
@@ -173,8 +191,9 @@ class Relay {
   int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
 
-  // Named prepared statements: the client's, the replies in flight, and rewritten client bytes.
-  const bool track_statements_;
+  // Transaction mode: the replies in flight are followed, for named prepared statements (the client's, and
+  // rewritten client bytes) and session state.
+  const bool track_replies_;
   std::unique_ptr<pool::ClientStatements> statements_;  // allocated on first use
   std::vector<std::string> pending_names_;              // names defined by Parse messages still unanswered
   PendingReplies replies_;
@@ -182,6 +201,10 @@ class Relay {
   enum class Edit : std::uint8_t { none, drop, to_parse_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
   bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
+  PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // likewise
+  std::string pending_search_path_;
+  bool pinned_ = false;  // session state only this backend holds: it stays until the client leaves
+  const char* pin_at_sync_ = nullptr;  // an unnamed Parse creates session state: pin if its batch succeeds
 
   bool draining_ = false;
   Relay* prev_ = nullptr;  // this thread's list of running relays

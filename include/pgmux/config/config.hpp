@@ -42,6 +42,10 @@ struct PoolConfig {
   // Transaction mode: named prepared statements kept per backend (least recently used closed first); 0 turns
   // pgmux's tracking off, as in PgBouncer.
   std::uint32_t max_prepared_statements = 200;
+  // pool.session_state, transaction mode: a client whose SQL creates state only its backend can hold (LISTEN,
+  // temp tables, session advisory locks, SET of other settings...) is pinned to that backend ("pin") or the
+  // statement is refused ("error").
+  bool pin_session_state = true;
 };
 
 struct DatabaseConfig {

@@ -18,8 +18,11 @@ enum class TrackedParam : std::uint8_t {
   IntervalStyle,
   standard_conforming_strings,
   application_name,
+  // Not reported by Postgres 15: pgmux reads it from the client's SET and startup packet, and keeps it as the
+  // SQL list the client wrote ("" is the default, restored with RESET).
+  search_path,
 };
-inline constexpr std::size_t kTrackedParamCount = 6;
+inline constexpr std::size_t kTrackedParamCount = 7;
 
 // Case-insensitive, as Postgres matches setting names.
 std::optional<TrackedParam> tracked_param(std::string_view name);

@@ -13,6 +13,28 @@ bool may_drop_statements(std::string_view sql);
 // The whole text is DEALLOCATE [PREPARE] ALL or DISCARD ALL: every prepared statement of the session goes.
 bool drops_all_statements(std::string_view sql);
 
+// What a statement does to session state that transaction pooling cannot carry by itself.
+struct SessionEffect {
+  enum class Kind {
+    none,
+    pins,                // state only this backend can hold (LISTEN, temp tables, ...): see `what`
+    sets_search_path,    // SET [SESSION] search_path TO `value`, a list validated by search_path_list
+    resets_search_path,  // RESET search_path, RESET ALL, DISCARD ALL
+  } kind = Kind::none;
+  std::string_view what;   // pins: a short description for the log and the error
+  std::string_view value;  // sets_search_path
+};
+
+// Classifies the first statement of `sql` by its first words, plus a scan for session advisory locks. It
+// never parses SQL: statements after the first are not seen, except that any other mention of search_path
+// counts as pinning (a search_path pgmux cannot follow must not reach another client).
+SessionEffect session_effect(std::string_view sql);
+
+// `list` (white space around it allowed) as a search_path value pgmux can replay: names, quoted names or
+// string literals separated by commas, up to the end or a ';'. The trimmed list, or "" if it is anything
+// else.
+std::string_view search_path_list(std::string_view list);
+
 // The text with leading white space and comments skipped.
 std::string_view skip_space_and_comments(std::string_view sql);
 

@@ -1,0 +1,61 @@
+// The few words of SQL pgmux reads: statement resets, session state and search_path lists.
+#include <catch2/catch.hpp>
+
+#include "pgmux/protocol/sql_keywords.hpp"
+
+using namespace pgmux::protocol;
+using Kind = SessionEffect::Kind;
+
+TEST_CASE("statement resets are recognised in any case, after comments, and only whole for DEALLOCATE ALL") {
+  CHECK(drops_all_statements("DEALLOCATE ALL"));
+  CHECK(drops_all_statements("  /* c /* nested */ */ deallocate prepare all ;"));
+  CHECK(drops_all_statements("-- note\nDISCARD ALL"));
+  CHECK(drops_all_statements(std::string_view("DISCARD ALL\0", 12)));
+  CHECK_FALSE(drops_all_statements("DEALLOCATE p1"));
+  CHECK_FALSE(drops_all_statements("DISCARD ALL; SELECT 1"));
+  CHECK_FALSE(drops_all_statements("DISCARD PLANS"));
+  CHECK(may_drop_statements("select 1; Discard all"));
+  CHECK(may_drop_statements("DEALLOCATE p1"));
+  CHECK_FALSE(may_drop_statements("SELECT abalance FROM pgbench_accounts WHERE aid = $1"));
+}
+
+TEST_CASE("statements that leave session state behind pin; transaction-scoped ones do not") {
+  for (const char* sql : {"LISTEN x", "listen \"X\"", "PREPARE p AS SELECT 1", "CREATE TEMP TABLE t (n int)",
+                          "create local temporary table t (n int)", "SELECT pg_advisory_lock(1)",
+                          "select pg_try_advisory_lock_shared(1, 2)", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                          "SET ROLE app", "SET SESSION AUTHORIZATION app", "SET work_mem = '8MB'",
+                          "set session statement_timeout to 5", "SELECT set_config('search_path', 'x', false)",
+                          "SELECT 1; SET search_path TO x", "LOAD 'auto_explain'"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::pins);
+    CHECK_FALSE(session_effect(sql).what.empty());
+  }
+  for (const char* sql : {"SELECT 1", "SET LOCAL work_mem = '8MB'", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                          "SET TimeZone = 'UTC'", "SET TIME ZONE 'UTC'", "set application_name to 'x'",
+                          "SET NAMES 'UTF8'", "SELECT pg_advisory_xact_lock(1)", "DECLARE c CURSOR FOR SELECT 1",
+                          "CREATE TABLE t (n int)", "SHOW search_path", "SELECT current_setting('search_path')",
+                          "RESET work_mem", "INSERT INTO listen_log VALUES (1)"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::none);
+  }
+}
+
+TEST_CASE("SET search_path is followed when its value is a plain list, and pins otherwise") {
+  SessionEffect set = session_effect("SET search_path TO path_a, public");
+  CHECK(set.kind == Kind::sets_search_path);
+  CHECK(set.value == "path_a, public");
+  CHECK(session_effect("set session search_path = \"Path B\", 'x''y';").value == "\"Path B\", 'x''y'");
+  CHECK(session_effect(std::string_view("SET search_path TO a\0", 21)).value == "a");
+  CHECK(session_effect("SET search_path TO DEFAULT").kind == Kind::resets_search_path);
+  CHECK(session_effect("RESET search_path").kind == Kind::resets_search_path);
+  CHECK(session_effect("RESET ALL").kind == Kind::resets_search_path);
+  CHECK(session_effect("DISCARD ALL").kind == Kind::resets_search_path);
+  for (const char* sql : {"SET search_path TO a; SELECT 1", "SET search_path TO 'a\\b'",
+                          "SET search_path TO a,,b", "SET search_path TO a, 'unterminated",
+                          "SET search_path TO f(x)", "SET search_path TO a -- comment"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::pins);
+  }
+  CHECK(search_path_list("  \"$user\", public ") == "\"$user\", public");
+  CHECK(search_path_list("x;y").empty());
+}
