@@ -81,6 +81,15 @@ Metrics::Metrics(session::Proxy& proxy)
                         .Name("pgmux_pool_wait_seconds")
                         .Help("How long clients waited for a backend when none was idle")
                         .Register(registry_)),
+      http_sql_requests_(BuildCounter()
+                             .Name("pgmux_http_sql_requests_total")
+                             .Help("POST /sql requests answered, by HTTP status code")
+                             .Register(registry_)),
+      http_sql_seconds_(prometheus::BuildHistogram()
+                            .Name("pgmux_http_sql_request_duration_seconds")
+                            .Help("Time to answer a POST /sql request, from its last byte to its answer")
+                            .Register(registry_)
+                            .Add({}, bucket_bounds())),
       resident_bytes_(BuildGauge()
                           .Name("pgmux_process_resident_memory_bytes")
                           .Help("Resident set size")
@@ -111,6 +120,11 @@ std::string Metrics::scrape() {
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_.Collect());
   return out.str();
+}
+
+void Metrics::record_http_sql(int status, double seconds) {
+  http_sql_requests_.Add({{"code", std::to_string(status)}}).Increment();
+  http_sql_seconds_.Observe(seconds);
 }
 
 void Metrics::update_pools() {
