@@ -140,9 +140,8 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
 
 }  // namespace
 
-asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics) {
-  // Shared with every connection, so that one still answering after the acceptor closes keeps it alive.
-  auto sql = std::make_shared<SqlEndpoint>(proxy);
+asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
+                                 std::shared_ptr<SqlEndpoint> sql) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
