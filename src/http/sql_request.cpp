@@ -19,6 +19,7 @@ constexpr const char* kInvalidParameterValue = "22023";
 constexpr const char* kProgramLimitExceeded = "54000";
 constexpr const char* kTooManyArguments = "54023";
 constexpr const char* kUnknownDatabase = "3D000";
+constexpr const char* kCharacterNotInRepertoire = "22021";  // what Postgres says of a NUL in text
 
 ParsedSqlRequest refuse(int status, const char* sqlstate, std::string message) {
   return {std::nullopt, RequestError{status, sqlstate, std::move(message)}};
@@ -99,6 +100,9 @@ std::optional<RequestError> read_query(const json::value& item, const config::Ht
   if (!query || !query->is_string())
     return RequestError{400, kProtocolViolation, where + " has no \"query\" string"};
   out.text = query->get_string();
+  // Parse carries the query NUL-terminated: a NUL inside would cut it and misframe the message.
+  if (out.text.find('\0') != std::string::npos)
+    return RequestError{400, kCharacterNotInRepertoire, where + ".query contains a NUL character"};
   const json::value* params = object->if_contains("params");
   if (!params || params->is_null()) return std::nullopt;
   if (!params->is_array())

@@ -163,6 +163,14 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
         }
         continue;
       }
+      if (type == 'G' || type == 'H' || type == 'W') {
+        // COPY wants a data stream the JSON protocol cannot carry; the backend is mid-COPY, so it goes.
+        lease.close();
+        answer.status = 400;
+        answer.body = error_json(protocol::sqlstate::kFeatureNotSupported,
+                                 "COPY to or from the client is not supported over HTTP");
+        co_return;
+      }
       if (type == 0) {
         writer.mark_too_large();  // a message too big to hold: the answer is over the limit whatever it was
       } else if (!writer.on_message(type, body)) {

@@ -327,6 +327,7 @@ TEST_CASE("requests pgmux refuses get a JSON error with a status and SQLSTATE, n
     HttpCall bad_header = neon_call(query_body("SELECT 1"));
     bad_header.headers.push_back({"Neon-Batch-Isolation-Level", "Chaos"});
     refused(post(port, bad_header), 400, "22023");
+    refused(post(port, neon_call(R"({"query": "SELECT 1;\u0000 DROP TABLE x"})")), 400, "22021");
     HttpCall form = neon_call(query_body("SELECT 1"));
     form.headers[3].second = "application/x-www-form-urlencoded";
     refused(post(port, form), 415, "08P01");
@@ -342,6 +343,7 @@ TEST_CASE("requests pgmux refuses get a JSON error with a status and SQLSTATE, n
     CHECK(error["routine"].is_string());
     refused(post(port, neon_call(query_body("SELECT 1/0"))), 400, "22012");
     refused(post(port, neon_call(query_body("SELECT $1::int", {"abc"}))), 400, "22P02");
+    refused(post(port, neon_call(query_body("COPY (SELECT 1) TO STDOUT"))), 400, "0A000");
     // The backend is fine afterwards.
     ok(post(port, neon_call(query_body("SELECT 1"))));
   }
