@@ -1,6 +1,7 @@
 // Unit tests for the pure parts of POST /sql: request reading, JSON text, the answer writer fed backend
 // messages, password checks and their cache, and the http: config section.
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "http/http_auth.hpp"
 #include "http/json_text.hpp"
@@ -307,4 +308,20 @@ TEST_CASE("config: the http: section and users[].http_tokens", "[http-sql][confi
       config::parse_config(
           "databases:\n  app: {}\nusers:\n  - name: a\n    password: x\n    http_tokens: t\n", {}),
       Catch::Matchers::StartsWith("users[0].http_tokens:"));
+}
+
+TEST_CASE("the example config's http: values are the documented defaults", "[http-sql][config]") {
+  const auto example_path = std::filesystem::path(__FILE__).parent_path() / "../../config/pgmux.example.yaml";
+  const config::Config example = config::load_config_file(
+      example_path.string(),
+      [](const std::string& name) -> std::optional<std::string> { return "x-" + name; });
+  const config::HttpSqlConfig defaults;
+  CHECK(example.http.max_body_size == defaults.max_body_size);
+  CHECK(example.http.max_response_size == defaults.max_response_size);
+  CHECK(example.http.max_queries_per_batch == defaults.max_queries_per_batch);
+  CHECK(example.http.max_params_per_query == defaults.max_params_per_query);
+  CHECK(example.http.statement_timeout == defaults.statement_timeout);
+  CHECK(example.http.cors_allowed_origins == defaults.cors_allowed_origins);
+  CHECK(example.http.auth_cache_ttl == defaults.auth_cache_ttl);
+  CHECK(example.http.auth_cache_size == defaults.auth_cache_size);
 }
