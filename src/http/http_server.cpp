@@ -105,6 +105,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   const std::uint64_t body_limit = proxy.config().http.max_body_size;
+  bool body_left_unread = false;
   for (;;) {
     stream.expires_after(std::chrono::seconds(30));
     bhttp::request_parser<bhttp::string_body> parser;
@@ -120,6 +121,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
     if (ec == bhttp::error::body_limit) {
       res = body_too_large(body_limit);
       metrics.record_http_sql(413, 0);
+      body_left_unread = true;
     } else if (ec) {
       break;
     } else {
@@ -136,6 +138,16 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
   }
   error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  if (body_left_unread) {
+    // The client may still be sending the refused body. Closing with unread bytes would reset the connection,
+    // and a reset can destroy the 413 before the client reads it: drop what arrives for a moment first.
+    stream.expires_after(std::chrono::seconds(2));
+    buffer.clear();
+    for (;;) {
+      auto [rec, rn] = co_await stream.async_read_some(buffer.prepare(64 * 1024), use_nothrow);
+      if (rec) break;
+    }
+  }
 }
 
 }  // namespace
