@@ -1,5 +1,5 @@
 // POST /sql against a real PostgreSQL: the Neon driver's request and answer shapes, types, batches as one
-// transaction, every refusal with its status and SQLSTATE, keep-alive, and many clients on a small pool.
+// transaction, keep-alive, and many clients on a small pool.
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -7,63 +7,13 @@
 
 #include "http_client.hpp"
 #include "libpq.hpp"
+#include "neon_http.hpp"
 #include "pgmux.hpp"
 
 using namespace pgmux::test;
 namespace json = boost::json;
 
 namespace {
-
-// A request as the Neon driver sends it (connection string, array mode, raw text output).
-HttpCall neon_call(std::string body, const std::string& user = "app",
-                   const std::string& password = "app-secret", const std::string& database = "app") {
-  HttpCall call;
-  call.body = std::move(body);
-  call.headers = {
-      {"Neon-Connection-String",
-       "postgresql://" + user + ":" + password + "@pgmux.test/" + database + "?application_name=tests"},
-      {"Neon-Raw-Text-Output", "true"},
-      {"Neon-Array-Mode", "true"},
-      {"Content-Type", "text/plain;charset=UTF-8"},
-  };
-  return call;
-}
-
-std::string query_body(const std::string& sql, const json::array& params = {}) {
-  return json::serialize(json::object{{"query", sql}, {"params", params}});
-}
-
-json::object parse_object(const HttpReply& reply) {
-  INFO("status " << reply.status << " body: " << reply.body << " " << reply.error);
-  json::error_code ec;
-  json::value value = json::parse(reply.body, ec);
-  REQUIRE(!ec);
-  REQUIRE(value.is_object());
-  return value.as_object();
-}
-
-// The single answer of a request that must succeed.
-json::object ok(const HttpReply& reply) {
-  INFO("body: " << reply.body << " " << reply.error);
-  REQUIRE(reply.status == 200);
-  return parse_object(reply);
-}
-
-// The error object of a request that must fail with `status` and `code`.
-json::object refused(const HttpReply& reply, int status, const std::string& code) {
-  INFO("body: " << reply.body << " " << reply.error);
-  CHECK(reply.status == status);
-  json::object error = parse_object(reply);
-  CHECK(error["code"] == json::value(code));
-  CHECK(error["message"].is_string());
-  return error;
-}
-
-HttpReply post(int port, const HttpCall& call) {
-  HttpConnection connection(port);
-  REQUIRE(connection.connected());
-  return connection.send(call);
-}
 
 // A client of its own connection sending two requests, each selecting a value only it uses. `outcome` gets
 // the backend pid of its last answer, or what went wrong.
@@ -275,109 +225,6 @@ TEST_CASE("a batch runs as one transaction with the requested isolation and acce
   }
 }
 
-TEST_CASE("requests pgmux refuses get a JSON error with a status and SQLSTATE, never a hang or a 5xx",
-          "[http-sql]") {
-  Pgmux mux(TestPostgres::shared(),
-            {.pool_size = 1,
-             .query_wait_timeout = "500ms",
-             .extra_yaml = "http:\n  max_body_size: 2048\n  max_response_size: 65536\n"
-                           "  max_queries_per_batch: 3\n  max_params_per_query: 4\n",
-             .http = true,
-             .users_yaml = "  - name: robot\n    password: robot-pass\n    http_tokens: [\"tok-1234\"]\n"});
-  const int port = mux.http_port();
-  SECTION("credentials") {
-    refused(post(port, neon_call(query_body("SELECT 1"), "app", "wrong")), 401, "28P01");
-    refused(post(port, neon_call(query_body("SELECT 1"), "nobody", "x")), 401, "28P01");
-    refused(post(port, neon_call(query_body("SELECT 1"), "app", "")), 401, "28P01");
-    ok(post(port, neon_call(query_body("SELECT 1"), "md5user", "md5-secret")));
-    ok(post(port, neon_call(query_body("SELECT 1"), "plainuser", "plain-secret")));
-    refused(post(port, neon_call(query_body("SELECT 1"), "md5user", "plain-secret")), 401, "28P01");
-  }
-  SECTION("Authorization: Basic and Bearer tokens") {
-    HttpCall basic;
-    basic.body = query_body("SELECT current_user");
-    basic.headers = {{"Authorization", "Basic cGxhaW51c2VyOnBsYWluLXNlY3JldA=="},  // plainuser:plain-secret
-                     {"Pgmux-Database", "app"},
-                     {"Content-Type", "application/json"}};
-    json::object answer = ok(post(port, basic));
-    CHECK(answer["rows"] == json::parse(R"([{"current_user":"plainuser"}])"));
-    HttpCall bearer = basic;
-    bearer.headers[0].second = "Bearer tok-1234";
-    bearer.headers[1].second = "forced";  // logs in to Postgres as app whoever the client is
-    ok(post(port, bearer));
-    bearer.headers[0].second = "Bearer tok-1235";
-    refused(post(port, bearer), 401, "28P01");
-  }
-  SECTION("unknown database") {
-    refused(post(port, neon_call(query_body("SELECT 1"), "app", "app-secret", "nope")), 400, "3D000");
-  }
-  SECTION("malformed requests") {
-    refused(post(port, neon_call("{\"query\": \"SELECT 1\"")), 400, "08P01");
-    refused(post(port, neon_call("[1]")), 400, "08P01");
-    refused(post(port, neon_call(R"({"params": []})")), 400, "08P01");
-    refused(post(port, neon_call(R"({"query": 5})")), 400, "08P01");
-    json::array nested;
-    nested.emplace_back(json::array{"a"});
-    refused(post(port, neon_call(query_body("SELECT $1", nested))), 400, "22023");
-    refused(post(port, neon_call(R"({"query": "SELECT 1", "params": "x"})")), 400, "22023");
-    refused(post(port, neon_call(query_body("SELECT 1", {"1", "2", "3", "4", "5"}))), 400, "54023");
-    refused(post(port, neon_call(R"({"queries": [{"query":"SELECT 1"},{"query":"SELECT 1"},)"
-                                 R"({"query":"SELECT 1"},{"query":"SELECT 1"}]})")),
-            400, "54000");
-    HttpCall bad_header = neon_call(query_body("SELECT 1"));
-    bad_header.headers.push_back({"Neon-Batch-Isolation-Level", "Chaos"});
-    refused(post(port, bad_header), 400, "22023");
-    refused(post(port, neon_call(R"({"query": "SELECT 1;\u0000 DROP TABLE x"})")), 400, "22021");
-    HttpCall form = neon_call(query_body("SELECT 1"));
-    form.headers[3].second = "application/x-www-form-urlencoded";
-    refused(post(port, form), 415, "08P01");
-  }
-  SECTION("a body over http.max_body_size is a 413") {
-    refused(post(port, neon_call(query_body("SELECT '" + std::string(3000, 'x') + "'"))), 413, "54000");
-    // Much larger than the limit: the answer still arrives instead of a connection reset.
-    refused(post(port, neon_call(query_body("SELECT '" + std::string(8 << 20, 'x') + "'"))), 413, "54000");
-  }
-  SECTION("SQL errors carry Postgres's fields") {
-    json::object error =
-        refused(post(port, neon_call(query_body("SELECT 1 FROM no_such_table"))), 400, "42P01");
-    CHECK(error["position"] == "15");
-    CHECK(error["severity"] == "ERROR");
-    CHECK(error["routine"].is_string());
-    refused(post(port, neon_call(query_body("SELECT 1/0"))), 400, "22012");
-    refused(post(port, neon_call(query_body("SELECT $1::int", {"abc"}))), 400, "22P02");
-    refused(post(port, neon_call(query_body("COPY (SELECT 1) TO STDOUT"))), 400, "0A000");
-    // The backend is fine afterwards.
-    ok(post(port, neon_call(query_body("SELECT 1"))));
-  }
-  SECTION("a result over http.max_response_size is 54000, and the backend is stopped, not left busy") {
-    refused(post(port, neon_call(query_body("SELECT repeat('x', 100) FROM generate_series(1, 2000000)"))),
-            400, "54000");
-    json::object answer = ok(post(port, neon_call(query_body("SELECT 7"))));
-    CHECK(answer["rows"] == json::parse(R"([["7"]])"));
-  }
-  SECTION("Pgmux-Statement-Timeout bounds a query, only that request's") {
-    HttpCall slow = neon_call(query_body("SELECT pg_sleep(30)"));
-    slow.headers.push_back({"Pgmux-Statement-Timeout", "100"});
-    refused(post(port, slow), 400, "57014");
-    json::object answer = ok(post(port, neon_call(query_body("SHOW statement_timeout"))));
-    CHECK(answer["rows"] == json::parse(R"([["0"]])"));
-  }
-  SECTION("when the pool stays busy past query_wait_timeout the answer is 503 with the pool's SQLSTATE") {
-    Connection holder(mux.conninfo());
-    REQUIRE(holder.ok());
-    holder.value("BEGIN");
-    holder.value("SELECT 1");  // holds the only backend
-    refused(post(port, neon_call(query_body("SELECT 1"))), 503, "57014");
-    holder.value("COMMIT");
-    ok(post(port, neon_call(query_body("SELECT 1"))));
-  }
-  SECTION("GET on /sql is a 405 with a JSON body") {
-    HttpCall get = neon_call("");
-    get.method = "GET";
-    refused(post(port, get), 405, "08P01");
-  }
-}
-
 TEST_CASE("one keep-alive connection carries many requests", "[http-sql]") {
   Pgmux mux(TestPostgres::shared(), {.http = true});
   HttpConnection connection(mux.http_port());
@@ -421,40 +268,4 @@ TEST_CASE("a wire client's DateStyle does not leak into HTTP answers on the same
   json::object answer = ok(post(mux.http_port(), neon_call(query_body("SELECT '2024-02-29'::date"))));
   CHECK(answer["rows"] == json::parse(R"([["2024-02-29"]])"));
   CHECK(german.value("SELECT '2024-02-29'::date") == "29.02.2024");
-}
-
-TEST_CASE("CORS: allowed origins get the headers, OPTIONS answers the preflight", "[http-sql]") {
-  Pgmux mux(TestPostgres::shared(),
-            {.extra_yaml = "http:\n  cors_allowed_origins: [\"https://app.example\"]\n", .http = true});
-  HttpCall preflight;
-  preflight.method = "OPTIONS";
-  preflight.headers = {{"Origin", "https://app.example"},
-                       {"Access-Control-Request-Method", "POST"},
-                       {"Access-Control-Request-Headers", "neon-connection-string"}};
-  HttpReply reply = post(mux.http_port(), preflight);
-  CHECK(reply.status == 204);
-  CHECK(reply.header("Access-Control-Allow-Origin") == "https://app.example");
-  CHECK(reply.header("Access-Control-Allow-Methods").find("POST") != std::string::npos);
-  CHECK(reply.header("Access-Control-Allow-Headers").find("Neon-Connection-String") != std::string::npos);
-
-  HttpCall call = neon_call(query_body("SELECT 1"));
-  call.headers.push_back({"Origin", "https://app.example"});
-  CHECK(post(mux.http_port(), call).header("Access-Control-Allow-Origin") == "https://app.example");
-  call.headers.back().second = "https://evil.example";
-  HttpReply other = post(mux.http_port(), call);
-  CHECK(other.status == 200);
-  CHECK(other.header("Access-Control-Allow-Origin").empty());
-}
-
-TEST_CASE("/metrics counts POST /sql answers by status", "[http-sql]") {
-  Pgmux mux(TestPostgres::shared(), {.http = true});
-  ok(post(mux.http_port(), neon_call(query_body("SELECT 1"))));
-  refused(post(mux.http_port(), neon_call(query_body("SELECT 1/0"))), 400, "22012");
-  HttpCall scrape;
-  scrape.method = "GET";
-  scrape.target = "/metrics";
-  std::string page = post(mux.http_port(), scrape).body;
-  CHECK(page.find("pgmux_http_sql_requests_total{code=\"200\"} 1") != std::string::npos);
-  CHECK(page.find("pgmux_http_sql_requests_total{code=\"400\"} 1") != std::string::npos);
-  CHECK(page.find("pgmux_http_sql_request_duration_seconds_count 2") != std::string::npos);
 }
