@@ -145,3 +145,17 @@ TEST_CASE("/metrics counts POST /sql answers by status", "[http-sql]") {
   CHECK(page.find("pgmux_http_sql_requests_total{code=\"400\"} 1") != std::string::npos);
   CHECK(page.find("pgmux_http_sql_request_duration_seconds_count 2") != std::string::npos);
 }
+
+TEST_CASE("http.statement_timeout bounds every request unless Pgmux-Statement-Timeout says otherwise",
+          "[http-sql]") {
+  Pgmux mux(TestPostgres::shared(), {.extra_yaml = "http:\n  statement_timeout: 100ms\n", .http = true});
+  refused(post(mux.http_port(), neon_call(query_body("SELECT pg_sleep(10)"))), 400, "57014");
+  json::object inside = ok(post(mux.http_port(), neon_call(query_body("SHOW statement_timeout"))));
+  CHECK(inside["rows"] == json::parse(R"([["100ms"]])"));
+  HttpCall longer = neon_call(query_body("SELECT pg_sleep(0.3)"));
+  longer.headers.push_back({"Pgmux-Statement-Timeout", "5000"});
+  ok(post(mux.http_port(), longer));
+  HttpCall off = neon_call(query_body("SHOW statement_timeout"));
+  off.headers.push_back({"Pgmux-Statement-Timeout", "0"});
+  CHECK(ok(post(mux.http_port(), off))["rows"] == json::parse(R"([["0"]])"));
+}
