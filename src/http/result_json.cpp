@@ -196,6 +196,9 @@ void ResultJsonWriter::finish_result(std::string_view tag) {
   // "INSERT 0 5", "SELECT 5", "UPDATE 3", "CREATE TABLE": the command is the first word, the row count the
   // last number if there is one (node-postgres reads it the same way).
   std::string_view command = tag.substr(0, tag.find(' '));
+  // SET LOCAL is harmless, but the tag does not say which it was.
+  if (command == "SET" || command == "LISTEN" || command == "PREPARE" || command == "LOAD")
+    left_session_state_ = true;
   std::size_t last_space = tag.rfind(' ');
   std::string_view count = last_space == std::string_view::npos ? "" : tag.substr(last_space + 1);
   bool numeric = !count.empty() && count.find_first_not_of("0123456789") == std::string_view::npos;

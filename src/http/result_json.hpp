@@ -28,6 +28,9 @@ class ResultJsonWriter {
   // The response grew past max_size; nothing more is written after that.
   bool too_large() const { return too_large_; }
   void mark_too_large() { too_large_ = true; }
+  // A caller's statement left session state behind (SET, LISTEN, PREPARE, LOAD): the backend should not be
+  // handed to anyone else, since nothing tracks that state for the next borrower.
+  bool left_session_state() const { return left_session_state_; }
   int completed_queries() const { return completed_ - hidden_before_ > 0 ? completed_ - hidden_before_ : 0; }
 
  private:
@@ -49,6 +52,7 @@ class ResultJsonWriter {
   std::vector<std::uint32_t> key_end_;  // where each key ends in keys_
   std::string error_json_;
   bool too_large_ = false;
+  bool left_session_state_ = false;
   char ready_status_ = 0;
 };
 

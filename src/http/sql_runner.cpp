@@ -213,7 +213,7 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
   }
   drain_deadline.cancel();
 
-  if (close_after) {
+  if (close_after || writer.left_session_state()) {
     lease.close();
   } else {
     lease.release_clean();

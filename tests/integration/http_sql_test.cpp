@@ -269,3 +269,12 @@ TEST_CASE("a wire client's DateStyle does not leak into HTTP answers on the same
   CHECK(answer["rows"] == json::parse(R"([["2024-02-29"]])"));
   CHECK(german.value("SELECT '2024-02-29'::date") == "29.02.2024");
 }
+
+TEST_CASE("a request that SETs a session setting does not pass it on to the next borrower", "[http-sql]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
+  const std::string before = std::string(
+      ok(post(mux.http_port(), neon_call(query_body("SHOW search_path"))))["rows"].at(0).at(0).as_string());
+  ok(post(mux.http_port(), neon_call(query_body("SET search_path = pg_catalog"))));
+  json::object after = ok(post(mux.http_port(), neon_call(query_body("SHOW search_path"))));
+  CHECK(after["rows"].at(0).at(0) == json::value(before));
+}

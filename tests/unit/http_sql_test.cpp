@@ -325,3 +325,20 @@ TEST_CASE("the example config's http: values are the documented defaults", "[htt
   CHECK(example.http.auth_cache_ttl == defaults.auth_cache_ttl);
   CHECK(example.http.auth_cache_size == defaults.auth_cache_size);
 }
+
+TEST_CASE("a caller's SET, LISTEN or PREPARE marks the backend as carrying session state", "[http-sql]") {
+  for (const char* tag : {"SET", "LISTEN", "PREPARE", "LOAD"}) {
+    std::string out;
+    ResultJsonWriter writer(out, true, 0, 1, 1 << 20);
+    Feed feed{writer};
+    CHECK(feed('n', ""));
+    CHECK(feed('C', cstr(tag)));
+    CHECK(writer.left_session_state());
+  }
+  std::string out;
+  ResultJsonWriter writer(out, true, 0, 1, 1 << 20);
+  Feed feed{writer};
+  CHECK(feed('n', ""));
+  CHECK(feed('C', cstr("UPDATE 1")));
+  CHECK_FALSE(writer.left_session_state());
+}
