@@ -87,7 +87,7 @@ int run(const config::Config& cfg) {
     drain_timer.expires_after(std::chrono::milliseconds(20));
     drain_timer.async_wait([&, deadline](error_code ec) {
       if (ec) return;
-      int left = proxy.client_count().load();
+      int left = proxy.client_count().load() + proxy.http_requests_in_flight().load();
       if (left == 0 || pool::Clock::now() >= deadline) {
         if (left > 0) log::warning("shutdown_timeout: cutting off ", left, " client(s) still connected");
         log::info("drained; stopping");

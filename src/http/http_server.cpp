@@ -128,7 +128,8 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
       const auto& req = parser.get();
       stream.expires_never();  // a query may take as long as its statement_timeout allows
       res = co_await route(req, proxy, metrics, *sql);
-      res.keep_alive(res.keep_alive() && req.keep_alive());
+      // While draining, each connection ends after its answer so that the process can exit.
+      res.keep_alive(res.keep_alive() && req.keep_alive() && !proxy.draining());
     }
     res.set(bhttp::field::server, "pgmux");
     res.prepare_payload();

@@ -40,6 +40,12 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
   headers.content_type = header(http_request, "Content-Type");
 
   const config::Config& config = proxy_.config();
+  // Counted for the whole answer, so that a SIGTERM drain lets it finish.
+  struct InFlight {
+    std::atomic<int>& count;
+    explicit InFlight(std::atomic<int>& c) : count(c) { count.fetch_add(1, std::memory_order_relaxed); }
+    ~InFlight() { count.fetch_sub(1, std::memory_order_relaxed); }
+  } in_flight(proxy_.http_requests_in_flight());
   ParsedSqlRequest parsed = parse_sql_request(headers, http_request.body(), config.http);
   if (!parsed.request) co_return refusal(parsed.error);
   const SqlRequest& request = *parsed.request;

@@ -1,5 +1,9 @@
 // POST /sql against a real PostgreSQL: every refusal with its status and SQLSTATE, CORS, and the metrics.
+#include <sys/wait.h>
+
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <thread>
 
 #include "libpq.hpp"
 #include "neon_http.hpp"
@@ -158,4 +162,40 @@ TEST_CASE("http.statement_timeout bounds every request unless Pgmux-Statement-Ti
   HttpCall off = neon_call(query_body("SHOW statement_timeout"));
   off.headers.push_back({"Pgmux-Statement-Timeout", "0"});
   CHECK(ok(post(mux.http_port(), off))["rows"] == json::parse(R"([["0"]])"));
+}
+
+TEST_CASE("SIGTERM lets a POST /sql in flight finish, answers new ones 503 57P01, then exits 0",
+          "[http-sql][shutdown]") {
+  Pgmux mux(TestPostgres::shared(), {.extra_yaml = "shutdown_timeout: 20s\n", .http = true});
+  Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
+  REQUIRE(direct.ok());
+  HttpReply slow_reply;
+  std::thread slow([&, port = mux.http_port()] {
+    HttpConnection connection(port);
+    slow_reply = connection.send(neon_call(query_body("SELECT pg_sleep(1.5), 42 AS marker")));
+  });
+  // In flight once Postgres runs it.
+  CHECK(wait_until(
+      [&] {
+        return direct.value(
+                   "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%42 AS marker%' AND "
+                   "state = 'active' AND pid <> pg_backend_pid()") == "1";
+      },
+      10s));
+  REQUIRE(kill(mux.pid(), SIGTERM) == 0);
+  HttpReply late;
+  CHECK(wait_until(
+      [&] {
+        HttpConnection connection(mux.http_port());
+        late = connection.send(neon_call(query_body("SELECT 1")));
+        return late.status == 503;
+      },
+      10s));
+  CHECK(late.body.find("57P01") != std::string::npos);
+  slow.join();
+  CHECK(slow_reply.status == 200);
+  CHECK(slow_reply.body.find(R"("42"]])") != std::string::npos);
+  int status = mux.wait_exit(15s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
