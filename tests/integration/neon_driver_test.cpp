@@ -21,11 +21,15 @@ TEST_CASE("Neon's serverless driver (neon() over HTTP) works unchanged against p
     INFO(output);
     REQUIRE(run_shell("cd '" + dir.string() + "' && timeout 300 npm ci --no-audit --no-fund", &output) == 0);
   }
-  Pgmux mux(TestPostgres::shared(), {.http = true});
-  const std::string command = "cd '" + dir.string() +
-                              "' && PGMUX_HTTP_URL=http://127.0.0.1:" + std::to_string(mux.http_port()) +
-                              "/sql PGMUX_DATABASE_URL=postgresql://app:app-secret@127.0.0.1/app "
-                              "timeout 120 node neon_http_test.mjs";
+  // robot's token stands for its password; database "forced" logs in to Postgres as app whoever asks.
+  Pgmux mux(TestPostgres::shared(),
+            {.http = true,
+             .users_yaml = "  - name: robot\n    password: robot-pass\n    http_tokens: [e2e-token]\n"});
+  const std::string command =
+      "cd '" + dir.string() + "' && PGMUX_HTTP_URL=http://127.0.0.1:" + std::to_string(mux.http_port()) +
+      "/sql PGMUX_DATABASE_URL=postgresql://app:app-secret@127.0.0.1/app "
+      "PGMUX_TOKEN=e2e-token PGMUX_TOKEN_DATABASE_URL=postgresql://robot@127.0.0.1/forced "
+      "timeout 120 node neon_http_test.mjs";
   int status = run_shell(command, &output);
   INFO(output << "\n" << mux.log_tail());
   CHECK(status == 0);

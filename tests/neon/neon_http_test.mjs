@@ -118,6 +118,15 @@ check('a wrong password is refused', async () => {
   });
 });
 
+check('authToken sends a bearer token that stands for the password', async () => {
+  const token = process.env.PGMUX_TOKEN;
+  const tokenUrl = process.env.PGMUX_TOKEN_DATABASE_URL;
+  if (!token || !tokenUrl) throw new Error('set PGMUX_TOKEN and PGMUX_TOKEN_DATABASE_URL');
+  const withToken = neon(tokenUrl, { authToken: token });
+  assert.deepEqual(await withToken`SELECT ${'ok'}::text AS fine`, [{ fine: 'ok' }]);
+  await assert.rejects(neon(tokenUrl, { authToken: 'not-the-token' })`SELECT 1`);
+});
+
 let failed = 0;
 for (const { name, body } of checks) {
   try {
