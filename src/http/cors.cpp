@@ -13,7 +13,8 @@ void add_cors_headers(const HttpFields& request, HttpFields& response,
   if (origin == request.end() || allowed.empty()) return;
   const bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
   if (!any && std::find(allowed.begin(), allowed.end(), origin->value()) == allowed.end()) return;
-  response.set(bhttp::field::access_control_allow_origin, any ? std::string_view("*") : std::string_view(origin->value()));
+  response.set(bhttp::field::access_control_allow_origin,
+               any ? std::string_view("*") : std::string_view(origin->value()));
   if (!any) response.set(bhttp::field::vary, "Origin");  // the answer differs by origin: caches must know
 }
 
