@@ -289,6 +289,18 @@ void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http
     return true;
   });
 }
+// A token names one user; the same token under two users would make the user depend on the order of a loop.
+void check_http_tokens(const Config& config) {
+  std::map<std::string, std::string> owner;
+  for (std::size_t i = 0; i < config.users.size(); ++i) {
+    for (std::size_t j = 0; j < config.users[i].http_tokens.size(); ++j) {
+      auto [it, fresh] = owner.emplace(config.users[i].http_tokens[j], config.users[i].name);
+      if (!fresh)
+        fail("users[" + std::to_string(i) + "].http_tokens[" + std::to_string(j) + "]",
+             "the same token is already given to user \"" + it->second + "\"");
+    }
+  }
+}
 // --- end HTTP-SQL ---
 
 void read_users(const YAML::Node& node, const EnvLookup& env, Config& config) {
@@ -369,6 +381,7 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
   });
 
   if (config.databases.empty()) fail("databases", "at least one database is required");
+  check_http_tokens(config);  // HTTP-SQL
   for (std::size_t i = 0; i < config.admin_users.size(); ++i) {
     if (!config.find_user(config.admin_users[i]))
       fail("admin_users[" + std::to_string(i) + "]",

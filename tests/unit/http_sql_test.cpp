@@ -308,6 +308,11 @@ TEST_CASE("config: the http: section and users[].http_tokens", "[http-sql][confi
       config::parse_config(
           "databases:\n  app: {}\nusers:\n  - name: a\n    password: x\n    http_tokens: t\n", {}),
       Catch::Matchers::StartsWith("users[0].http_tokens:"));
+  CHECK_THROWS_WITH(config::parse_config("databases:\n  app: {}\nusers:\n  - name: a\n    password: x\n"
+                                         "    http_tokens: [t]\n  - name: b\n    password: y\n"
+                                         "    http_tokens: [u, t]\n",
+                                         {}),
+                    Catch::Matchers::StartsWith("users[1].http_tokens[1]: the same token"));
 }
 
 TEST_CASE("the example config's http: values are the documented defaults", "[http-sql][config]") {
