@@ -14,6 +14,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node and npm run the end-to-end test with Neon's serverless driver (tests/neon). A node already on PATH is
+# used as is (the driver declares node >= 19); otherwise Debian 12's nodejs, which is 18: npm ci then warns
+# about the engine, and the HTTP mode needs only fetch, which node 18 has (not verified on 18 here).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}" >&2
 sudo=""

@@ -48,14 +48,18 @@ int run(const config::Config& cfg) {
     asio::co_spawn(io, net::accept_loop(acceptors[i], on_client), asio::detached);
   }
 
-  // HTTP (metrics, health) on the first worker: scrapes are rare and must not compete with the relay for a
-  // core.
+  // HTTP (POST /sql, metrics, health) on every worker, like the Postgres port: /sql is a workload, and the
+  // kernel spreads its connections across the SO_REUSEPORT listeners.
   admin::Metrics metrics(proxy);
-  std::optional<tcp::acceptor> http_acceptor;
+  auto sql_endpoint = std::make_shared<http::SqlEndpoint>(proxy);
+  std::vector<tcp::acceptor> http_acceptors;
   if (cfg.listen.http) {
     net::check_address_free(*contexts[0], *cfg.listen.http);
-    http_acceptor.emplace(net::open_listener(*contexts[0], *cfg.listen.http));
-    asio::co_spawn(*contexts[0], http::serve_http(*http_acceptor, proxy, metrics), asio::detached);
+    for (int i = 0; i < workers; ++i)
+      http_acceptors.push_back(net::open_listener(*contexts[i], *cfg.listen.http));
+    for (int i = 0; i < workers; ++i)
+      asio::co_spawn(*contexts[i], http::serve_http(http_acceptors[i], proxy, metrics, sql_endpoint),
+                     asio::detached);
   }
 
   // The janitor closes idle backends past server_idle_timeout / server_lifetime, once a second.
@@ -83,7 +87,7 @@ int run(const config::Config& cfg) {
     drain_timer.expires_after(std::chrono::milliseconds(20));
     drain_timer.async_wait([&, deadline](error_code ec) {
       if (ec) return;
-      int left = proxy.client_count().load();
+      int left = proxy.client_count().load() + proxy.http_requests_in_flight().load();
       if (left == 0 || pool::Clock::now() >= deadline) {
         if (left > 0) log::warning("shutdown_timeout: cutting off ", left, " client(s) still connected");
         log::info("drained; stopping");

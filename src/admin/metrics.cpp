@@ -43,7 +43,7 @@ Metrics::Metrics(session::Proxy& proxy)
     : proxy_(proxy),
       clients_(BuildGauge()
                    .Name("pgmux_clients_connected")
-                   .Help("Client connections, by protocol")
+                   .Help("Clients by protocol: postgres connections, http-sql requests being answered")
                    .Register(registry_)),
       pool_clients_(BuildGauge()
                         .Name("pgmux_pool_clients")
@@ -95,6 +95,15 @@ Metrics::Metrics(session::Proxy& proxy)
                         .Name("pgmux_pool_wait_seconds")
                         .Help("How long clients waited for a backend when none was idle")
                         .Register(registry_)),
+      http_sql_requests_(BuildCounter()
+                             .Name("pgmux_http_sql_requests_total")
+                             .Help("POST /sql requests answered, by HTTP status code")
+                             .Register(registry_)),
+      http_sql_seconds_(prometheus::BuildHistogram()
+                            .Name("pgmux_http_sql_request_duration_seconds")
+                            .Help("Time to answer a POST /sql request, from its last byte to its answer")
+                            .Register(registry_)
+                            .Add({}, bucket_bounds())),
       resident_bytes_(BuildGauge()
                           .Name("pgmux_process_resident_memory_bytes")
                           .Help("Resident set size")
@@ -127,8 +136,15 @@ std::string Metrics::scrape() {
   return out.str();
 }
 
+void Metrics::record_http_sql(int status, double seconds) {
+  http_sql_requests_.Add({{"code", std::to_string(status)}}).Increment();
+  http_sql_seconds_.Observe(seconds);
+}
+
 void Metrics::update_pools() {
   clients_.Add({{"protocol", "postgres"}}).Set(proxy_.client_count().load(std::memory_order_relaxed));
+  clients_.Add({{"protocol", "http-sql"}})
+      .Set(proxy_.http_requests_in_flight().load(std::memory_order_relaxed));
   for (const auto& [key, pool] : proxy_.pools()) {
     const prometheus::Labels labels{{"database", key.first}, {"user", key.second}};
     pool::PoolCounts c = pool->counts();

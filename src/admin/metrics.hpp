@@ -23,6 +23,8 @@ class Metrics {
  public:
   explicit Metrics(session::Proxy& proxy);
   std::string scrape();  // Prometheus text format
+  // One answered POST /sql: its status and how long it took (prometheus-cpp's own atomics, no lock of ours).
+  void record_http_sql(int status, double seconds);
 
  private:
   void update_pools();
@@ -44,6 +46,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& bytes_sent_;
   prometheus::Family<prometheus::Histogram>& lent_seconds_;
   prometheus::Family<prometheus::Histogram>& wait_seconds_;
+  prometheus::Family<prometheus::Counter>& http_sql_requests_;
+  prometheus::Histogram& http_sql_seconds_;
   prometheus::Gauge& resident_bytes_;
   prometheus::Gauge& open_fds_;
   prometheus::Gauge& cpu_seconds_;

@@ -261,6 +261,54 @@ void read_databases(const YAML::Node& node, const EnvLookup& env, Config& config
                  });
 }
 
+// --- HTTP-SQL (POST /sql) ---
+std::vector<std::string> string_list(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  std::vector<std::string> out;
+  if (node.IsNull()) return out;
+  if (!node.IsSequence()) fail(path, std::string("expected a list, got ") + kind_of(node));
+  for (std::size_t i = 0; i < node.size(); ++i)
+    out.push_back(non_empty(node[i], path + "[" + std::to_string(i) + "]", env));
+  return out;
+}
+
+void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http) {
+  for_each_entry(node, "http", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+    if (key == "max_body_size") {
+      http.max_body_size = static_cast<std::uint64_t>(integer(value, path, env, 1024, 1LL << 30));
+    } else if (key == "max_response_size") {
+      http.max_response_size = static_cast<std::uint64_t>(integer(value, path, env, 1024, 1LL << 30));
+    } else if (key == "max_queries_per_batch") {
+      http.max_queries_per_batch = static_cast<int>(integer(value, path, env, 1, INT_MAX));
+    } else if (key == "max_params_per_query") {
+      http.max_params_per_query = static_cast<int>(integer(value, path, env, 0, 65535));
+    } else if (key == "statement_timeout") {
+      http.statement_timeout = duration(value, path, env);
+    } else if (key == "cors_allowed_origins") {
+      http.cors_allowed_origins = string_list(value, path, env);
+    } else if (key == "auth_cache_ttl") {
+      http.auth_cache_ttl = duration(value, path, env);
+    } else if (key == "auth_cache_size") {
+      http.auth_cache_size = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+    } else {
+      return false;
+    }
+    return true;
+  });
+}
+// A token names one user; the same token under two users would make the user depend on the order of a loop.
+void check_http_tokens(const Config& config) {
+  std::map<std::string, std::string> owner;
+  for (std::size_t i = 0; i < config.users.size(); ++i) {
+    for (std::size_t j = 0; j < config.users[i].http_tokens.size(); ++j) {
+      auto [it, fresh] = owner.emplace(config.users[i].http_tokens[j], config.users[i].name);
+      if (!fresh)
+        fail("users[" + std::to_string(i) + "].http_tokens[" + std::to_string(j) + "]",
+             "the same token is already given to user \"" + it->second + "\"");
+    }
+  }
+}
+// --- end HTTP-SQL ---
+
 void read_users(const YAML::Node& node, const EnvLookup& env, Config& config) {
   if (node.IsNull()) return;  // "users:" with every entry commented out
   if (!node.IsSequence()) fail("users", std::string("expected a list, got ") + kind_of(node));
@@ -277,6 +325,8 @@ void read_users(const YAML::Node& node, const EnvLookup& env, Config& config) {
                        has_name = true;
                      } else if (key == "password") {
                        user.password = scalar(value, path, env);
+                     } else if (key == "http_tokens") {  // HTTP-SQL
+                       user.http_tokens = string_list(value, path, env);
                      } else {
                        return false;
                      }
@@ -322,6 +372,8 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       read_databases(value, env, config);
     } else if (key == "users") {
       read_users(value, env, config);
+    } else if (key == "http") {  // HTTP-SQL
+      read_http(value, env, config.http);
     } else if (key == "admin_users") {
       if (value.IsNull()) return true;
       if (!value.IsSequence())
@@ -335,6 +387,7 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
   });
 
   if (config.databases.empty()) fail("databases", "at least one database is required");
+  check_http_tokens(config);  // HTTP-SQL
   for (std::size_t i = 0; i < config.admin_users.size(); ++i) {
     if (!config.find_user(config.admin_users[i]))
       fail("admin_users[" + std::to_string(i) + "]",

@@ -1,9 +1,13 @@
-// The HTTP listener: GET /metrics, /healthz and /readyz for Prometheus and orchestrators.
+// The HTTP listener: POST /sql for the Neon serverless driver; GET /metrics, /healthz and /readyz for
+// Prometheus and orchestrators.
 #include "http/http_server.hpp"
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "http/cors.hpp"
+#include "http/result_json.hpp"
+#include "http/sql_endpoint.hpp"
 #include "log.hpp"
 
 namespace pgmux::http {
@@ -37,10 +41,31 @@ asio::awaitable<bool> database_reachable(session::Proxy& proxy, const config::Da
   co_return outcome.index() == 0 && !std::get<0>(std::get<0>(outcome));
 }
 
-asio::awaitable<Response> route(const bhttp::request<bhttp::string_body>& req, session::Proxy& proxy,
-                                admin::Metrics& metrics) {
+asio::awaitable<Response> serve_sql(const HttpRequest& req, SqlEndpoint& sql, session::Proxy& proxy,
+                                    admin::Metrics& metrics) {
+  const auto& cors = proxy.config().http.cors_allowed_origins;
+  if (req.method() == bhttp::verb::options) {
+    Response res{bhttp::status::no_content, 11};
+    add_preflight_headers(req, res, cors);
+    co_return res;
+  }
+  if (req.method() != bhttp::verb::post)
+    co_return json(bhttp::status::method_not_allowed,
+                   error_json("08P01", "only POST (and OPTIONS) are served at /sql"));
+  const auto start = std::chrono::steady_clock::now();
+  SqlAnswer answer = co_await sql.answer(req);
+  metrics.record_http_sql(answer.status,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  Response res = json(static_cast<bhttp::status>(answer.status), std::move(answer.body));
+  add_cors_headers(req, res, cors);
+  co_return res;
+}
+
+asio::awaitable<Response> route(const HttpRequest& req, session::Proxy& proxy, admin::Metrics& metrics,
+                                SqlEndpoint& sql) {
   std::string_view target = req.target();
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  if (target == "/sql") co_return co_await serve_sql(req, sql, proxy, metrics);
   if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
     co_return json(bhttp::status::method_not_allowed, R"({"error":"only GET is served here"})");
   if (target == "/healthz") co_return json(bhttp::status::ok, R"({"status":"ok"})");
@@ -61,34 +86,75 @@ asio::awaitable<Response> route(const bhttp::request<bhttp::string_body>& req, s
     res.body() = metrics.scrape();
     co_return res;
   }
-  co_return json(bhttp::status::not_found, R"({"error":"not found; try /metrics, /healthz or /readyz"})");
+  co_return json(bhttp::status::not_found,
+                 R"({"error":"not found; try /sql, /metrics, /healthz or /readyz"})");
 }
 
-asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, admin::Metrics& metrics) {
+// 413 with the same JSON shape as every other /sql error; the connection closes since the rest of the body
+// is not read.
+Response body_too_large(std::uint64_t limit) {
+  Response res = json(bhttp::status::payload_too_large,
+                      error_json("54000", "the request body is larger than http.max_body_size (" +
+                                              std::to_string(limit) + " bytes)"));
+  res.keep_alive(false);
+  return res;
+}
+
+asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, admin::Metrics& metrics,
+                                   std::shared_ptr<SqlEndpoint> sql) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
+  const std::uint64_t body_limit = proxy.config().http.max_body_size;
+  bool body_left_unread = false;
   for (;;) {
     stream.expires_after(std::chrono::seconds(30));
     bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(8 * 1024);
-    parser.body_limit(64 * 1024);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_nothrow);
-    if (ec) break;
-    const auto& req = parser.get();
-    Response res = co_await route(req, proxy, metrics);
-    res.keep_alive(req.keep_alive());
+    parser.header_limit(16 * 1024);  // connection strings and tokens fit easily
+    parser.body_limit(body_limit);
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_nothrow);
+    if (!ec && parser.get()[bhttp::field::expect] == "100-continue") {
+      bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
+      std::tie(ec, n) = co_await bhttp::async_write(stream, go_on, use_nothrow);
+    }
+    if (!ec) std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, use_nothrow);
+    Response res;
+    if (ec == bhttp::error::body_limit) {
+      res = body_too_large(body_limit);
+      metrics.record_http_sql(413, 0);
+      body_left_unread = true;
+    } else if (ec) {
+      break;
+    } else {
+      const auto& req = parser.get();
+      stream.expires_never();  // a query may take as long as its statement_timeout allows
+      res = co_await route(req, proxy, metrics, *sql);
+      // While draining, each connection ends after its answer so that the process can exit.
+      res.keep_alive(res.keep_alive() && req.keep_alive() && !proxy.draining());
+    }
     res.set(bhttp::field::server, "pgmux");
     res.prepare_payload();
+    stream.expires_after(std::chrono::seconds(30));
     auto [wec, wn] = co_await bhttp::async_write(stream, res, use_nothrow);
     if (wec || !res.keep_alive()) break;
   }
   error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  if (body_left_unread) {
+    // The client may still be sending the refused body. Closing with unread bytes would reset the connection,
+    // and a reset can destroy the 413 before the client reads it: drop what arrives for a moment first.
+    stream.expires_after(std::chrono::seconds(2));
+    buffer.clear();
+    for (;;) {
+      auto [rec, rn] = co_await stream.async_read_some(buffer.prepare(64 * 1024), use_nothrow);
+      if (rec) break;
+    }
+  }
 }
 
 }  // namespace
 
-asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics) {
+asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
+                                 std::shared_ptr<SqlEndpoint> sql) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
@@ -96,7 +162,8 @@ asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy,
       log::warning("HTTP accept failed: ", ec.message());
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), http_session(std::move(socket), proxy, metrics), asio::detached);
+    asio::co_spawn(acceptor.get_executor(), http_session(std::move(socket), proxy, metrics, sql),
+                   asio::detached);
   }
 }
 

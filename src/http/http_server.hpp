@@ -1,13 +1,19 @@
-// The HTTP listener: GET /metrics, /healthz and /readyz for Prometheus and orchestrators.
+// The HTTP listener: POST /sql for the Neon serverless driver; GET /metrics, /healthz and /readyz for
+// Prometheus and orchestrators.
 #pragma once
 
+#include <memory>
+
 #include "admin/metrics.hpp"
+#include "http/sql_endpoint.hpp"
 #include "net/asio.hpp"
 #include "session/proxy.hpp"
 
 namespace pgmux::http {
 
-// Accepts on `acceptor` until it closes, one coroutine per connection (keep-alive, 30 s idle limit).
-asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics);
+// Accepts on `acceptor` until it closes, one coroutine per connection (keep-alive, 30 s idle limit). The
+// listeners of all workers share one SqlEndpoint (and so one credential cache).
+asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
+                                 std::shared_ptr<SqlEndpoint> sql);
 
 }  // namespace pgmux::http

@@ -31,7 +31,7 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
         << "  - name: app\n    password: \"" << postgres.stored_secret("app") << "\"\n"
         << "  - name: md5user\n    password: \"" << postgres.stored_secret("md5user") << "\"\n"
         << "  - name: plainuser\n    password: plain-secret\n"
-        << options.extra_yaml;
+        << options.users_yaml << options.extra_yaml;
   }
   process_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{PGMUX_BINARY, "--config", config.string()}, dir_.path() / "pgmux.log");

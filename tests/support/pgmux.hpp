@@ -18,6 +18,7 @@ struct PgmuxOptions {
   std::string databases_yaml;  // more entries inside databases:, e.g. "  other:\n    port: 1\n"
   std::string extra_yaml;      // appended verbatim at the top level
   bool http = false;           // also listen.http on a free port
+  std::string users_yaml;      // more entries inside users:, e.g. "  - name: bob\n    password: x\n"
 };
 
 // Users configured: app (Postgres's own SCRAM verifier: pass-through login), md5user (its md5 hash),

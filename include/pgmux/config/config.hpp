@@ -62,6 +62,22 @@ struct DatabaseConfig {
 struct UserConfig {
   std::string name;
   std::string password;  // plain text, "md5<hex>" or "SCRAM-SHA-256$..."
+
+  // --- HTTP-SQL (POST /sql) ---
+  std::vector<std::string>
+      http_tokens;  // users[].http_tokens: "Authorization: Bearer TOKEN" logs in as this user
+};
+
+// --- HTTP-SQL (POST /sql): the http: section ---
+struct HttpSqlConfig {
+  std::uint64_t max_body_size = 10u << 20;        // http.max_body_size: larger requests get 413
+  std::uint64_t max_response_size = 10u << 20;    // http.max_response_size: larger results fail with 54000
+  int max_queries_per_batch = 1000;               // http.max_queries_per_batch
+  int max_params_per_query = 65535;               // http.max_params_per_query (Bind's own limit)
+  Duration statement_timeout{0};                  // http.statement_timeout: 0 = the server's own setting
+  std::vector<std::string> cors_allowed_origins;  // http.cors_allowed_origins: exact origins, or "*"
+  Duration auth_cache_ttl{60'000};  // http.auth_cache_ttl: how long a checked password is trusted
+  int auth_cache_size = 10'000;     // http.auth_cache_size: entries at most; 0 = no cache
 };
 
 struct Config {
@@ -74,6 +90,7 @@ struct Config {
   int workers = 0;                    // 0 = one per core
   Duration shutdown_timeout{30'000};  // SIGTERM: how long transactions in flight may take to finish
   std::string log_level = "info";     // debug | info | warning | error
+  HttpSqlConfig http;                 // --- HTTP-SQL (POST /sql) ---
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }
