@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "pgmux/auth/crypto.hpp"
+#include "pgmux/protocol/sql_keywords.hpp"
 
 namespace pgmux::pool {
 
@@ -22,16 +23,22 @@ std::shared_ptr<const PreparedStatement> make_statement(std::string_view definit
   std::memcpy(&statement->id.lo, digest.data() + 8, 8);
   statement->server_name = server_statement_name(statement->id);
   statement->definition = definition;
+  statement->drops_statements = protocol::may_drop_statements(definition.substr(0, definition.find('\0')));
   return statement;
 }
 
-const std::shared_ptr<const PreparedStatement>* ClientStatements::find(std::string_view name) const {
+const ClientStatements::Entry* ClientStatements::find(std::string_view name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : &it->second;
 }
 
 void ClientStatements::add(std::string_view name, std::shared_ptr<const PreparedStatement> statement) {
-  by_name_.insert_or_assign(std::string(name), std::move(statement));
+  by_name_.insert_or_assign(std::string(name), Entry{std::move(statement), false});
+}
+
+void ClientStatements::confirm(std::string_view name, const StatementId& id) {
+  auto it = by_name_.find(name);
+  if (it != by_name_.end() && it->second.statement->id == id) it->second.confirmed = true;
 }
 
 void ClientStatements::remove(std::string_view name) {
@@ -42,21 +49,31 @@ void ClientStatements::remove(std::string_view name) {
 bool BackendStatements::touch(const StatementId& id) {
   auto it = index_.find(id);
   if (it == index_.end()) return false;
-  it->second->used_at = clock_;
+  Entry& entry = *it->second;
+  if (!entry.confirmed && entry.prepared_at != clock_) return false;  // an earlier batch's, still unanswered
+  entry.used_at = clock_;
   order_.splice(order_.end(), order_, it->second);
   return true;
 }
 
-bool BackendStatements::add(const StatementId& id, std::size_t capacity, std::uint64_t since_use,
-                            StatementId& evicted) {
-  if (touch(id)) return false;
-  order_.push_back({id, clock_});
+bool BackendStatements::add(const StatementId& id, std::size_t capacity, StatementId& evicted) {
+  if (auto it = index_.find(id); it != index_.end()) {  // prepared again: an earlier Parse may yet fail
+    *it->second = {id, clock_, clock_, false};
+    order_.splice(order_.end(), order_, it->second);
+    return false;
+  }
+  order_.push_back({id, clock_, clock_, false});
   index_.emplace(id, std::prev(order_.end()));
-  if (index_.size() <= capacity || order_.front().used_at >= since_use) return false;
+  if (index_.size() <= capacity || order_.front().used_at >= clock_) return false;
   evicted = order_.front().id;
   index_.erase(evicted);
   order_.pop_front();
   return true;
+}
+
+void BackendStatements::confirm(const StatementId& id) {
+  auto it = index_.find(id);
+  if (it != index_.end()) it->second->confirmed = true;
 }
 
 void BackendStatements::remove(const StatementId& id) {

@@ -71,7 +71,14 @@ bool take_keyword(std::string_view& sql, std::string_view word) {
 }
 
 bool may_drop_statements(std::string_view sql) {
-  return contains_ignoring_case(sql, "discard") || contains_ignoring_case(sql, "deallocate");
+  // At the start of each statement; a ';' inside a literal may start a false one, which errs towards yes.
+  for (std::size_t start = 0;;) {
+    std::string_view rest = sql.substr(start), probe = rest;
+    if (take_keyword(probe, "discard") || (probe = rest, take_keyword(probe, "deallocate"))) return true;
+    start = sql.find(';', start);
+    if (start == std::string_view::npos) return false;
+    ++start;
+  }
 }
 
 bool drops_all_statements(std::string_view sql) {
@@ -88,7 +95,8 @@ bool drops_all_statements(std::string_view sql) {
 namespace {
 
 bool is_name_start(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || static_cast<unsigned char>(c) >= 0x80;
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         static_cast<unsigned char>(c) >= 0x80;
 }
 
 // The next word (a name, maybe dotted: custom settings are "ext.name"), consumed; "" if none.
@@ -122,7 +130,9 @@ bool equal_ignoring_case(std::string_view a, std::string_view b) {
   return true;
 }
 
-SessionEffect pins(std::string_view what) { return {SessionEffect::Kind::pins, what, {}}; }
+SessionEffect pins(std::string_view what) {
+  return {SessionEffect::Kind::pins, what, {}};
+}
 
 SessionEffect set_effect(std::string_view rest) {
   if (take_keyword(rest, "local")) return {};  // ends with the transaction

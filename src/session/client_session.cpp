@@ -50,10 +50,10 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
     co_return;
   }
   const config::PoolConfig& settings = proxy.config().pool;
-  session->relay_.emplace(
-      session->socket_, *session->pool_, session->cancel_target_, session->params_,
-      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
-                    settings.client_idle_timeout, settings.max_prepared_statements, settings.pin_session_state});
+  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
+                          RelaySettings{settings.max_packet_size, !session->session_mode_,
+                                        settings.query_wait_timeout, settings.client_idle_timeout,
+                                        settings.max_prepared_statements, settings.pin_session_state});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);

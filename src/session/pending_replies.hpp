@@ -37,6 +37,7 @@ struct PendingReply {
   enum class SearchPath : std::uint8_t { unchanged, set, reset } search_path = SearchPath::unchanged;
   // query, sync: the request creates session state (a static description of it); pins if none failed.
   const char* pins = nullptr;
+  bool drops_server_statements = false;  // query, sync: a request of the batch may drop server statements
   std::uint32_t client_name_slot = 0;
   pool::StatementId statement;
 };

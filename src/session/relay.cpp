@@ -38,7 +38,8 @@ struct Relay::ClientMessages {
     // A message too short to name anything is Postgres's to refuse (08P01); pgmux passes it on untouched.
     bool whole = body.size() == body_size;
     PendingReplies& replies = relay.replies_;
-    const bool rewrite = relay.settings_.max_prepared_statements > 0;  // else named statements pass as they are
+    const bool rewrite =
+        relay.settings_.max_prepared_statements > 0;  // else named statements pass as they are
     switch (type) {
       case 'P':
         if (body.empty() && !whole) return ScanStep::kWait;
@@ -78,6 +79,7 @@ struct Relay::ClientMessages {
         reply.clears_client_statements = std::exchange(relay.drops_all_at_sync_, false);
         reply.search_path = std::exchange(relay.search_path_at_sync_, PendingReply::SearchPath::unchanged);
         reply.pins = std::exchange(relay.pin_at_sync_, nullptr);
+        reply.drops_server_statements = std::exchange(relay.drops_at_sync_, false);
         replies.push(reply);
         relay.lease_->statements.tick();
         return ScanStep::kForward;
@@ -98,6 +100,7 @@ struct Relay::ClientMessages {
         }
         relay.note_search_path(effect, reply.search_path);
         note_statement_reset(body, body.size() == body_size, reply.clears_client_statements);
+        reply.drops_server_statements = std::exchange(relay.drops_at_sync_, false);
         replies.push(reply);
         relay.lease_->statements.tick();
         return ScanStep::kForward;
@@ -111,7 +114,7 @@ struct Relay::ClientMessages {
   // still holds is closed again before it is prepared), the client's own if it all goes and succeeds.
   void note_statement_reset(std::string_view sql, bool whole, bool& drops_all) {
     if (whole && !may_drop_statements(sql)) return;
-    relay.lease_->statements.clear();
+    relay.note_statements_dropped();
     drops_all = whole && drops_all_statements(sql);
   }
 };
@@ -151,13 +154,13 @@ struct Relay::BackendMessages {
     if (relay.track_replies_) relay.on_backend_ready();
     return relay.reply_mismatch_ ? ScanStep::kStop : ScanStep::kForward;
   }
-  ScanStep on_header(char type, std::uint32_t length, std::string_view) {
+  ScanStep on_header(char type, std::uint32_t length, std::string_view body) {
     if (hidden_done) return ScanStep::kStop;
     if (hiding) {
       hidden_error |= type == 'E';
       return ScanStep::kForward;
     }
-    return relay.track_replies_ ? relay.on_backend_reply(type, length) : ScanStep::kForward;
+    return relay.track_replies_ ? relay.on_backend_reply(type, length, body) : ScanStep::kForward;
   }
 };
 
@@ -387,11 +390,12 @@ bool Relay::forward_client_bytes() {
       out_.assign(in.data().substr(0, pos));
       rewritten = true;
     }
-    std::size_t used = rest[0] == 'Q' || (rest[0] == 'P' && rest.size() > kHeaderSize && rest[kHeaderSize] == '\0')
-                           ? refuse_statement(rest)
-                       : rest[0] == 'P' ? rewrite_parse(rest)
-                       : rest[0] == 'B' ? rewrite_bind(rest)
-                                        : rewrite_describe_or_close(rest);
+    std::size_t used =
+        rest[0] == 'Q' || (rest[0] == 'P' && rest.size() > kHeaderSize && rest[kHeaderSize] == '\0')
+            ? refuse_statement(rest)
+        : rest[0] == 'P' ? rewrite_parse(rest)
+        : rest[0] == 'B' ? rewrite_bind(rest)
+                         : rewrite_describe_or_close(rest);
     if (ended_) return false;
     if (used == 0) {
       need_whole = 1 + std::size_t(read_u32(rest.data() + 1));
@@ -462,7 +466,8 @@ std::size_t Relay::rewrite_parse(std::string_view message) {
   std::string_view definition = body.substr(name_end + 1);
   state_.tracker.on_client_message('P');
   SessionEffect effect = session_effect(definition);
-  if (effect.kind == SessionEffect::Kind::sets_search_path || effect.kind == SessionEffect::Kind::resets_search_path)
+  if (effect.kind == SessionEffect::Kind::sets_search_path ||
+      effect.kind == SessionEffect::Kind::resets_search_path)
     effect = {SessionEffect::Kind::pins, "a prepared statement that changes search_path", {}};
   if (!admit(effect)) {
     raise_error_in_stream(sqlstate::kFeatureNotSupported, refusal_message(effect));
@@ -470,7 +475,7 @@ std::size_t Relay::rewrite_parse(std::string_view message) {
   }
   if (effect.kind == SessionEffect::Kind::pins) pin(effect);  // a named statement may run any time later
   pool::ClientStatements& mine = client_statements();
-  if (mine.find(name)) {
+  if (const auto* existing = mine.find(name); existing && existing->confirmed) {
     raise_error_in_stream("42P05", "prepared statement \"" + printable(name) + "\" already exists");
     return 1 + length;
   }
@@ -508,10 +513,17 @@ std::size_t Relay::rewrite_bind(std::string_view message) {
   std::string_view portal = body.substr(0, portal_end);
   std::string_view name = body.substr(portal_end + 1, name_end - portal_end - 1);
   state_.tracker.on_client_message('B');
-  std::string_view server_name = name;  // unknown to pgmux: Postgres reports it missing, as it should
-  if (const auto* statement = statements_ ? statements_->find(name) : nullptr) {
-    place_on_backend(**statement);
-    server_name = (*statement)->server_name;
+  std::string_view server_name;
+  if (const auto* known = statements_ ? statements_->find(name) : nullptr) {
+    const pool::PreparedStatement& statement = *known->statement;
+    place_on_backend(statement);
+    server_name = statement.server_name;
+    if (statement.drops_statements) note_statements_dropped();
+  } else {
+    // A client's own name never reaches the server, where it could name another client's statement: the
+    // error Postgres would give comes from pgmux, and the Bind that follows it is skipped by the server.
+    raise_error_in_stream("26000", "prepared statement \"" + printable(name) + "\" does not exist");
+    server_name = kNoStatement;
   }
   replies_.push({ReplyKind::bind});
   std::uint32_t new_length = length - name.size() + server_name.size();
@@ -534,18 +546,19 @@ std::size_t Relay::rewrite_describe_or_close(std::string_view message) {
   }
   name.remove_suffix(1);
   state_.tracker.on_client_message(type);
-  const auto* statement = statements_ ? statements_->find(name) : nullptr;
+  const auto* known = statements_ ? statements_->find(name) : nullptr;
   if (type == 'C') {
-    // The client's name goes; the backend keeps the statement for whoever prepares it next. Passed on as is,
-    // the Close names nothing on the server and gets the CloseComplete the client expects.
-    if (statement) statements_->remove(name);
-    append_close(out_, 'S', name);
+    // The client's name goes; the backend keeps the statement for whoever prepares it next. A Close of a
+    // name nobody has gets the CloseComplete the client expects.
+    if (known) statements_->remove(name);
+    append_close(out_, 'S', kNoStatement);
     replies_.push({ReplyKind::close});
-  } else if (statement) {
-    place_on_backend(**statement);
-    MessageBuilder(out_, 'D').u8('S').cstr((*statement)->server_name);
+  } else if (known) {
+    place_on_backend(*known->statement);
+    MessageBuilder(out_, 'D').u8('S').cstr(known->statement->server_name);
   } else {
-    out_.append(message.substr(0, 1 + length));
+    raise_error_in_stream("26000", "prepared statement \"" + printable(name) + "\" does not exist");
+    MessageBuilder(out_, 'D').u8('S').cstr(kNoStatement);  // skipped by the server after the error
   }
   return 1 + length;
 }
@@ -553,7 +566,7 @@ std::size_t Relay::rewrite_describe_or_close(std::string_view message) {
 void Relay::make_room_for(const pool::PreparedStatement& statement) {
   pool::BackendStatements& held = lease_->statements;
   pool::StatementId evicted;
-  if (held.add(statement.id, settings_.max_prepared_statements, held.use_clock(), evicted)) {
+  if (held.add(statement.id, settings_.max_prepared_statements, evicted)) {
     send_hidden_close(pool::server_statement_name(evicted));
     pool_.traffic().add_statement_eviction();
   }
@@ -625,7 +638,8 @@ void Relay::note_search_path(const SessionEffect& effect, PendingReply::SearchPa
 }
 
 void Relay::apply_search_path(const PendingReply& done, char status) {
-  std::string value = done.search_path == PendingReply::SearchPath::set ? std::move(pending_search_path_) : "";
+  std::string value =
+      done.search_path == PendingReply::SearchPath::set ? std::move(pending_search_path_) : "";
   pending_search_path_.clear();
   if (status != 'I') {
     // Inside a transaction block the change may still be rolled back, and Postgres would not say so.
@@ -639,7 +653,8 @@ void Relay::apply_search_path(const PendingReply& done, char status) {
 std::string Relay::refusal_message(const SessionEffect& effect) {
   std::string message = "pgmux: ";
   message += effect.what;
-  message += " would outlive the transaction, and this pool refuses session state (pool.session_state: error)";
+  message +=
+      " would outlive the transaction, and this pool refuses session state (pool.session_state: error)";
   return message;
 }
 
@@ -662,7 +677,18 @@ std::size_t Relay::refuse_statement(std::string_view message) {
   return 1 + length;
 }
 
-ScanStep Relay::on_backend_reply(char type, std::uint32_t length) {
+void Relay::confirm(const PendingReply& reply) {
+  if (reply.prepares) lease_->statements.confirm(reply.statement);
+  if (reply.defines_client_name && statements_)
+    statements_->confirm(pending_names_[reply.client_name_slot], reply.statement);
+}
+
+void Relay::note_statements_dropped() {
+  lease_->statements.clear();
+  drops_at_sync_ = true;
+}
+
+ScanStep Relay::on_backend_reply(char type, std::uint32_t length, std::string_view body) {
   auto mismatch = [this] {
     reply_mismatch_ = true;
     return ScanStep::kStop;
@@ -678,6 +704,7 @@ ScanStep Relay::on_backend_reply(char type, std::uint32_t length) {
                                 : kind == ReplyKind::close || kind == ReplyKind::close_hidden ||
                                       kind == ReplyKind::parse_faked;
       if (!fits || length != 4) return mismatch();
+      confirm(replies_.front());
       replies_.pop();
       if (kind == ReplyKind::parse || kind == ReplyKind::bind || kind == ReplyKind::close)
         return ScanStep::kForward;
@@ -688,6 +715,17 @@ ScanStep Relay::on_backend_reply(char type, std::uint32_t length) {
       // Inside a simple query the error ends that query only; in an extended batch it skips to the Sync.
       if (replies_.empty() || replies_.front().kind != ReplyKind::query) abandon_until_sync();
       if (!replies_.empty()) replies_.front().failed = true;
+      // "prepared statement does not exist" can only name one of pgmux's: something the client ran (a
+      // function doing DEALLOCATE ALL, say) dropped statements behind pgmux's back. Forget them all.
+      if (body.find("C26000") != std::string_view::npos) lease_->statements.clear();
+      return ScanStep::kForward;
+    case 'G':
+      // COPY FROM STDIN through the extended protocol: the server ignores a Sync that arrives during the
+      // copy, so the batch's Sync, already sent, gets no ReadyForQuery (the one after CopyDone does).
+      if (!replies_.empty() && replies_.front().kind == ReplyKind::sync) {
+        replies_.pop();
+        state_.tracker.on_sync_ignored();
+      }
       return ScanStep::kForward;
     default:
       return ScanStep::kForward;
@@ -701,6 +739,8 @@ void Relay::on_backend_ready() {
   }
   const PendingReply& done = replies_.front();
   if (done.clears_client_statements && !done.failed && statements_) statements_->clear();
+  // What was prepared after the drop was sent went too when it ran.
+  if (done.drops_server_statements) lease_->statements.clear();
   if (done.search_path != PendingReply::SearchPath::unchanged && !done.failed)
     apply_search_path(done, state_.tracker.status());
   if (done.pins && !done.failed) pin({SessionEffect::Kind::pins, done.pins, {}});
@@ -719,7 +759,7 @@ void Relay::abandon(const PendingReply& reply) {
   if (reply.prepares && lease_) lease_->statements.remove(reply.statement);
   if (reply.defines_client_name && statements_) {
     const std::string& name = pending_names_[reply.client_name_slot];
-    if (const auto* statement = statements_->find(name); statement && (*statement)->id == reply.statement)
+    if (const auto* known = statements_->find(name); known && known->statement->id == reply.statement)
       statements_->remove(name);
   }
 }
@@ -871,8 +911,8 @@ bool Relay::maybe_release() {
     return true;
   }
   if (!settings_.release_at_idle || pinned_) {
-    // Session mode (or a pinned client) keeps its backend; when draining, the session ends here and is cleaned
-    // up by its owner.
+    // Session mode (or a pinned client) keeps its backend; when draining, the session ends here and is
+    // cleaned up by its owner.
     if (!draining_) return false;
     finish(End::shutting_down);
     return true;

@@ -140,7 +140,12 @@ class Relay {
   std::size_t refuse_statement(std::string_view message);
 
   // Matches a reply the backend sent to the request it answers. kStop with edit_ set: edit the message first.
-  protocol::ScanStep on_backend_reply(char type, std::uint32_t length);
+  protocol::ScanStep on_backend_reply(char type, std::uint32_t length, std::string_view body);
+  // A reply came: what its request prepared is there now.
+  void confirm(const PendingReply& reply);
+  // A request may drop prepared statements on the server: the backend's list is forgotten now, and again at
+  // the batch's ReadyForQuery.
+  void note_statements_dropped();
   void on_backend_ready();
   // The replies still owed until the next Sync will never come (an error skips to the Sync): undo what their
   // requests were assumed to do.
@@ -200,7 +205,9 @@ class Relay {
   std::string out_;
   enum class Edit : std::uint8_t { none, drop, to_parse_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
-  bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
+  bool drops_all_at_sync_ = false;
+  bool drops_at_sync_ = false;  // a request in the batch may drop statements on the server  // an unnamed
+                                // Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
   PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // likewise
   std::string pending_search_path_;
   bool pinned_ = false;  // session state only this backend holds: it stays until the client leaves

@@ -297,3 +297,141 @@ TEST_CASE(
   CHECK(held.value() == "3");
   CHECK(metric(mux, "pgmux_prepared_statements_evicted_total") >= 27);
 }
+
+// ---- Edge cases found in review: each once broke the reply bookkeeping or let a client reach shared state
+// ----
+
+namespace {
+
+std::string query_message(const std::string& sql) {
+  std::string out;
+  pgmux::protocol::append_query(out, sql);
+  return out;
+}
+
+std::string bind_execute_no_params(const std::string& statement) {
+  std::string out;
+  pgmux::protocol::append_bind(out, "", statement);
+  pgmux::protocol::append_execute(out, "");
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a Close or Describe too short to name anything gets Postgres's own error, and pgmux stays up",
+          "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  RawClient a(mux);
+  REQUIRE(a.logged_in);
+  CHECK(message_types(a.round_trip(query_message("SELECT 1"))) == "TDCZ");
+  for (char type : {'C', 'D'}) {
+    std::string bad(1, type);
+    bad += be32(4);
+    std::string reply = a.round_trip(bad + sync_message());
+    CHECK(first_error_sqlstate(reply) == "08P01");
+  }
+  Connection c(mux.conninfo("app", "", "forced"));
+  INFO(mux.state());
+  CHECK(c.ok());
+}
+
+TEST_CASE("a client cannot reach pgmux's shared statements by their server names", "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  Connection victim(mux.conninfo("app", "", "forced"));
+  REQUIRE(victim.ok());
+  const std::string sql = "SELECT 41 + $1::int";
+  REQUIRE(prepare_bounded(victim.get(), "v", sql).ok());
+  REQUIRE(exec_prepared_bounded(victim.get(), "v", {"1"}).value() == "42");
+  std::string server_name =
+      exec_bounded(victim.get(),
+                   "SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgmux\\_%' "
+                   "AND statement LIKE '%41 +%'")
+          .value();
+  REQUIRE_FALSE(server_name.empty());
+
+  RawClient attacker(mux);
+  REQUIRE(attacker.logged_in);
+  // Closing it by name closes nothing; binding it by name is a statement the attacker never prepared.
+  CHECK(message_types(attacker.round_trip(close_statement(server_name) + sync_message())) == "3Z");
+  std::string bound = attacker.round_trip(bind_execute(server_name, "1") + sync_message());
+  CHECK(first_error_sqlstate(bound) == "26000");
+  CHECK(bound.find("\"" + server_name + "\" does not exist") != std::string::npos);
+  // The victim's statement still runs its own text, on a fresh connection as well.
+  CHECK(exec_prepared_bounded(victim.get(), "v", {"1"}).value() == "42");
+  Connection second(mux.conninfo("app", "", "forced"));
+  REQUIRE(prepare_bounded(second.get(), "w", sql).ok());
+  CHECK(exec_prepared_bounded(second.get(), "w", {"2"}).value() == "43");
+}
+
+TEST_CASE("a prepared statement that runs DEALLOCATE ALL does not break other clients' statements",
+          "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection a(mux.conninfo()), b(mux.conninfo());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(prepare_bounded(a.get(), "x", "SELECT 7").ok());
+  REQUIRE(exec_prepared_bounded(a.get(), "x", {}).value() == "7");
+  REQUIRE(prepare_bounded(b.get(), "d", "DEALLOCATE ALL").ok());
+  REQUIRE(exec_prepared_bounded(b.get(), "d", {}).ok());
+  Outcome again = exec_prepared_bounded(a.get(), "x", {});
+  INFO(again.error);
+  CHECK(again.value() == "7");
+}
+
+TEST_CASE("pipelined batches: a statement prepared in a batch that failed is neither held nor defined",
+          "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  RawClient a(mux);
+  REQUIRE(a.logged_in);
+  // The same text under another name, in the next batch: must be prepared for real.
+  std::string first =
+      parse("", "SELECT 1/0") + bind_execute_no_params("") + parse("a", "SELECT 5") + sync_message();
+  std::string second = parse("b", "SELECT 5") + bind_execute_no_params("b") + sync_message();
+  CHECK(message_types(a.round_trip(first + second, 2)) == "1EZ12DCZ");  // 1/0 fails as it is planned, at Bind
+  // The same name again after its Parse failed: no "already exists".
+  std::string reply = a.round_trip(parse("s", "SELEC bad") + sync_message() + parse("s", "SELECT 3") +
+                                       bind_execute_no_params("s") + sync_message(),
+                                   2);
+  CHECK(message_types(reply) == "EZ12DCZ");
+}
+
+TEST_CASE("COPY FROM STDIN through the extended protocol keeps the reply bookkeeping in step", "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection c(mux.conninfo());
+  REQUIRE(c.ok());
+  REQUIRE(
+      exec_bounded(c.get(), "DROP TABLE IF EXISTS prepared_copy; CREATE TABLE prepared_copy (x int)").ok());
+  Result started(
+      PQexecParams(c.get(), "COPY prepared_copy FROM STDIN", 0, nullptr, nullptr, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(started.get()) == PGRES_COPY_IN);
+  REQUIRE(PQputCopyData(c.get(), "1\n", 2) == 1);
+  REQUIRE(PQputCopyEnd(c.get(), nullptr) == 1);
+  bool timed_out = false;
+  Result done = next_result(c.get(), Clock::now() + 10s, timed_out);
+  REQUIRE(done);
+  CHECK(PQresultStatus(done.get()) == PGRES_COMMAND_OK);
+  while (next_result(c.get(), Clock::now() + 10s, timed_out)) {
+  }
+  REQUIRE_FALSE(timed_out);
+  Outcome prepared = prepare_bounded(c.get(), "after_copy", "SELECT 9");
+  INFO(prepared.error << "\n" << mux.log_tail());
+  CHECK(prepared.ok());
+  CHECK(exec_prepared_bounded(c.get(), "after_copy", {}).value() == "9");
+  // The backend went back to the pool: another client gets it (pool of 1).
+  Connection other(mux.conninfo());
+  CHECK(exec_bounded(other.get(), "SELECT count(*) FROM prepared_copy").value() == "1");
+}
+
+TEST_CASE("ordinary queries that merely mention DISCARD leave the backend's statements alone", "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
+  Connection c(mux.conninfo());
+  REQUIRE(c.ok());
+  REQUIRE(prepare_bounded(c.get(), "x", "SELECT 1").ok());
+  REQUIRE(exec_prepared_bounded(c.get(), "x", {}).value() == "1");
+  double before = metric(mux, "pgmux_prepared_statements_lazy_total");
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(exec_bounded(c.get(), "SELECT 'not discarded' AS discarded_at").ok());
+    CHECK(exec_prepared_bounded(c.get(), "x", {}).value() == "1");
+  }
+  CHECK(metric(mux, "pgmux_prepared_statements_lazy_total") == before);
+}

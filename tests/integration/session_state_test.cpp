@@ -1,5 +1,5 @@
-// Session state in transaction mode: search_path follows its client; LISTEN, temp tables and advisory locks pin
-// the client to its backend (pool.session_state: pin) or are refused (error).
+// Session state in transaction mode: search_path follows its client; LISTEN, temp tables and advisory locks
+// pin the client to its backend (pool.session_state: pin) or are refused (error).
 #include <catch2/catch.hpp>
 #include <memory>
 #include <thread>
@@ -53,8 +53,9 @@ TEST_CASE("search_path set by one client stays with it on a shared backend and n
   CHECK(exec_bounded(c.get(), "SHOW search_path").value() == "\"Path B\"");
 }
 
-TEST_CASE("LISTEN pins its client: notifications reach it, others carry on, and its backend is reset after it",
-          "[session_state]") {
+TEST_CASE(
+    "LISTEN pins its client: notifications reach it, others carry on, and its backend is reset after it",
+    "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 2, .http = true});
   auto listener = std::make_unique<Connection>(mux.conninfo());
   REQUIRE(listener->ok());
@@ -104,8 +105,9 @@ TEST_CASE("temp tables and session advisory locks pin; a search_path SET inside 
   Connection b(mux.conninfo());
   REQUIRE(b.ok());
   REQUIRE(exec_bounded(b.get(), "SELECT pg_advisory_lock(424242)").ok());
-  CHECK(exec_bounded(b.get(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
-                              "pg_backend_pid()")
+  CHECK(exec_bounded(b.get(),
+                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+                     "pg_backend_pid()")
             .value() == "1");
   CHECK(metric(mux, "pgmux_pinned_sessions_total") == 2);
 
@@ -146,5 +148,6 @@ TEST_CASE("under pool.session_state: error, statements that create session state
   REQUIRE(exec_bounded(a.get(), "ROLLBACK").ok());
   CHECK(exec_bounded(a.get(), "SELECT count(*) FROM pg_listening_channels()").value() == "0");
   // Transaction-scoped forms are fine.
-  CHECK(exec_bounded(a.get(), "BEGIN; SET LOCAL work_mem = '8MB'; SELECT pg_advisory_xact_lock(1); COMMIT").ok());
+  CHECK(exec_bounded(a.get(), "BEGIN; SET LOCAL work_mem = '8MB'; SELECT pg_advisory_xact_lock(1); COMMIT")
+            .ok());
 }

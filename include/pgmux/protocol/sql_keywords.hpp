@@ -5,9 +5,9 @@
 
 namespace pgmux::protocol {
 
-// The text could drop prepared statements on the server (DEALLOCATE, DISCARD anywhere in it, in any case).
+// A statement of the text starts with DEALLOCATE or DISCARD: it could drop prepared statements on the server.
 // Errs towards yes: a false yes costs a re-prepare, a false no would leave pgmux believing in a statement the
-// server no longer has.
+// server no longer has (pgmux also recovers from that, at the cost of one client's error).
 bool may_drop_statements(std::string_view sql);
 
 // The whole text is DEALLOCATE [PREPARE] ALL or DISCARD ALL: every prepared statement of the session goes.

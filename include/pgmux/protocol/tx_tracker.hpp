@@ -36,6 +36,11 @@ class TxTracker {
     }
   }
 
+  // A Sync the server ignored (it arrived during COPY FROM STDIN): no ReadyForQuery will answer it.
+  void on_sync_ignored() {
+    if (outstanding_ > 0) --outstanding_;
+  }
+
   void on_ready_for_query(char status) {
     if (outstanding_ > 0) --outstanding_;
     status_ = status;
