@@ -59,6 +59,17 @@ void IoBuffer::erase(std::size_t offset, std::size_t n) {
   if (begin_ == end_) begin_ = end_ = 0;
 }
 
+void IoBuffer::replace(std::size_t offset, std::size_t n, std::string_view with) {
+  compact();
+  std::size_t size = end_;
+  std::size_t new_size = size - n + with.size();
+  if (new_size > capacity_) ensure_capacity(new_size);
+  char* at = storage_ + offset;
+  std::memmove(at + with.size(), at + n, size - offset - n);
+  std::memcpy(at, with.data(), with.size());
+  end_ = new_size;
+}
+
 void IoBuffer::compact() {
   if (begin_ == 0) return;
   std::memmove(storage_, storage_ + begin_, end_ - begin_);

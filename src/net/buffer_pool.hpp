@@ -32,6 +32,8 @@ class IoBuffer {
   }
   // Removes n bytes at `offset` from the start of the data (a reply pgmux must not pass on).
   void erase(std::size_t offset, std::size_t n);
+  // Replaces n bytes at `offset` with `with` (a reply pgmux rewrites), growing the buffer if it must.
+  void replace(std::size_t offset, std::size_t n, std::string_view with);
   // Moves unconsumed bytes (a partial header) to the front so the next read has room.
   void compact();
 

@@ -205,6 +205,36 @@ SessionEffect session_effect(std::string_view sql) {
   return effect;
 }
 
+std::string deallocate_target(std::string_view sql) {
+  std::string_view rest = sql;
+  if (!take_keyword(rest, "deallocate")) return {};
+  take_keyword(rest, "prepare");
+  rest = skip_space_and_comments(rest);
+  std::string name;
+  if (!rest.empty() && rest[0] == '"') {  // a quoted name: as written, quotes doubled inside
+    std::size_t i = 1;
+    for (;; ++i) {
+      if (i >= rest.size() || rest[i] == '\0') return {};
+      if (rest[i] == '"') {
+        if (i + 1 < rest.size() && rest[i + 1] == '"') {
+          name += '"';
+          ++i;
+          continue;
+        }
+        break;
+      }
+      name += rest[i];
+    }
+    rest.remove_prefix(i + 1);
+  } else {
+    std::string_view word = take_name(rest);
+    if (word.empty() || word.find('.') != std::string_view::npos || equal_ignoring_case(word, "all"))
+      return {};
+    for (char c : word) name += lower(c);
+  }
+  return name.empty() || !at_statement_end(rest) ? std::string() : name;
+}
+
 std::string_view search_path_list(std::string_view list) {
   list = skip_space_and_comments(list);
   std::size_t i = 0, end = 0;

@@ -18,7 +18,8 @@ enum class ReplyKind : std::uint8_t {
   bind_hidden,
   close,
   close_hidden,
-  sync,   // ends at ReadyForQuery; an error skips every request before it
+  close_as_deallocate,  // the client's DEALLOCATE name: its CloseComplete becomes CommandComplete
+  sync,                 // ends at ReadyForQuery; an error skips every request before it
   query,  // simple Query or FunctionCall: ends at ReadyForQuery, an error inside it skips nothing
 };
 

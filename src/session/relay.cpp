@@ -90,6 +90,13 @@ struct Relay::ClientMessages {
         return ScanStep::kForward;
       case 'Q': {
         if (more_fits) return ScanStep::kWait;  // a query is small, and runs only once whole anyway
+        // DEALLOCATE of a statement the client prepared through the protocol: the server knows it by
+        // another name. (In a failed transaction it is refused by the server as it would be anyway.)
+        if (rewrite && relay.statements_ && body.size() == body_size &&
+            relay.state_.tracker.status() != 'E') {
+          std::string target = deallocate_target(body);
+          if (!target.empty() && relay.statements_->find(target)) return ScanStep::kStop;
+        }
         PendingReply reply{ReplyKind::query};
         SessionEffect effect = session_effect(body);
         if (!relay.admit(effect)) {
@@ -390,12 +397,12 @@ bool Relay::forward_client_bytes() {
       out_.assign(in.data().substr(0, pos));
       rewritten = true;
     }
-    std::size_t used =
-        rest[0] == 'Q' || (rest[0] == 'P' && rest.size() > kHeaderSize && rest[kHeaderSize] == '\0')
-            ? refuse_statement(rest)
-        : rest[0] == 'P' ? rewrite_parse(rest)
-        : rest[0] == 'B' ? rewrite_bind(rest)
-                         : rewrite_describe_or_close(rest);
+    std::size_t used = rest[0] == 'Q' ? rewrite_query(rest)
+                       : rest[0] == 'P' && rest.size() > kHeaderSize && rest[kHeaderSize] == '\0'
+                           ? refuse_statement(rest)
+                       : rest[0] == 'P' ? rewrite_parse(rest)
+                       : rest[0] == 'B' ? rewrite_bind(rest)
+                                        : rewrite_describe_or_close(rest);
     if (ended_) return false;
     if (used == 0) {
       need_whole = 1 + std::size_t(read_u32(rest.data() + 1));
@@ -658,6 +665,24 @@ std::string Relay::refusal_message(const SessionEffect& effect) {
   return message;
 }
 
+std::size_t Relay::rewrite_query(std::string_view message) {
+  std::uint32_t length = read_u32(message.data() + 1);
+  if (message.size() < 1 + std::size_t(length)) return 0;
+  std::string target = deallocate_target(message.substr(kHeaderSize, length - 4));
+  if (target.empty() || !statements_ || !statements_->find(target)) return refuse_statement(message);
+  // The name goes for this client only. A Close of nothing and a Sync get the two replies the Query's would
+  // be: the CloseComplete becomes CommandComplete "DEALLOCATE", the Sync's ReadyForQuery carries the status.
+  statements_->remove(target);
+  append_close(out_, 'S', kNoStatement);
+  replies_.push({ReplyKind::close_as_deallocate});
+  append_sync(out_);
+  state_.tracker.on_client_message('C');
+  state_.tracker.on_client_message('S');
+  replies_.push({ReplyKind::query});
+  lease_->statements.tick();
+  return 1 + length;
+}
+
 std::size_t Relay::refuse_statement(std::string_view message) {
   std::uint32_t length = read_u32(message.data() + 1);
   if (message.size() < 1 + std::size_t(length)) return 0;
@@ -699,16 +724,19 @@ ScanStep Relay::on_backend_reply(char type, std::uint32_t length, std::string_vi
     case '3': {
       if (replies_.empty()) return mismatch();
       ReplyKind kind = replies_.front().kind;
-      bool fits = type == '1'   ? kind == ReplyKind::parse || kind == ReplyKind::parse_hidden
-                  : type == '2' ? kind == ReplyKind::bind || kind == ReplyKind::bind_hidden
-                                : kind == ReplyKind::close || kind == ReplyKind::close_hidden ||
-                                      kind == ReplyKind::parse_faked;
+      bool fits = type == '1' ? kind == ReplyKind::parse || kind == ReplyKind::parse_hidden
+                  : type == '2'
+                      ? kind == ReplyKind::bind || kind == ReplyKind::bind_hidden
+                      : kind == ReplyKind::close || kind == ReplyKind::close_hidden ||
+                            kind == ReplyKind::parse_faked || kind == ReplyKind::close_as_deallocate;
       if (!fits || length != 4) return mismatch();
       confirm(replies_.front());
       replies_.pop();
       if (kind == ReplyKind::parse || kind == ReplyKind::bind || kind == ReplyKind::close)
         return ScanStep::kForward;
-      edit_ = kind == ReplyKind::parse_faked ? Edit::to_parse_complete : Edit::drop;
+      edit_ = kind == ReplyKind::parse_faked           ? Edit::to_parse_complete
+              : kind == ReplyKind::close_as_deallocate ? Edit::to_deallocate_complete
+                                                       : Edit::drop;
       return ScanStep::kStop;
     }
     case 'E':
@@ -864,6 +892,14 @@ bool Relay::forward_backend_bytes() {
     }
     if (edit_ == Edit::drop) {
       in.erase(pos, kHeaderSize);
+    } else if (edit_ == Edit::to_deallocate_complete) {
+      static const std::string complete = [] {
+        std::string out;
+        append_command_complete(out, "DEALLOCATE");
+        return out;
+      }();
+      in.replace(pos, kHeaderSize, complete);
+      pos += complete.size();
     } else {
       in.mutable_data()[pos] = '1';  // CloseComplete becomes ParseComplete: same length
       pos += kHeaderSize;

@@ -138,6 +138,8 @@ class Relay {
   // In place of a statement refused by pool.session_state: error; `simple`: it was a Query, which gets its
   // ReadyForQuery from a Sync sent with the error.
   std::size_t refuse_statement(std::string_view message);
+  // A Query stopped by the scan: DEALLOCATE of the client's own statement, or a statement to refuse.
+  std::size_t rewrite_query(std::string_view message);
 
   // Matches a reply the backend sent to the request it answers. kStop with edit_ set: edit the message first.
   protocol::ScanStep on_backend_reply(char type, std::uint32_t length, std::string_view body);
@@ -203,7 +205,7 @@ class Relay {
   std::vector<std::string> pending_names_;              // names defined by Parse messages still unanswered
   PendingReplies replies_;
   std::string out_;
-  enum class Edit : std::uint8_t { none, drop, to_parse_complete } edit_ = Edit::none;
+  enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
   bool drops_all_at_sync_ = false;
   bool drops_at_sync_ = false;  // a request in the batch may drop statements on the server  // an unnamed

@@ -220,11 +220,12 @@ TEST_CASE("an error inside a pipeline with a lazily prepared statement reaches o
   std::thread bystander([&] {
     Connection b(mux.conninfo());
     if (!b.ok()) return failures.add("bystander: " + b.error());
-    if (!prepare_bounded(b.get(), "div", "SELECT 100 / $1::int").ok())
+    // The same name with another text: it must never provide A's statement on a backend A then uses.
+    if (!prepare_bounded(b.get(), "div", "SELECT 1000 / $1::int").ok())
       return failures.add("bystander prepare");
     for (int i = 1; i <= 40; ++i) {
       Outcome o = exec_prepared_bounded(b.get(), "div", {std::to_string(i)});
-      if (o.value() != std::to_string(100 / i)) failures.add("bystander got [" + o.value() + "] " + o.error);
+      if (o.value() != std::to_string(1000 / i)) failures.add("bystander got [" + o.value() + "] " + o.error);
     }
   });
 
@@ -434,4 +435,29 @@ TEST_CASE("ordinary queries that merely mention DISCARD leave the backend's stat
     CHECK(exec_prepared_bounded(c.get(), "x", {}).value() == "1");
   }
   CHECK(metric(mux, "pgmux_prepared_statements_lazy_total") == before);
+}
+
+TEST_CASE("SQL DEALLOCATE of a statement prepared through the protocol frees the name for that client only",
+          "[prepared]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection a(mux.conninfo()), b(mux.conninfo());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(prepare_bounded(a.get(), "s1", "SELECT 10 + $1::int").ok());
+  REQUIRE(prepare_bounded(b.get(), "s1", "SELECT 10 + $1::int").ok());
+  Outcome gone = exec_bounded(a.get(), "DEALLOCATE S1");  // folded to s1, as Postgres does
+  INFO(gone.error);
+  REQUIRE(gone.ok());
+  CHECK(std::string(PQcmdStatus(gone.result.get())) == "DEALLOCATE");
+  CHECK(exec_prepared_bounded(a.get(), "s1", {"1"}).sqlstate == "26000");
+  CHECK(exec_prepared_bounded(b.get(), "s1", {"1"}).value() == "11");
+  // Inside a transaction it must not abort anything, and the name is free again at once.
+  REQUIRE(exec_bounded(a.get(), "BEGIN").ok());
+  REQUIRE(prepare_bounded(a.get(), "s1", "SELECT 20 + $1::int").ok());
+  REQUIRE(exec_bounded(a.get(), "DEALLOCATE PREPARE s1").ok());
+  REQUIRE(prepare_bounded(a.get(), "s1", "SELECT 30 + $1::int").ok());
+  CHECK(exec_prepared_bounded(a.get(), "s1", {"1"}).value() == "31");
+  REQUIRE(exec_bounded(a.get(), "COMMIT").ok());
+  // A name the client never prepared is Postgres's error to give.
+  CHECK(exec_bounded(a.get(), "DEALLOCATE never_prepared").sqlstate == "26000");
 }

@@ -62,3 +62,13 @@ TEST_CASE("SET search_path is followed when its value is a plain list, and pins 
   CHECK(search_path_list("  \"$user\", public ") == "\"$user\", public");
   CHECK(search_path_list("x;y").empty());
 }
+
+TEST_CASE("DEALLOCATE of one statement is read with Postgres's identifier folding") {
+  CHECK(deallocate_target("DEALLOCATE s1") == "s1");
+  CHECK(deallocate_target("deallocate prepare _PG3_7;") == "_pg3_7");
+  CHECK(deallocate_target("DEALLOCATE \"My \"\"S\"\"\"") == "My \"S\"");
+  CHECK(deallocate_target(std::string_view("DEALLOCATE a\0", 13)) == "a");
+  CHECK(deallocate_target("DEALLOCATE ALL").empty());
+  CHECK(deallocate_target("DEALLOCATE a; SELECT 1").empty());
+  CHECK(deallocate_target("SELECT 1").empty());
+}

@@ -1,6 +1,7 @@
 // Reads the first words of a simple query's text, the only SQL pgmux looks at: it never parses SQL.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace pgmux::protocol {
@@ -29,6 +30,10 @@ struct SessionEffect {
 // never parses SQL: statements after the first are not seen, except that any other mention of search_path
 // counts as pinning (a search_path pgmux cannot follow must not reach another client).
 SessionEffect session_effect(std::string_view sql);
+
+// The statement name of a text that is exactly DEALLOCATE [PREPARE] name (not ALL), case-folded as Postgres
+// folds identifiers; "" otherwise.
+std::string deallocate_target(std::string_view sql);
 
 // `list` (white space around it allowed) as a search_path value pgmux can replay: names, quoted names or
 // string literals separated by commas, up to the end or a ';'. The trimmed list, or "" if it is anything
