@@ -15,11 +15,20 @@ namespace pgmux::session {
 struct CancelTarget {
   const config::DatabaseConfig* database = nullptr;  // constant for the session
   std::atomic<std::uint64_t> backend_key{0};         // pid << 32 | secret; 0 = no backend right now
+  // Set by a CancelRequest before it reads backend_key. Postgres delivers a cancel asynchronously, so one
+  // sent as the client's transaction ends can reach its backend after another client got it: a backend
+  // released with this set must be closed, not reused.
+  std::atomic<bool> cancel_sent{false};
 
   void set(std::uint32_t pid, std::uint32_t secret) {
-    backend_key.store(std::uint64_t{pid} << 32 | secret, std::memory_order_release);
+    backend_key.store(std::uint64_t{pid} << 32 | secret, std::memory_order_seq_cst);
   }
-  void clear() { backend_key.store(0, std::memory_order_release); }
+  // Forgets the backend. True if a cancel may be on its way to it (then it must not serve anyone else).
+  // Sequentially consistent with find(): either find() sees the backend gone, or this sees its flag.
+  bool clear() {
+    backend_key.store(0, std::memory_order_seq_cst);
+    return cancel_sent.exchange(false, std::memory_order_seq_cst);
+  }
 };
 
 class CancelRegistry {

@@ -81,16 +81,24 @@ void ClientSession::relay_finished() {
 }
 
 asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self) {
-  self->cancel_target_.clear();
+  // A cancel the client sent may still reach its backend: then it serves nobody else.
+  bool cancel_pending = self->cancel_target_.clear();
   Relay& relay = *self->relay_;
+  pool::BackendLease& held = relay.lease();
+  auto release = [&] {
+    if (cancel_pending)
+      held.close();
+    else
+      held.release_clean();
+  };
   pool::BackendLease& lease = relay.lease();
   switch (relay.end()) {
     case Relay::End::client_gone:
       if (!lease) co_return;
       if (relay.state().releasable() && !self->session_mode_ && !relay.pinned()) {
-        lease.release_clean();
+        release();
       } else if (relay.backend_reusable() && co_await self->clean_up_backend(*lease)) {
-        lease.release_clean();
+        release();
       } else if (relay.state().tracker.outstanding() > 0) {
         // A query is still running for nobody: stop it, or it runs to the end on a connection the pool no
         // longer counts (Postgres notices the closed socket only when it next writes).
@@ -112,7 +120,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       co_return;
     case Relay::End::shutting_down:
-      if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) lease.release_clean();
+      if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
       co_return;
     case Relay::End::client_idle_timeout:

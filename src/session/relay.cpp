@@ -272,6 +272,7 @@ void Relay::pump_client() {
     if (!client_in_) client_in_.emplace();
     net::IoBuffer& in = *client_in_;
     std::size_t asked = in.space_size();
+    if (acquiring_) return watch_queued_client();
     error_code ec;
     std::size_t n = client_.read_some(asio::buffer(in.space(), asked), ec);
     if (ec == asio::error::would_block) {
@@ -286,6 +287,23 @@ void Relay::pump_client() {
     if (!forward_client_bytes()) return;
     if (n < asked) return wait_client();  // the socket is drained: its next bytes will wake us
   }
+}
+
+// Waiting for a backend: more of the client's bytes are buffered for later (as far as the buffer holds them),
+// and its EOF ends the session now, before its query can run for nobody.
+void Relay::watch_queued_client() {
+  net::IoBuffer& in = *client_in_;
+  if (in.space_size() == 0) return;  // full: the rest waits in the socket
+  error_code ec;
+  std::size_t n = client_.read_some(asio::buffer(in.space(), in.space_size()), ec);
+  if (ec == asio::error::would_block) return wait_client();
+  if (ec || n == 0) {
+    log::info("a client waiting for a server connection left; its request is dropped");
+    return finish(End::client_gone);
+  }
+  in.received(n);
+  last_client_activity_ = pool::Clock::now();
+  wait_client();
 }
 
 // CopyData, CopyDone and CopyFail with no backend on loan are the tail of a COPY that already ended (Postgres
@@ -320,12 +338,14 @@ bool Relay::take_backend() {
   }
   if (pool::BackendLease idle = pool_.try_acquire_idle()) return adopt(std::move(idle));
   // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
-  // not.
+  // not. Meanwhile the client is watched, so that one that leaves is not served later.
+  acquiring_ = true;
   ++pending_;
   asio::co_spawn(
       client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
       [this, since = pool::Clock::now()](std::exception_ptr failure, pool::AcquireResult acquired) {
         --pending_;
+        acquiring_ = false;
         pool_.traffic().add_wait_time(
             std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - since).count());
         if (ended_) {
@@ -339,6 +359,7 @@ bool Relay::take_backend() {
         }
         if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
       });
+  wait_client();
   return false;
 }
 
@@ -953,11 +974,16 @@ bool Relay::maybe_release() {
     finish(End::shutting_down);
     return true;
   }
-  cancel_target_.clear();
+  bool cancel_pending = cancel_target_.clear();
   auto now = pool::Clock::now();
   pool_.traffic().add_transaction_time(
       std::chrono::duration_cast<std::chrono::microseconds>(now - leased_at_).count());
-  lease_.release_clean();
+  if (cancel_pending) {
+    log::info("closing a server connection a cancel request may still reach");
+    lease_.close();
+  } else {
+    lease_.release_clean();
+  }
   backend_in_.reset();
   if (client_in_ && client_in_->empty()) client_in_.reset();
   last_client_activity_ = now;

@@ -102,6 +102,7 @@ class Relay {
   // the client is leaving).
   bool take_backend();
   bool drop_stray_copy_messages();
+  void watch_queued_client();
   // Takes the lease and brings the backend's settings in line with the client's. False if that failed.
   bool adopt(pool::BackendLease lease);
   // Scans and forwards buffered client bytes. False when the pump must stop here.
@@ -195,6 +196,7 @@ class Relay {
   bool backend_saw_ready_ = false;           // a ReadyForQuery went by in the bytes now being forwarded
   bool client_stop_ = false;     // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;  // a wait on the client is armed
+  bool acquiring_ = false;       // queued in the pool for a backend
   int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
 
