@@ -8,7 +8,7 @@ namespace pgmux::protocol {
 namespace {
 
 constexpr std::array<std::string_view, kTrackedParamCount> kNames = {
-    "client_encoding",  "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
+    "client_encoding",  "DateStyle",   "TimeZone", "IntervalStyle", "standard_conforming_strings",
     "application_name", "search_path",
 };
 
@@ -53,25 +53,34 @@ void ParamSet::set(std::string_view name, std::string_view value) {
   if (auto param = tracked_param(name)) set(*param, value);
 }
 
-std::string statements_to_match(const ParamSet& client, const ParamSet& backend) {
-  std::string sql;
+std::vector<std::pair<TrackedParam, std::string>> settings_to_match(const ParamSet& client,
+                                                                    const ParamSet& backend) {
+  std::vector<std::pair<TrackedParam, std::string>> statements;
   for (std::size_t i = 0; i < kTrackedParamCount; ++i) {
     auto param = static_cast<TrackedParam>(i);
     const std::string& wanted = client.get(param);
     if (wanted == backend.get(param)) continue;
     if (param == TrackedParam::search_path) {
       // A validated list of names and literals (see search_path_list), so it can be sent as written.
-      sql += wanted.empty() ? "RESET search_path;" : "SET search_path TO " + wanted + ";";
+      statements.emplace_back(param,
+                              wanted.empty() ? "RESET search_path;" : "SET search_path TO " + wanted + ";");
       continue;
     }
     // A setting the client never heard of has no value of its own to restore (an empty TimeZone is invalid).
     if (wanted.empty() && param != TrackedParam::application_name) continue;
-    sql += "SET ";
+    std::string sql = "SET ";
     sql += kNames[i];
     sql += " = ";
     append_literal(sql, wanted);
     sql += ';';
+    statements.emplace_back(param, std::move(sql));
   }
+  return statements;
+}
+
+std::string statements_to_match(const ParamSet& client, const ParamSet& backend) {
+  std::string sql;
+  for (auto& [param, statement] : settings_to_match(client, backend)) sql += statement;
   return sql;
 }
 

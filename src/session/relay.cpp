@@ -372,22 +372,26 @@ bool Relay::adopt(pool::BackendLease lease) {
   // Another client may have left other settings on this backend (a SET outside a transaction, or its own
   // startup values): put the client's back first, in the same write order as its request, replies hidden.
   if (client_params_.fingerprint() != lease_->params.fingerprint()) {
-    std::string sql = statements_to_match(client_params_, lease_->params);
-    if (!sql.empty()) {
-      std::string query;
-      append_query(query, sql);
-      // An idle backend's socket buffer is empty: a message this small goes out whole or the connection is
+    auto settings = settings_to_match(client_params_, lease_->params);
+    if (!settings.empty()) {
+      std::string queries;
+      hidden_params_.clear();
+      for (auto& [param, sql] : settings) {
+        append_query(queries, sql);
+        state_.tracker.on_client_message('Q');
+        ++hidden_replies_;
+        hidden_params_.push_back(param);
+        log::debug("restoring a client's session setting on a server connection: ", sql);
+      }
+      // An idle backend's socket buffer is empty: messages this small go out whole or the connection is
       // broken.
       error_code ec;
-      if (lease_->socket.write_some(asio::buffer(query), ec) != query.size() || ec) {
+      if (lease_->socket.write_some(asio::buffer(queries), ec) != queries.size() || ec) {
         finish(End::backend_gone);
         return false;
       }
-      state_.tracker.on_client_message('Q');
-      ++hidden_replies_;
       // Postgres reports the other settings back as it applies them; search_path it does not.
       lease_->params.set(TrackedParam::search_path, client_params_.get(TrackedParam::search_path));
-      log::debug("restoring a client's session settings on a server connection: ", sql);
     }
   }
   wait_backend();  // nothing to read yet: the request is about to go out
@@ -878,12 +882,20 @@ bool Relay::process_backend_bytes() {
       return false;
     }
     in.consume(scanned.forward);  // the client never asked for these
-    if (hidden.hidden_done) --hidden_replies_;
     if (hidden.hidden_error) {
-      log::warning("a client's session settings could not be applied to a server connection");
-      // Its search_path is unknown now: a value no client has makes the next borrower set its own.
-      lease_->params.set(TrackedParam::search_path, "\x01unknown");
+      // An invalid value from the client's startup packet (Postgres would have refused the login): it is
+      // dropped, and the client keeps the server's value instead of failing the same way every transaction.
+      TrackedParam param = hidden_params_[hidden_params_.size() - hidden_replies_];
+      log::warning("a client's ", param_name(param),
+                   " could not be set on a server connection; it is ignored");
+      if (param == TrackedParam::search_path) {
+        client_params_.set(param, "");
+        lease_->params.set(param, "\x01unknown");  // a value no client has: the next borrower sets its own
+      } else {
+        client_params_.set(param, lease_->params.get(param));
+      }
     }
+    if (hidden.hidden_done) --hidden_replies_;
     if (!hidden.hidden_done) {
       in.compact();
       return true;  // the rest of the hidden reply is still to come

@@ -198,6 +198,7 @@ class Relay {
   bool client_waiting_ = false;  // a wait on the client is armed
   bool acquiring_ = false;       // queued in the pool for a backend
   int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
+  std::vector<protocol::TrackedParam> hidden_params_;  // the setting each of those queries sets, in order
   pool::Clock::time_point last_client_activity_;
 
   // Transaction mode: the replies in flight are followed, for named prepared statements (the client's, and

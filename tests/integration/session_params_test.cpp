@@ -96,8 +96,8 @@ TEST_CASE("a setting Postgres normalises is applied once, not before every trans
   auto sets_sent = [&] {
     std::string log = mux.log();
     std::size_t count = 0;
-    for (std::size_t at = log.find("restoring a client's session settings"); at != std::string::npos;
-         at = log.find("restoring a client's session settings", at + 1))
+    for (std::size_t at = log.find("restoring a client's session setting"); at != std::string::npos;
+         at = log.find("restoring a client's session setting", at + 1))
       ++count;
     return count;
   };
@@ -106,4 +106,26 @@ TEST_CASE("a setting Postgres normalises is applied once, not before every trans
   CHECK(sets_sent() == before);
   CHECK(show(b, "DateStyle") == "ISO, MDY");  // b needs one
   CHECK(sets_sent() == before + 1);
+}
+
+TEST_CASE("an invalid startup setting is ignored alone: the client's valid ones still apply", "[params]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection odd(mux.conninfo() + " client_encoding=LATIN1 options='-c TimeZone=Mars/Olympus_Mons'");
+  Connection plain(mux.conninfo());
+  REQUIRE(odd.ok());
+  REQUIRE(plain.ok());
+  std::string server_zone = show(plain, "TimeZone");
+  for (int round = 0; round < 3; ++round) {
+    INFO("round " << round);
+    CHECK(show(odd, "client_encoding") == "LATIN1");
+    CHECK(show(odd, "TimeZone") == server_zone);
+    CHECK(show(plain, "client_encoding") == "UTF8");
+  }
+  // Tried once, then dropped: not on every transaction.
+  std::string log = mux.log();
+  std::size_t warnings = 0;
+  for (auto at = log.find("TimeZone could not be set"); at != std::string::npos;
+       at = log.find("TimeZone could not be set", at + 1))
+    ++warnings;
+  CHECK(warnings == 1);
 }

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace pgmux::protocol {
 
@@ -47,5 +49,9 @@ class ParamSet {
 // The simple-query text that makes a backend's settings match a client's ("" when they match). Values are
 // sent as quoted literals, never spliced as SQL.
 std::string statements_to_match(const ParamSet& client, const ParamSet& backend);
+// The same, one statement per setting, so that each can be sent as a query of its own: an invalid value then
+// fails alone instead of rolling back the others with it.
+std::vector<std::pair<TrackedParam, std::string>> settings_to_match(const ParamSet& client,
+                                                                    const ParamSet& backend);
 
 }  // namespace pgmux::protocol
