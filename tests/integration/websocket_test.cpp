@@ -1,6 +1,9 @@
 // Postgres over WebSocket at /v2: the wire protocol in binary frames, served like any TCP client.
 
+#include <sys/wait.h>
+
 #include <catch2/catch.hpp>
+#include <csignal>
 
 #include "http_get.hpp"
 #include "libpq.hpp"
@@ -134,4 +137,44 @@ TEST_CASE("GET at the WebSocket path without an upgrade is 426; the path is conf
   WebSocketClient client(mux.http_port(), "/pg?address=db.example:5432");
   REQUIRE(client.connected());
   CHECK(scram_login(client, "app", "app-secret", "app") == "");
+}
+
+TEST_CASE("large queries and results cross the WebSocket in pieces, whatever the frames", "[websocket]") {
+  Pgmux mux(TestPostgres::shared(), {.http = true});
+  WebSocketClient client(mux.http_port());
+  REQUIRE(client.connected());
+  REQUIRE(scram_login(client, "app", "app-secret", "app") == "");
+  // A 1 MiB literal in one frame (more than the tunnel holds at once) and a 4 MB result in many frames.
+  const std::string big(1 << 20, 'x');
+  auto messages = query(client, "SELECT length('" + big + "')");
+  CHECK(data_rows(messages) == std::vector<std::string>{std::to_string(big.size())});
+  messages = query(client, "SELECT repeat('y', 1000) FROM generate_series(1, 4000)");
+  CHECK(first_error(messages) == "");
+  auto rows = data_rows(messages);
+  CHECK(rows.size() == 4000);
+  CHECK(rows.back() == std::string(1000, 'y'));
+  // A message cut across frames: the session sees one byte stream.
+  const std::string q = query_message("SELECT 'split'");
+  REQUIRE(client.send(q.substr(0, 3)));
+  REQUIRE(client.send(q.substr(3, 7)));
+  REQUIRE(client.send(q.substr(10)));
+  std::vector<WireMessage> split;
+  REQUIRE(client.read_until_ready(split));
+  CHECK(data_rows(split) == std::vector<std::string>{"split"});
+}
+
+TEST_CASE("SIGTERM tells an idle WebSocket client 57P01, closes it, and pgmux exits 0", "[websocket]") {
+  Pgmux mux(TestPostgres::shared(), {.extra_yaml = "shutdown_timeout: 20s\n", .http = true});
+  WebSocketClient client(mux.http_port());
+  REQUIRE(client.connected());
+  REQUIRE(scram_login(client, "app", "app-secret", "app") == "");
+  REQUIRE(kill(mux.pid(), SIGTERM) == 0);
+  WireMessage m;
+  REQUIRE(client.read_message(m));
+  CHECK(m.type == 'E');
+  CHECK(error_field(m.body, 'C') == "57P01");
+  CHECK(client.closed_by_server());
+  int status = mux.wait_exit(15s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
