@@ -43,7 +43,8 @@ Metrics::Metrics(session::Proxy& proxy)
     : proxy_(proxy),
       clients_(BuildGauge()
                    .Name("pgmux_clients_connected")
-                   .Help("Clients by protocol: postgres connections, http-sql requests being answered")
+                   .Help("Clients by protocol: postgres and websocket connections, http-sql requests being "
+                         "answered")
                    .Register(registry_)),
       pool_clients_(BuildGauge()
                         .Name("pgmux_pool_clients")
@@ -142,7 +143,10 @@ void Metrics::record_http_sql(int status, double seconds) {
 }
 
 void Metrics::update_pools() {
-  clients_.Add({{"protocol", "postgres"}}).Set(proxy_.client_count().load(std::memory_order_relaxed));
+  const int websocket = proxy_.websocket_client_count().load(std::memory_order_relaxed);
+  clients_.Add({{"protocol", "postgres"}})
+      .Set(proxy_.client_count().load(std::memory_order_relaxed) - websocket);
+  clients_.Add({{"protocol", "websocket"}}).Set(websocket);
   clients_.Add({{"protocol", "http-sql"}})
       .Set(proxy_.http_requests_in_flight().load(std::memory_order_relaxed));
   for (const auto& [key, pool] : proxy_.pools()) {

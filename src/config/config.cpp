@@ -271,6 +271,13 @@ std::vector<std::string> string_list(const YAML::Node& node, const std::string& 
   return out;
 }
 
+bool boolean(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  if (text == "true" || text == "yes" || text == "on") return true;
+  if (text == "false" || text == "no" || text == "off") return false;
+  fail(path, "expected true or false, got \"" + text + "\"");
+}
+
 void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http) {
   for_each_entry(node, "http", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "max_body_size") {
@@ -289,6 +296,13 @@ void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http
       http.auth_cache_ttl = duration(value, path, env);
     } else if (key == "auth_cache_size") {
       http.auth_cache_size = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+    } else if (key == "websocket_path") {
+      http.websocket_path = scalar(value, path, env);
+      if (!http.websocket_path.empty() && http.websocket_path[0] != '/')
+        fail(path,
+             "must start with '/' (or be empty to turn WebSocket off), got \"" + http.websocket_path + "\"");
+    } else if (key == "allow_cleartext_password") {
+      http.allow_cleartext_password = boolean(value, path, env);
     } else {
       return false;
     }

@@ -1,13 +1,15 @@
-// The HTTP listener: POST /sql for the Neon serverless driver; GET /metrics, /healthz and /readyz for
-// Prometheus and orchestrators.
+// The HTTP listener: POST /sql and WebSocket (http.websocket_path) for the Neon serverless driver; GET
+// /metrics, /healthz and /readyz for Prometheus and orchestrators.
 #include "http/http_server.hpp"
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "http/cors.hpp"
 #include "http/result_json.hpp"
 #include "http/sql_endpoint.hpp"
+#include "http/websocket_tunnel.hpp"
 #include "log.hpp"
 
 namespace pgmux::http {
@@ -126,8 +128,20 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
       break;
     } else {
       const auto& req = parser.get();
-      stream.expires_never();  // a query may take as long as its statement_timeout allows
-      res = co_await route(req, proxy, metrics, *sql);
+      if (is_websocket_request(req, proxy.config().http)) {
+        if (beast::websocket::is_upgrade(req) && !proxy.draining()) {
+          co_await serve_websocket(std::move(stream), parser.release(), proxy);
+          co_return;
+        }
+        res = json(proxy.draining() ? bhttp::status::service_unavailable : bhttp::status::upgrade_required,
+                   error_json(proxy.draining() ? "57P01" : "08P01",
+                              proxy.draining() ? "pgmux is shutting down"
+                                               : "this path carries Postgres over WebSocket: upgrade to it"));
+        res.keep_alive(false);
+      } else {
+        stream.expires_never();  // a query may take as long as its statement_timeout allows
+        res = co_await route(req, proxy, metrics, *sql);
+      }
       // While draining, each connection ends after its answer so that the process can exit.
       res.keep_alive(res.keep_alive() && req.keep_alive() && !proxy.draining());
     }

@@ -1,5 +1,5 @@
-// The HTTP listener: POST /sql for the Neon serverless driver; GET /metrics, /healthz and /readyz for
-// Prometheus and orchestrators.
+// The HTTP listener: POST /sql and WebSocket (http.websocket_path) for the Neon serverless driver; GET
+// /metrics, /healthz and /readyz for Prometheus and orchestrators.
 #pragma once
 
 #include <memory>

@@ -127,39 +127,82 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   co_return co_await send_welcome(state);
 }
 
+asio::awaitable<bool> ClientSession::refuse_password(const std::string& user) {
+  log::info("login failed: user=", user, " from ", peer_, ": wrong password or unknown user");
+  co_await send_error("FATAL", sqlstate::kInvalidPassword,
+                      "password authentication failed for user \"" + user + "\"");
+  co_return false;
+}
+
+bool ClientSession::password_pipelined() {
+  // The startup packet was read to its exact length, so whatever is buffered now was sent along with it. A
+  // WebSocket client's bytes reach this socket one whole frame at a time, and the driver sends the startup
+  // message and the password in one frame (its default coalesceWrites), so nothing is missed by looking
+  // once.
+  error_code ec;
+  if (socket_.available(ec) == 0 || ec) return false;
+  char type = 0;
+  std::size_t n = socket_.receive(asio::buffer(&type, 1), tcp::socket::message_peek, ec);
+  return !ec && n == 1 && type == 'p';
+}
+
+asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
+                                                              const auth::UserSecret* secret) {
+  // AuthenticationCleartextPassword is sent even when the password is already here: the exchange stays the
+  // one Postgres has for `password` authentication. Neon's serverless driver, in pipelineConnect "password"
+  // mode, removes its handler for this request (so it is ignored) and also swallows the first
+  // ReadyForQuery, since it already told its caller the connection was ready; it needs nothing else.
+  std::string out, body;
+  char type;
+  append_auth_request(out, kAuthCleartext);
+  if (co_await net::write_all(socket_, out)) co_return false;
+  if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+  std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
+  bool ok = false;
+  if (secret && secret->kind == Kind::plain)
+    ok = auth::constant_time_equal(password, secret->text);
+  else if (secret && secret->kind == Kind::md5)
+    ok = auth::constant_time_equal(auth::md5_stored_hash(state.user, password), secret->text);
+  else if (secret) {
+    auto derived =
+        auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
+    ok = auth::constant_time_equal(auth::as_view(derived.stored_key),
+                                   auth::as_view(secret->verifier.stored_key));
+  }
+  if (!ok) co_return co_await refuse_password(state.user);
+  state.password = std::string(password);
+  co_return true;
+}
+
 asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   const std::string& user = state.user;
   const config::Config& config = proxy_.config();
   const auth::UserSecret* secret = proxy_.user_secret(user);
-  auto fail = [&]() -> asio::awaitable<bool> {
-    log::info("login failed: user=", user, " from ", peer_, ": wrong password or unknown user");
-    co_await send_error("FATAL", sqlstate::kInvalidPassword,
-                        "password authentication failed for user \"" + user + "\"");
-    co_return false;
-  };
   std::string out, body;
   char type;
 
-  if (config.auth_type == AuthType::trust) {
-    if (!secret) co_return co_await fail();
-  } else if (config.auth_type == AuthType::plain) {
-    append_auth_request(out, kAuthCleartext);
-    if (co_await net::write_all(socket_, out)) co_return false;
-    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
-    std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
-    bool ok = false;
-    if (secret && secret->kind == Kind::plain)
-      ok = auth::constant_time_equal(password, secret->text);
-    else if (secret && secret->kind == Kind::md5)
-      ok = auth::constant_time_equal(auth::md5_stored_hash(user, password), secret->text);
-    else if (secret) {
-      auto derived =
-          auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
-      ok = auth::constant_time_equal(auth::as_view(derived.stored_key),
-                                     auth::as_view(secret->verifier.stored_key));
+  if (config.auth_type != AuthType::trust && config.auth_type != AuthType::plain && password_pipelined()) {
+    // The password came without being asked for (Neon's driver, pipelineConnect "password"), so it can only
+    // be checked in clear. Without TLS that is acceptable over WebSocket from loopback, or where the config
+    // says so.
+    if (!transport_.cleartext_allowed) {
+      log::info("login refused: user=", user, " from ", peer_,
+                ": password sent in clear before it was asked");
+      co_await send_error(
+          "FATAL", sqlstate::kInvalidAuthorization,
+          "a password sent before the server asks for it travels in clear text, which pgmux accepts only "
+          "over WebSocket from a loopback address or with http.allow_cleartext_password: true; with Neon's "
+          "serverless driver, set pipelineConnect: false to log in with SCRAM");
+      co_return false;
     }
-    if (!ok) co_return co_await fail();
-    state.password = std::string(password);
+    log::debug("user=", user, " from ", peer_, " sent its password before it was asked: checked in clear");
+    co_return co_await check_cleartext_password(state, secret);
+  }
+
+  if (config.auth_type == AuthType::trust) {
+    if (!secret) co_return co_await refuse_password(user);
+  } else if (config.auth_type == AuthType::plain) {
+    co_return co_await check_cleartext_password(state, secret);
   } else if ((config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) ||
              (secret && secret->kind == Kind::md5)) {
     // md5 needs the password or its md5 hash: a user with only a SCRAM verifier gets SCRAM (as PgBouncer
@@ -171,7 +214,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (co_await net::write_all(socket_, out)) co_return false;
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
     std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
-    if (!secret || !auth::md5_verify(user, *secret, salt, response)) co_return co_await fail();
+    if (!secret || !auth::md5_verify(user, *secret, salt, response)) co_return co_await refuse_password(user);
   } else {
     // SCRAM-SHA-256. An unknown user goes through the same exchange and fails at the proof.
     std::optional<auth::ScramVerifier> verifier;
@@ -198,7 +241,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (co_await net::write_all(socket_, out)) co_return false;
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
     auto server_final = scram.on_client_final(body);
-    if (!server_final) co_return co_await fail();
+    if (!server_final) co_return co_await refuse_password(user);
     out.clear();
     append_auth_request(out, kAuthSaslFinal, *server_final);
     if (co_await net::write_all(socket_, out)) co_return false;

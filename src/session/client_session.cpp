@@ -23,9 +23,15 @@ void log_session_failure(std::exception_ptr failure) {
   }
 }
 
-ClientSession::ClientSession(Proxy& proxy, tcp::socket socket)
-    : proxy_(proxy), socket_(std::move(socket)), connected_at_(pool::Clock::now()) {
+ClientSession::ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport transport)
+    : proxy_(proxy),
+      socket_(std::move(socket)),
+      transport_(std::move(transport)),
+      peer_(transport_.peer),
+      connected_at_(pool::Clock::now()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
+  if (transport_.websocket) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
+  if (!peer_.empty()) return;
   error_code ec;
   tcp::endpoint peer = socket_.remote_endpoint(ec);
   if (!ec) peer_ = peer.address().to_string() + ":" + std::to_string(peer.port());
@@ -39,11 +45,12 @@ ClientSession::~ClientSession() {
     log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer_, " after ",
               lasted.count(), " ms");
   }
+  if (transport_.websocket) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket) {
-  auto session = std::make_unique<ClientSession>(proxy, std::move(socket));
+asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket, ClientTransport transport) {
+  auto session = std::make_unique<ClientSession>(proxy, std::move(socket), std::move(transport));
   if (!co_await session->login_in_time()) co_return;
   if (session->admin_) {
     co_await admin::Console(proxy, session->socket_).run();

@@ -19,15 +19,26 @@ namespace pgmux::session {
 // The database name that reaches the admin console instead of a server.
 inline constexpr std::string_view kAdminDatabase = "pgmux";
 
+// How a client reached pgmux. The session only ever sees a stream socket: a WebSocket client's is one end of
+// a socketpair whose other end carries its frames (http/websocket_tunnel), so the transport matters only for
+// the log, the metrics and the cleartext-password rule.
+struct ClientTransport {
+  std::string peer;        // for the log; empty: the socket's own remote address
+  bool websocket = false;  // counted as protocol="websocket" in the metrics
+  // A PasswordMessage pipelined behind the startup packet may be checked in clear (auth_type plain allows it
+  // anyway).
+  bool cleartext_allowed = false;
+};
+
 class ClientSession : private RelayOwner {
  public:
-  ClientSession(Proxy& proxy, tcp::socket socket);
+  ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport transport = {});
   ~ClientSession();
 
   // The whole life of a connection. The coroutine itself ends after login: from then on the session belongs
   // to its relay's callbacks, so an idle client costs its session object and one pending wait, and no
   // coroutine frame. A short coroutine comes back at the end to clean up.
-  static asio::awaitable<void> serve(Proxy& proxy, tcp::socket socket);
+  static asio::awaitable<void> serve(Proxy& proxy, tcp::socket socket, ClientTransport transport = {});
 
  private:
   // What the login learns that the pool may need, kept only while logging in.
@@ -42,6 +53,11 @@ class ClientSession : private RelayOwner {
   // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
   asio::awaitable<bool> login(LoginState& login);
   asio::awaitable<bool> authenticate(LoginState& login);
+  // Whether a PasswordMessage already waits behind the startup packet, sent before it was asked for.
+  bool password_pipelined();
+  // AuthenticationCleartextPassword, then the PasswordMessage checked against the user's secret.
+  asio::awaitable<bool> check_cleartext_password(LoginState& login, const auth::UserSecret* secret);
+  asio::awaitable<bool> refuse_password(const std::string& user);
   asio::awaitable<bool> send_welcome(LoginState& login);
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
 
@@ -60,6 +76,7 @@ class ClientSession : private RelayOwner {
 
   Proxy& proxy_;
   tcp::socket socket_;
+  ClientTransport transport_;
   std::string peer_;  // address:port, for the log
   std::string user_;
   pool::Clock::time_point connected_at_;

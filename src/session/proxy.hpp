@@ -39,6 +39,8 @@ class Proxy {
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   void start_draining() { draining_.store(true, std::memory_order_release); }
   std::atomic<int>& client_count() { return client_count_; }
+  // Those of client_count() that came over WebSocket.
+  std::atomic<int>& websocket_client_count() { return websocket_client_count_; }
   // POST /sql requests being answered: a drain waits for them as it does for wire clients.
   std::atomic<int>& http_requests_in_flight() { return http_requests_in_flight_; }
 
@@ -51,6 +53,7 @@ class Proxy {
   std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> pools_;
   CancelRegistry cancels_;
   std::atomic<int> client_count_{0};
+  std::atomic<int> websocket_client_count_{0};
   std::atomic<int> http_requests_in_flight_{0};
   std::atomic<bool> draining_{false};
 };

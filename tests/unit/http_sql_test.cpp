@@ -329,6 +329,25 @@ TEST_CASE("the example config's http: values are the documented defaults", "[htt
   CHECK(example.http.cors_allowed_origins == defaults.cors_allowed_origins);
   CHECK(example.http.auth_cache_ttl == defaults.auth_cache_ttl);
   CHECK(example.http.auth_cache_size == defaults.auth_cache_size);
+  CHECK(example.http.websocket_path == defaults.websocket_path);
+  CHECK(example.http.allow_cleartext_password == defaults.allow_cleartext_password);
+}
+
+TEST_CASE("config: http.websocket_path and http.allow_cleartext_password", "[websocket][config]") {
+  config::Config defaults = config::parse_config("databases:\n  app: {}\n", {});
+  CHECK(defaults.http.websocket_path == "/v2");
+  CHECK_FALSE(defaults.http.allow_cleartext_password);
+  config::Config c = config::parse_config(
+      "databases:\n  app: {}\nhttp:\n  websocket_path: /pg/ws\n  allow_cleartext_password: true\n", {});
+  CHECK(c.http.websocket_path == "/pg/ws");
+  CHECK(c.http.allow_cleartext_password);
+  CHECK(config::parse_config("databases:\n  app: {}\nhttp:\n  websocket_path: \"\"\n", {})
+            .http.websocket_path.empty());  // WebSocket off
+  CHECK_THROWS_WITH(config::parse_config("databases:\n  app: {}\nhttp:\n  websocket_path: v2\n", {}),
+                    Catch::Matchers::StartsWith("http.websocket_path: must start with '/'"));
+  CHECK_THROWS_WITH(
+      config::parse_config("databases:\n  app: {}\nhttp:\n  allow_cleartext_password: maybe\n", {}),
+      Catch::Matchers::StartsWith("http.allow_cleartext_password: expected true or false"));
 }
 
 TEST_CASE("a caller's SET, LISTEN or PREPARE marks the backend as carrying session state", "[http-sql]") {

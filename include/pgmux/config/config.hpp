@@ -78,6 +78,11 @@ struct HttpSqlConfig {
   std::vector<std::string> cors_allowed_origins;  // http.cors_allowed_origins: exact origins, or "*"
   Duration auth_cache_ttl{60'000};  // http.auth_cache_ttl: how long a checked password is trusted
   int auth_cache_size = 10'000;     // http.auth_cache_size: entries at most; 0 = no cache
+  // --- Postgres over WebSocket (the driver's Pool/Client mode) ---
+  std::string websocket_path = "/v2";  // http.websocket_path: GET here upgrades; "" turns WebSocket off
+  // http.allow_cleartext_password: accept a password sent before it was asked for (the driver's
+  // pipelineConnect "password") from any WebSocket client, not only loopback ones. There is no TLS yet.
+  bool allow_cleartext_password = false;
 };
 
 struct Config {
