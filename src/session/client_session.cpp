@@ -91,37 +91,41 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
   // A cancel the client sent may still reach its backend: then it serves nobody else.
   bool cancel_pending = self->cancel_target_.clear();
   Relay& relay = *self->relay_;
-  pool::BackendLease& held = relay.lease();
+  pool::BackendLease& lease = relay.lease();
   auto release = [&] {
     if (cancel_pending)
-      held.close();
+      lease.close();
     else
-      held.release_clean();
+      lease.release_clean();
   };
-  pool::BackendLease& lease = relay.lease();
+  // The client is gone or refused: its backend goes back clean, or is closed.
+  auto settle_backend = [&]() -> asio::awaitable<void> {
+    if (!lease) co_return;
+    if (relay.state().releasable() && !self->session_mode_ && !relay.pinned()) {
+      release();
+    } else if (relay.backend_reusable() && co_await self->clean_up_backend(*lease)) {
+      release();
+    } else if (relay.state().tracker.outstanding() > 0) {
+      // A query is still running for nobody: stop it, or it runs to the end on a connection the pool no
+      // longer counts (Postgres notices the closed socket only when it next writes).
+      log::info("cancelling the query of a client that left mid-query: user=", self->user_);
+      co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+    }
+    // Otherwise the lease closes the backend as it goes out of scope.
+  };
   switch (relay.end()) {
     case Relay::End::client_gone:
-      if (!lease) co_return;
-      if (relay.state().releasable() && !self->session_mode_ && !relay.pinned()) {
-        release();
-      } else if (relay.backend_reusable() && co_await self->clean_up_backend(*lease)) {
-        release();
-      } else if (relay.state().tracker.outstanding() > 0) {
-        // A query is still running for nobody: stop it, or it runs to the end on a connection the pool no
-        // longer counts (Postgres notices the closed socket only when it next writes).
-        log::info("cancelling the query of a client that left mid-query: user=", self->user_);
-        co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
-      }
-      co_return;  // otherwise the lease closes the backend as it goes out of scope
+      co_await settle_backend();
+      co_return;
     case Relay::End::backend_gone:
       lease.close();
       co_await self->send_error("FATAL", sqlstate::kConnectionFailure,
                                 "server closed the connection unexpectedly; the transaction is lost");
       co_return;
     case Relay::End::client_protocol_violation:
-      lease.close();
-      co_await self->send_error("FATAL", sqlstate::kProtocolViolation,
-                                "invalid message length from the client");
+      co_await settle_backend();
+      co_await self->send_error("FATAL", sqlstate::kProtocolViolation, relay.error_message());
+      co_await self->close_gracefully();
       co_return;
     case Relay::End::no_backend:
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
@@ -182,6 +186,21 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   asio::steady_timer deadline(co_await asio::this_coro::executor, std::chrono::seconds(5));
   auto outcome = co_await (exchange() || deadline.async_wait(use_nothrow));
   co_return outcome.index() == 0 && std::get<0>(outcome);
+}
+
+asio::awaitable<void> ClientSession::close_gracefully() {
+  // A client still sending (a message over max_packet_size, say) would otherwise get a reset for the unread
+  // bytes, which can destroy the error before it reads it: its input is drained for a while first. (Shutting
+  // down our side instead makes libpq report the end of the connection before the error it already has.)
+  auto drain = [&]() -> asio::awaitable<void> {
+    char sink[4096];
+    for (;;) {
+      auto [error, n] = co_await socket_.async_read_some(asio::buffer(sink), use_nothrow);
+      if (error) co_return;
+    }
+  };
+  asio::steady_timer deadline(co_await asio::this_coro::executor, std::chrono::seconds(2));
+  co_await (drain() || deadline.async_wait(use_nothrow));
 }
 
 asio::awaitable<void> ClientSession::send_error(std::string_view severity, std::string_view sqlstate,

@@ -70,6 +70,9 @@ class ClientSession : private RelayOwner {
   // instead.
   asio::awaitable<bool> clean_up_backend(pool::Backend& backend);
 
+  // After a FATAL: the client's remaining input is drained for a moment, so that the error is not lost to a
+  // connection reset.
+  asio::awaitable<void> close_gracefully();
   // Sends an ErrorResponse (FATAL ends the session after it).
   asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate,
                                    std::string_view message);

@@ -12,6 +12,10 @@ namespace pgmux::session {
 
 using namespace protocol;
 
+namespace {
+bool is_frontend_message(char type);
+}  // namespace
+
 // Client -> backend: every message updates the transaction tracker; Terminate is not forwarded (the backend
 // outlives the client in the pool). In transaction mode the scan stops at messages that name a prepared
 // statement, for the relay to rewrite, and notes the requests whose replies it may have to edit.
@@ -22,7 +26,7 @@ struct Relay::ClientMessages {
   bool wants_body(char) const { return false; }
   ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
   ScanStep on_header(char type, std::uint32_t length, std::string_view body) {
-    if (type == 'X') return ScanStep::kStop;
+    if (type == 'X' || !is_frontend_message(type)) return ScanStep::kStop;
     if (relay.track_replies_) {
       ScanStep step = note_for_statements(type, length - 4, body);
       if (step != ScanStep::kForward) return step;
@@ -173,6 +177,28 @@ struct Relay::BackendMessages {
 
 namespace {
 
+// What a logged-in client may send (PasswordMessage and the startup packets belong to the login).
+bool is_frontend_message(char type) {
+  switch (type) {
+    case 'Q':
+    case 'P':
+    case 'B':
+    case 'E':
+    case 'D':
+    case 'C':
+    case 'H':
+    case 'S':
+    case 'F':
+    case 'd':
+    case 'c':
+    case 'f':
+    case 'X':
+      return true;
+    default:
+      return false;
+  }
+}
+
 // A name no statement has: closing it is a no-op whose one-message reply can stand in for another.
 constexpr std::string_view kNoStatement = "pgmux_none";
 // pgmux's own statement that raises an error on request.
@@ -320,7 +346,7 @@ bool Relay::drop_stray_copy_messages() {
   net::IoBuffer& in = *client_in_;
   ScanResult scanned = client_scanner_.scan(in.data(), stray);
   if (scanned.bad_length) {
-    finish(End::client_protocol_violation);
+    violation("invalid message length from the client");
     return false;
   }
   in.consume(scanned.forward);
@@ -407,7 +433,7 @@ bool Relay::forward_client_bytes() {
   for (;;) {
     ScanResult scanned = client_scanner_.scan(in.data().substr(pos), messages);
     if (scanned.bad_length) {
-      finish(End::client_protocol_violation);
+      violation("invalid message length from the client");
       return false;
     }
     if (rewritten) out_.append(in.data().substr(pos, scanned.forward));
@@ -417,6 +443,11 @@ bool Relay::forward_client_bytes() {
     if (rest[0] == 'X') {
       client_stop_ = true;
       break;
+    }
+    if (!is_frontend_message(rest[0])) {
+      // Postgres would end the session on it too, but taking the backend down with it: pgmux ends the client.
+      violation("invalid frontend message type");
+      return false;
     }
     if (!rewritten) {
       out_.assign(in.data().substr(0, pos));
@@ -491,7 +522,7 @@ std::size_t Relay::rewrite_parse(std::string_view message) {
   std::string_view body = message.substr(kHeaderSize, length - 4);
   std::size_t name_end = body.find('\0');
   if (name_end == body.npos) {
-    finish(End::client_protocol_violation);
+    violation("invalid Parse message: the statement name is not terminated");
     return 0;
   }
   std::string_view name = body.substr(0, name_end);
@@ -539,7 +570,7 @@ std::size_t Relay::rewrite_bind(std::string_view message) {
   std::size_t portal_end = body.find('\0');
   std::size_t name_end = portal_end == body.npos ? body.npos : body.find('\0', portal_end + 1);
   if (name_end == body.npos) {  // names longer than a buffer: no driver does that
-    finish(End::client_protocol_violation);
+    violation("invalid Bind message: portal and statement names must end within the first 16 KiB");
     return 0;
   }
   std::string_view portal = body.substr(0, portal_end);
@@ -573,7 +604,7 @@ std::size_t Relay::rewrite_describe_or_close(std::string_view message) {
   if (message.size() < 1 + std::size_t(length)) return 0;
   std::string_view name = message.substr(kHeaderSize + 1, length - 4 - 1);
   if (name.empty() || name.back() != '\0') {
-    finish(End::client_protocol_violation);
+    violation("invalid Describe or Close message: the name is not terminated");
     return 0;
   }
   name.remove_suffix(1);
@@ -1027,6 +1058,12 @@ void Relay::arm_idle_timer(pool::Clock::duration after) {
     if (!lease_ && idle_for >= limit) return finish(End::client_idle_timeout);
     arm_idle_timer(lease_ ? pool::Clock::duration(limit) : limit - idle_for);
   });
+}
+
+void Relay::violation(const char* what) {
+  error_sqlstate_ = sqlstate::kProtocolViolation;
+  error_message_ = what;
+  finish(End::client_protocol_violation);
 }
 
 void Relay::finish(End end) {

@@ -91,7 +91,7 @@ class Relay {
     return backend_stream_intact_ && state_.tracker.outstanding() == 0 && !state_.client_writing &&
            !state_.client_partial;
   }
-  // For End::no_backend: what to tell the client.
+  // For End::no_backend and End::client_protocol_violation: what to tell the client.
   const std::string& error_sqlstate() const { return error_sqlstate_; }
   const std::string& error_message() const { return error_message_; }
 
@@ -166,6 +166,7 @@ class Relay {
 
   void arm_idle_timer(pool::Clock::duration after);
   void finish(End end);
+  void violation(const char* what);  // End::client_protocol_violation, saying what was wrong
   void list();  // on this thread's list of running relays, for drain_all_on_this_thread()
   void unlist();
   void maybe_done();

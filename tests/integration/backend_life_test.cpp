@@ -15,6 +15,7 @@
 #include "pgmux.hpp"
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/wire.hpp"
+#include "raw_socket.hpp"
 
 using namespace pgmux::test;
 
@@ -249,4 +250,42 @@ TEST_CASE("CopyData and CopyDone outside a COPY are dropped and never hold a bac
   std::string reply = read_until_ready(fd);
   CHECK(reply[0] == 'T');  // RowDescription: the query ran, nothing else came first
   close(fd);
+}
+
+TEST_CASE("a client still sending an oversized message gets its 08P01 rather than a connection reset",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.auth_type = "trust", .pool_yaml = "  max_packet_size: 1048576\n"});
+  Connection c(mux.conninfo("app", "", "forced"));
+  REQUIRE(c.ok());
+  // libpq writes all 32 MiB before it reads: pgmux must let it, or the reset destroys the error it sent.
+  std::string huge = "SELECT '" + std::string(32u << 20, 'x') + "'";
+  Result r(PQexec(c.get(), huge.c_str()));
+  std::string error = PQerrorMessage(c.get());
+  INFO(error);
+  CHECK(error.find("FATAL:  invalid message length from the client") != std::string::npos);
+}
+
+TEST_CASE("an unknown message type ends that client with 08P01, and its backend serves the next client",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  Connection first(mux.conninfo("app", "", "forced"));
+  REQUIRE(first.ok());
+  std::string pid = first.value("SELECT pg_backend_pid()");
+
+  RawSocket raw(mux.port());
+  REQUIRE(raw.connected());
+  std::string startup;
+  pgmux::protocol::append_startup(startup, {{"user", "app"}, {"database", "forced"}});
+  std::string welcome;
+  REQUIRE(raw.send_all(startup));
+  REQUIRE(raw.read_until_ready(welcome, 1, 10s));
+  std::string bogus = "?";
+  bogus += be32(4);
+  REQUIRE(raw.send_all(bogus));
+  std::string reply;
+  CHECK(raw.read_until_closed(reply, 10s));
+  CHECK(error_response_sqlstate(reply) == "08P01");
+  CHECK(reply.find("invalid frontend message type") != std::string::npos);
+  // The one backend was never given the bytes, so it is still the same connection.
+  CHECK(first.value("SELECT pg_backend_pid()") == pid);
 }
