@@ -6,15 +6,12 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
           libyaml-cpp-dev prometheus-cpp-dev catch2 libpq-dev postgresql-15 postgresql-client-15
           postgresql-contrib pgbouncer util-linux python3 python3-psycopg python3-asyncpg wrk bc)
-# Node 20 and npm may come from elsewhere than Debian (a nodesource nodejs ships its own npm): ask Debian for
-# them only when they are absent.
-command -v node >/dev/null || packages+=(nodejs)
-command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node and npm run the end-to-end test with Neon's serverless driver (tests/neon). A node already on PATH is
+# Node and npm run the driver tests (tests/drivers, tests/neon). They may come from elsewhere than Debian (a
+# nodesource nodejs ships its own npm): Debian's are asked for only when absent. A node already on PATH is
 # used as is (the driver declares node >= 19); otherwise Debian 12's nodejs, which is 18: npm ci then warns
 # about the engine, and the HTTP mode needs only fetch, which node 18 has (not verified on 18 here).
 command -v node >/dev/null || missing+=(nodejs)

@@ -73,6 +73,9 @@ Its config: $dir/pgmux.yaml
   psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/app"
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -i app
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 32 -T 10 -S app
+  PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 16 -j 16 -T 10 -S -M prepared app
+  curl -s http://127.0.0.1:$PGMUX_HTTP_PORT/sql -H 'Content-Type: application/json' \\
+    -H 'Neon-Connection-String: postgresql://app:app-password@pgmux/app' -d '{"query": "SELECT now()"}'
   psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/pgmux" -c "SHOW POOLS"     # the admin console
   curl http://127.0.0.1:$PGMUX_HTTP_PORT/metrics
   curl http://127.0.0.1:$PGMUX_HTTP_PORT/readyz

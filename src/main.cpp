@@ -119,8 +119,11 @@ int run(const config::Config& cfg) {
   };
   on_signal();
 
-  log::info("pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":",
-            cfg.listen.postgres.port, " with ", workers, " workers, ", cfg.databases.size(), " database(s)");
+  log::info(
+      "pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":", cfg.listen.postgres.port,
+      cfg.listen.http ? " and HTTP on " + cfg.listen.http->host + ":" + std::to_string(cfg.listen.http->port)
+                      : std::string(),
+      " with ", workers, " workers, ", cfg.databases.size(), " database(s)");
   std::vector<std::thread> threads;
   for (int i = 1; i < workers; ++i) {
     threads.emplace_back([&io = *contexts[i], i] {

@@ -177,6 +177,20 @@ void Console::show_config(std::string& out) {
       {"pool.client_idle_timeout", millis(c.pool.client_idle_timeout)},
       {"pool.server_reset_query", c.pool.server_reset_query},
       {"pool.max_packet_size", std::to_string(c.pool.max_packet_size)},
+      {"pool.max_prepared_statements", std::to_string(c.pool.max_prepared_statements)},
+      {"pool.session_state", c.pool.pin_session_state ? "pin" : "error"},
+      {"listen.http",
+       c.listen.http ? c.listen.http->host + ":" + std::to_string(c.listen.http->port) : std::string()},
+      {"shutdown_timeout", millis(c.shutdown_timeout)},
+      {"http.max_body_size", std::to_string(c.http.max_body_size)},
+      {"http.max_response_size", std::to_string(c.http.max_response_size)},
+      {"http.max_queries_per_batch", std::to_string(c.http.max_queries_per_batch)},
+      {"http.max_params_per_query", std::to_string(c.http.max_params_per_query)},
+      {"http.statement_timeout", millis(c.http.statement_timeout)},
+      {"http.auth_cache_ttl", millis(c.http.auth_cache_ttl)},
+      {"http.auth_cache_size", std::to_string(c.http.auth_cache_size)},
+      {"http.websocket_path", c.http.websocket_path},
+      {"http.allow_cleartext_password", c.http.allow_cleartext_password ? "true" : "false"},
   };
   for (const auto& [key, value] : rows) append_data_row(out, {key, value});
   append_command_complete(out, "SHOW");
