@@ -185,7 +185,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     // The password came without being asked for (Neon's driver, pipelineConnect "password"), so it can only
     // be checked in clear. Without TLS that is acceptable over WebSocket from loopback, or where the config
     // says so.
-    if (!transport_.cleartext_allowed) {
+    if (!cleartext_allowed_) {
       log::info("login refused: user=", user, " from ", peer_,
                 ": password sent in clear before it was asked");
       co_await send_error(

@@ -26,11 +26,12 @@ void log_session_failure(std::exception_ptr failure) {
 ClientSession::ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport transport)
     : proxy_(proxy),
       socket_(std::move(socket)),
-      transport_(std::move(transport)),
-      peer_(transport_.peer),
+      websocket_(transport.websocket),
+      cleartext_allowed_(transport.cleartext_allowed),
+      peer_(std::move(transport.peer)),
       connected_at_(pool::Clock::now()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
-  if (transport_.websocket) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
+  if (websocket_) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
   if (!peer_.empty()) return;
   error_code ec;
   tcp::endpoint peer = socket_.remote_endpoint(ec);
@@ -45,7 +46,7 @@ ClientSession::~ClientSession() {
     log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer_, " after ",
               lasted.count(), " ms");
   }
-  if (transport_.websocket) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);
+  if (websocket_) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -79,8 +79,9 @@ class ClientSession : private RelayOwner {
 
   Proxy& proxy_;
   tcp::socket socket_;
-  ClientTransport transport_;
-  std::string peer_;  // address:port, for the log
+  bool websocket_ = false;          // ClientTransport::websocket
+  bool cleartext_allowed_ = false;  // ClientTransport::cleartext_allowed
+  std::string peer_;                // address:port, for the log
   std::string user_;
   pool::Clock::time_point connected_at_;
   const config::DatabaseConfig* database_ = nullptr;

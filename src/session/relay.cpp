@@ -96,10 +96,9 @@ struct Relay::ClientMessages {
         if (more_fits) return ScanStep::kWait;  // a query is small, and runs only once whole anyway
         // DEALLOCATE of a statement the client prepared through the protocol: the server knows it by
         // another name. (In a failed transaction it is refused by the server as it would be anyway.)
-        if (rewrite && relay.statements_ && body.size() == body_size &&
-            relay.state_.tracker.status() != 'E') {
+        if (rewrite && relay.extras_ && body.size() == body_size && relay.state_.tracker.status() != 'E') {
           std::string target = deallocate_target(body);
-          if (!target.empty() && relay.statements_->find(target)) return ScanStep::kStop;
+          if (!target.empty() && relay.extras_->statements.find(target)) return ScanStep::kStop;
         }
         PendingReply reply{ReplyKind::query};
         SessionEffect effect = session_effect(body);
@@ -401,12 +400,12 @@ bool Relay::adopt(pool::BackendLease lease) {
     auto settings = settings_to_match(client_params_, lease_->params);
     if (!settings.empty()) {
       std::string queries;
-      hidden_params_.clear();
+      extras().hidden_params.clear();
       for (auto& [param, sql] : settings) {
         append_query(queries, sql);
         state_.tracker.on_client_message('Q');
         ++hidden_replies_;
-        hidden_params_.push_back(param);
+        extras().hidden_params.push_back(param);
         log::debug("restoring a client's session setting on a server connection: ", sql);
       }
       // An idle backend's socket buffer is empty: messages this small go out whole or the connection is
@@ -428,7 +427,7 @@ bool Relay::forward_client_bytes() {
   net::IoBuffer& in = *client_in_;
   ClientMessages messages{*this};
   std::size_t pos = 0;         // bytes of `in` dealt with
-  bool rewritten = false;      // from the first rewrite on, everything to send is gathered in out_
+  bool rewritten = false;      // from the first rewrite on, everything to send is gathered in extras().out
   std::size_t need_whole = 0;  // a message that must be seen whole before it can be rewritten
   for (;;) {
     ScanResult scanned = client_scanner_.scan(in.data().substr(pos), messages);
@@ -436,7 +435,7 @@ bool Relay::forward_client_bytes() {
       violation("invalid message length from the client");
       return false;
     }
-    if (rewritten) out_.append(in.data().substr(pos, scanned.forward));
+    if (rewritten) extras().out.append(in.data().substr(pos, scanned.forward));
     pos += scanned.forward;
     if (!scanned.stopped) break;
     std::string_view rest = in.data().substr(pos);
@@ -450,7 +449,7 @@ bool Relay::forward_client_bytes() {
       return false;
     }
     if (!rewritten) {
-      out_.assign(in.data().substr(0, pos));
+      extras().out.assign(in.data().substr(0, pos));
       rewritten = true;
     }
     std::size_t used = rest[0] == 'Q' ? rewrite_query(rest)
@@ -471,7 +470,7 @@ bool Relay::forward_client_bytes() {
   if (messages.queries) traffic.add_queries(messages.queries);
   if (rewritten) {
     in.consume(pos);
-    if (!out_.empty() && !write_rewritten_to_backend()) return false;
+    if (!extras().out.empty() && !write_rewritten_to_backend()) return false;
   } else if (pos > 0 && !write_to_backend(pos)) {
     return false;
   }
@@ -487,15 +486,16 @@ bool Relay::forward_client_bytes() {
 
 bool Relay::write_rewritten_to_backend() {
   error_code ec;
-  std::size_t written = lease_->socket.write_some(asio::buffer(out_), ec);
+  std::size_t written = lease_->socket.write_some(asio::buffer(extras().out), ec);
   if (ec && ec != asio::error::would_block) {
     finish(End::backend_gone);
     return false;
   }
-  if (written == out_.size()) return true;
+  if (written == extras().out.size()) return true;
   state_.client_writing = true;
   ++pending_;
-  asio::async_write(lease_->socket, asio::buffer(out_.data() + written, out_.size() - written),
+  asio::async_write(lease_->socket,
+                    asio::buffer(extras().out.data() + written, extras().out.size() - written),
                     on_client_thread([this](error_code ec, std::size_t) {
                       --pending_;
                       state_.client_writing = false;
@@ -511,9 +511,13 @@ bool Relay::write_rewritten_to_backend() {
 
 // ---- named prepared statements ----
 
+Relay::Extras& Relay::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
 pool::ClientStatements& Relay::client_statements() {
-  if (!statements_) statements_ = std::make_unique<pool::ClientStatements>();
-  return *statements_;
+  return extras().statements;
 }
 
 std::size_t Relay::rewrite_parse(std::string_view message) {
@@ -546,16 +550,16 @@ std::size_t Relay::rewrite_parse(std::string_view message) {
   PendingReply reply{ReplyKind::parse};
   reply.statement = statement->id;
   reply.defines_client_name = true;
-  reply.client_name_slot = static_cast<std::uint32_t>(pending_names_.size());
-  pending_names_.emplace_back(name);
+  reply.client_name_slot = static_cast<std::uint32_t>(extras().pending_names.size());
+  extras().pending_names.emplace_back(name);
   pool::BackendStatements& held = lease_->statements;
   if (held.touch(statement->id)) {
     // The backend has it already: a Close of nothing gets the one-message reply that becomes ParseComplete.
-    append_close(out_, 'S', kNoStatement);
+    append_close(extras().out, 'S', kNoStatement);
     reply.kind = ReplyKind::parse_faked;
   } else {
     make_room_for(*statement);
-    append_parse(out_, statement->server_name, definition);
+    append_parse(extras().out, statement->server_name, definition);
     reply.prepares = true;
   }
   replies_.push(reply);
@@ -577,7 +581,7 @@ std::size_t Relay::rewrite_bind(std::string_view message) {
   std::string_view name = body.substr(portal_end + 1, name_end - portal_end - 1);
   state_.tracker.on_client_message('B');
   std::string_view server_name;
-  if (const auto* known = statements_ ? statements_->find(name) : nullptr) {
+  if (const auto* known = extras_ ? extras_->statements.find(name) : nullptr) {
     const pool::PreparedStatement& statement = *known->statement;
     place_on_backend(statement);
     server_name = statement.server_name;
@@ -590,8 +594,9 @@ std::size_t Relay::rewrite_bind(std::string_view message) {
   }
   replies_.push({ReplyKind::bind});
   std::uint32_t new_length = length - name.size() + server_name.size();
-  MessageBuilder(out_, 'B').cstr(portal).cstr(server_name);  // the header, fixed below
-  write_u32(out_.data() + out_.size() - (4 + portal.size() + 1 + server_name.size() + 1), new_length);
+  MessageBuilder(extras().out, 'B').cstr(portal).cstr(server_name);  // the header, fixed below
+  write_u32(extras().out.data() + extras().out.size() - (4 + portal.size() + 1 + server_name.size() + 1),
+            new_length);
   // The parameters follow unseen, however large.
   std::size_t consumed = kHeaderSize + name_end + 1;
   client_scanner_.pass_through(length - 4 - (name_end + 1));
@@ -609,19 +614,19 @@ std::size_t Relay::rewrite_describe_or_close(std::string_view message) {
   }
   name.remove_suffix(1);
   state_.tracker.on_client_message(type);
-  const auto* known = statements_ ? statements_->find(name) : nullptr;
+  const auto* known = extras_ ? extras_->statements.find(name) : nullptr;
   if (type == 'C') {
     // The client's name goes; the backend keeps the statement for whoever prepares it next. A Close of a
     // name nobody has gets the CloseComplete the client expects.
-    if (known) statements_->remove(name);
-    append_close(out_, 'S', kNoStatement);
+    if (known) extras_->statements.remove(name);
+    append_close(extras().out, 'S', kNoStatement);
     replies_.push({ReplyKind::close});
   } else if (known) {
     place_on_backend(*known->statement);
-    MessageBuilder(out_, 'D').u8('S').cstr(known->statement->server_name);
+    MessageBuilder(extras().out, 'D').u8('S').cstr(known->statement->server_name);
   } else {
     raise_error_in_stream("26000", "prepared statement \"" + printable(name) + "\" does not exist");
-    MessageBuilder(out_, 'D').u8('S').cstr(kNoStatement);  // skipped by the server after the error
+    MessageBuilder(extras().out, 'D').u8('S').cstr(kNoStatement);  // skipped by the server after the error
   }
   return 1 + length;
 }
@@ -640,7 +645,7 @@ void Relay::make_room_for(const pool::PreparedStatement& statement) {
 void Relay::place_on_backend(const pool::PreparedStatement& statement) {
   if (lease_->statements.touch(statement.id)) return;
   make_room_for(statement);
-  append_parse(out_, statement.server_name, statement.definition);
+  append_parse(extras().out, statement.server_name, statement.definition);
   state_.tracker.on_client_message('P');
   PendingReply reply{ReplyKind::parse_hidden};
   reply.prepares = true;
@@ -650,7 +655,7 @@ void Relay::place_on_backend(const pool::PreparedStatement& statement) {
 }
 
 void Relay::send_hidden_close(std::string_view server_name) {
-  append_close(out_, 'S', server_name);
+  append_close(extras().out, 'S', server_name);
   state_.tracker.on_client_message('C');
   replies_.push({ReplyKind::close_hidden});
 }
@@ -665,11 +670,11 @@ void Relay::raise_error_in_stream(std::string_view sqlstate, std::string_view me
   std::string definition = sql;
   definition += '\0';
   definition.append(2, '\0');  // no parameter types
-  append_parse(out_, kRaiseStatement, definition);
+  append_parse(extras().out, kRaiseStatement, definition);
   replies_.push({ReplyKind::parse_hidden});
-  append_bind(out_, "", kRaiseStatement);
+  append_bind(extras().out, "", kRaiseStatement);
   replies_.push({ReplyKind::bind_hidden});
-  append_execute(out_, "");
+  append_execute(extras().out, "");
   for (char type : {'P', 'B', 'E'}) state_.tracker.on_client_message(type);
 }
 
@@ -688,12 +693,12 @@ void Relay::pin(const SessionEffect& effect) {
 
 void Relay::note_search_path(const SessionEffect& effect, PendingReply::SearchPath& change) {
   if (effect.kind == SessionEffect::Kind::sets_search_path) {
-    if (!pending_search_path_.empty() || change != PendingReply::SearchPath::unchanged) {
+    if (!extras().pending_search_path.empty() || change != PendingReply::SearchPath::unchanged) {
       // Two changes in flight at once: following both is not worth it.
       pin({SessionEffect::Kind::pins, "pipelined changes of search_path", {}});
       return;
     }
-    pending_search_path_ = effect.value;
+    extras().pending_search_path = effect.value;
     change = PendingReply::SearchPath::set;
   } else if (effect.kind == SessionEffect::Kind::resets_search_path) {
     change = PendingReply::SearchPath::reset;
@@ -702,8 +707,8 @@ void Relay::note_search_path(const SessionEffect& effect, PendingReply::SearchPa
 
 void Relay::apply_search_path(const PendingReply& done, char status) {
   std::string value =
-      done.search_path == PendingReply::SearchPath::set ? std::move(pending_search_path_) : "";
-  pending_search_path_.clear();
+      done.search_path == PendingReply::SearchPath::set ? std::move(extras().pending_search_path) : "";
+  extras().pending_search_path.clear();
   if (status != 'I') {
     // Inside a transaction block the change may still be rolled back, and Postgres would not say so.
     pin({SessionEffect::Kind::pins, "search_path changed inside a transaction block", {}});
@@ -725,13 +730,13 @@ std::size_t Relay::rewrite_query(std::string_view message) {
   std::uint32_t length = read_u32(message.data() + 1);
   if (message.size() < 1 + std::size_t(length)) return 0;
   std::string target = deallocate_target(message.substr(kHeaderSize, length - 4));
-  if (target.empty() || !statements_ || !statements_->find(target)) return refuse_statement(message);
+  if (target.empty() || !extras_ || !extras_->statements.find(target)) return refuse_statement(message);
   // The name goes for this client only. A Close of nothing and a Sync get the two replies the Query's would
   // be: the CloseComplete becomes CommandComplete "DEALLOCATE", the Sync's ReadyForQuery carries the status.
-  statements_->remove(target);
-  append_close(out_, 'S', kNoStatement);
+  extras_->statements.remove(target);
+  append_close(extras().out, 'S', kNoStatement);
   replies_.push({ReplyKind::close_as_deallocate});
-  append_sync(out_);
+  append_sync(extras().out);
   state_.tracker.on_client_message('C');
   state_.tracker.on_client_message('S');
   replies_.push({ReplyKind::query});
@@ -748,7 +753,7 @@ std::size_t Relay::refuse_statement(std::string_view message) {
   raise_error_in_stream(sqlstate::kFeatureNotSupported, refusal_message(effect));
   if (simple) {
     // A Query gets one ReadyForQuery: the Sync's, after the error.
-    append_sync(out_);
+    append_sync(extras().out);
     state_.tracker.on_client_message('S');
     replies_.push({ReplyKind::query});
     lease_->statements.tick();
@@ -760,8 +765,8 @@ std::size_t Relay::refuse_statement(std::string_view message) {
 
 void Relay::confirm(const PendingReply& reply) {
   if (reply.prepares) lease_->statements.confirm(reply.statement);
-  if (reply.defines_client_name && statements_)
-    statements_->confirm(pending_names_[reply.client_name_slot], reply.statement);
+  if (reply.defines_client_name && extras_)
+    extras_->statements.confirm(extras_->pending_names[reply.client_name_slot], reply.statement);
 }
 
 void Relay::note_statements_dropped() {
@@ -822,14 +827,14 @@ void Relay::on_backend_ready() {
     return;
   }
   const PendingReply& done = replies_.front();
-  if (done.clears_client_statements && !done.failed && statements_) statements_->clear();
+  if (done.clears_client_statements && !done.failed && extras_) extras_->statements.clear();
   // What was prepared after the drop was sent went too when it ran.
   if (done.drops_server_statements) lease_->statements.clear();
   if (done.search_path != PendingReply::SearchPath::unchanged && !done.failed)
     apply_search_path(done, state_.tracker.status());
   if (done.pins && !done.failed) pin({SessionEffect::Kind::pins, done.pins, {}});
   replies_.pop();
-  if (replies_.empty()) pending_names_.clear();
+  if (replies_.empty() && extras_) extras_->pending_names.clear();
 }
 
 void Relay::abandon_until_sync() {
@@ -841,10 +846,10 @@ void Relay::abandon_until_sync() {
 
 void Relay::abandon(const PendingReply& reply) {
   if (reply.prepares && lease_) lease_->statements.remove(reply.statement);
-  if (reply.defines_client_name && statements_) {
-    const std::string& name = pending_names_[reply.client_name_slot];
-    if (const auto* known = statements_->find(name); known && known->statement->id == reply.statement)
-      statements_->remove(name);
+  if (reply.defines_client_name && extras_) {
+    const std::string& name = extras_->pending_names[reply.client_name_slot];
+    if (const auto* known = extras_->statements.find(name); known && known->statement->id == reply.statement)
+      extras_->statements.remove(name);
   }
 }
 
@@ -916,7 +921,7 @@ bool Relay::process_backend_bytes() {
     if (hidden.hidden_error) {
       // An invalid value from the client's startup packet (Postgres would have refused the login): it is
       // dropped, and the client keeps the server's value instead of failing the same way every transaction.
-      TrackedParam param = hidden_params_[hidden_params_.size() - hidden_replies_];
+      TrackedParam param = extras().hidden_params[extras().hidden_params.size() - hidden_replies_];
       log::warning("a client's ", param_name(param),
                    " could not be set on a server connection; it is ignored");
       if (param == TrackedParam::search_path) {

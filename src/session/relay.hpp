@@ -199,23 +199,28 @@ class Relay {
   bool client_waiting_ = false;  // a wait on the client is armed
   bool acquiring_ = false;       // queued in the pool for a backend
   int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
-  std::vector<protocol::TrackedParam> hidden_params_;  // the setting each of those queries sets, in order
   pool::Clock::time_point last_client_activity_;
 
   // Transaction mode: the replies in flight are followed, for named prepared statements (the client's, and
   // rewritten client bytes) and session state.
   const bool track_replies_;
-  std::unique_ptr<pool::ClientStatements> statements_;  // allocated on first use
-  std::vector<std::string> pending_names_;              // names defined by Parse messages still unanswered
   PendingReplies replies_;
-  std::string out_;
+  // What only some clients need (named statements, rewritten bytes, settings to restore), allocated on first
+  // use: an idle client costs as little as possible.
+  struct Extras {
+    pool::ClientStatements statements;
+    std::vector<std::string> pending_names;  // names defined by Parse messages still unanswered
+    std::string out;                         // client bytes rewritten for the backend
+    std::string pending_search_path;
+    std::vector<protocol::TrackedParam> hidden_params;  // the setting each hidden query sets, in order
+  };
+  std::unique_ptr<Extras> extras_;
+  Extras& extras();
   enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
-  bool drops_all_at_sync_ = false;
-  bool drops_at_sync_ = false;  // a request in the batch may drop statements on the server  // an unnamed
-                                // Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
+  bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
+  bool drops_at_sync_ = false;      // a request in the batch may drop statements on the server
   PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // likewise
-  std::string pending_search_path_;
   bool pinned_ = false;  // session state only this backend holds: it stays until the client leaves
   const char* pin_at_sync_ = nullptr;  // an unnamed Parse creates session state: pin if its batch succeeds
 
