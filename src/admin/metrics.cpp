@@ -75,11 +75,17 @@ Metrics::Metrics(session::Proxy& proxy)
                                .Help("Prepared statements closed on a backend to stay under "
                                      "max_prepared_statements")
                                .Register(registry_)),
-      pinned_sessions_(BuildCounter()
-                           .Name("pgmux_pinned_sessions_total")
-                           .Help("Clients kept on one backend until they left, for session state only it holds "
-                                 "(pool.session_state: pin)")
-                           .Register(registry_)),
+      server_errors_(BuildCounter()
+                         .Name("pgmux_server_errors_total")
+                         .Help("ErrorResponses from servers relayed to clients, by SQLSTATE class (first two "
+                               "characters; \"other\" for the rest)")
+                         .Register(registry_)),
+      pinned_sessions_(
+          BuildCounter()
+              .Name("pgmux_pinned_sessions_total")
+              .Help("Clients kept on one backend until they left, for session state only it holds "
+                    "(pool.session_state: pin)")
+              .Register(registry_)),
       bytes_received_(BuildCounter()
                           .Name("pgmux_client_bytes_received_total")
                           .Help("Bytes received from clients and forwarded")
@@ -171,6 +177,12 @@ void Metrics::update_pools() {
     statement_evictions_.Add(labels).Increment(
         static_cast<double>(now.statement_evictions - before.statement_evictions));
     pinned_sessions_.Add(labels).Increment(static_cast<double>(now.pinned_sessions - before.pinned_sessions));
+    for (std::size_t e = 0; e < now.errors.size(); ++e) {
+      if (now.errors[e] == before.errors[e]) continue;  // a series appears once its class has occurred
+      prometheus::Labels with_class = labels;
+      with_class["class"] = pool::kErrorClasses[e];
+      server_errors_.Add(with_class).Increment(static_cast<double>(now.errors[e] - before.errors[e]));
+    }
     bytes_received_.Add(labels).Increment(static_cast<double>(now.bytes_received - before.bytes_received));
     bytes_sent_.Add(labels).Increment(static_cast<double>(now.bytes_sent - before.bytes_sent));
     observe(lent_seconds_.Add(labels, bucket_bounds()), now.lent, before.lent,

@@ -41,6 +41,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& queries_;
   prometheus::Family<prometheus::Counter>& lazy_prepares_;
   prometheus::Family<prometheus::Counter>& statement_evictions_;
+  prometheus::Family<prometheus::Counter>& server_errors_;
   prometheus::Family<prometheus::Counter>& pinned_sessions_;
   prometheus::Family<prometheus::Counter>& bytes_received_;
   prometheus::Family<prometheus::Counter>& bytes_sent_;

@@ -14,6 +14,12 @@ void set_current_worker(int index) {
   t_worker = index;
 }
 
+std::size_t error_class_index(std::string_view sqlstate) {
+  for (std::size_t i = 0; i + 1 < kErrorClasses.size(); ++i)
+    if (sqlstate.substr(0, 2) == kErrorClasses[i]) return i;
+  return kErrorClasses.size() - 1;
+}
+
 TrafficCounters::TrafficCounters(int workers)
     : workers_(workers > 0 ? workers : 1), slots_(new Slot[workers_]) {}
 
@@ -30,6 +36,8 @@ TrafficTotals TrafficCounters::totals() const {
     t.lazy_prepares += s.lazy_prepares.load(std::memory_order_relaxed);
     t.statement_evictions += s.statement_evictions.load(std::memory_order_relaxed);
     t.pinned_sessions += s.pinned_sessions.load(std::memory_order_relaxed);
+    for (std::size_t e = 0; e < t.errors.size(); ++e)
+      t.errors[e] += s.errors[e].load(std::memory_order_relaxed);
     for (std::size_t b = 0; b < t.lent.size(); ++b) {
       t.lent[b] += s.lent[b].load(std::memory_order_relaxed);
       t.waited[b] += s.waited[b].load(std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 namespace pgmux::pool {
 
@@ -19,10 +20,19 @@ inline constexpr std::array<std::uint64_t, 16> kLatencyBucketsUs = {
     50'000, 100'000, 250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000};
 using LatencyBuckets = std::array<std::uint64_t, kLatencyBucketsUs.size() + 1>;  // counts, not cumulative
 
+// The SQLSTATE classes errors are counted by; the last slot takes every other class.
+inline constexpr std::array<const char*, 18> kErrorClasses = {"08", "0A", "22", "23", "25", "26",
+                                                              "28", "2B", "3D", "40", "42", "53",
+                                                              "54", "55", "57", "P0", "XX", "other"};
+using ErrorCounts = std::array<std::uint64_t, kErrorClasses.size()>;
+// The slot of a SQLSTATE's class (its first two characters).
+std::size_t error_class_index(std::string_view sqlstate);
+
 struct TrafficTotals {
   std::uint64_t transactions = 0, queries = 0, bytes_received = 0, bytes_sent = 0, transaction_us = 0,
                 wait_us = 0, lazy_prepares = 0, statement_evictions = 0, pinned_sessions = 0;
   LatencyBuckets lent{}, waited{};  // how long backends were lent, how long clients waited for one
+  ErrorCounts errors{};             // ErrorResponses from servers to clients, by SQLSTATE class
 };
 
 class TrafficCounters {
@@ -39,6 +49,7 @@ class TrafficCounters {
   void add_statement_eviction() { bump(slot().statement_evictions, 1); }
   // Clients kept on one backend for the rest of their session because of state only it holds.
   void add_pinned_session() { bump(slot().pinned_sessions, 1); }
+  void add_error(std::size_t class_index) { bump(slot().errors[class_index], 1); }
   void add_transaction_time(std::uint64_t us) {
     Slot& s = slot();
     bump(s.transaction_us, us);
@@ -57,6 +68,7 @@ class TrafficCounters {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_received{0}, bytes_sent{0},
         transaction_us{0}, wait_us{0}, lazy_prepares{0}, statement_evictions{0}, pinned_sessions{0};
     std::array<std::atomic<std::uint64_t>, kLatencyBucketsUs.size() + 1> lent{}, waited{};
+    std::array<std::atomic<std::uint64_t>, kErrorClasses.size()> errors{};
   };
   static std::size_t bucket_of(std::uint64_t us) {
     std::size_t i = 0;

@@ -170,6 +170,7 @@ struct Relay::BackendMessages {
       hidden_error |= type == 'E';
       return ScanStep::kForward;
     }
+    if (type == 'E') relay.count_error(body);
     return relay.track_replies_ ? relay.on_backend_reply(type, length, body) : ScanStep::kForward;
   }
 };
@@ -761,6 +762,22 @@ std::size_t Relay::refuse_statement(std::string_view message) {
     state_.tracker.on_client_message('P');
   }
   return 1 + length;
+}
+
+// The SQLSTATE is the 'C' field, near the start of the body (after severity); a body cut before it counts as
+// "other".
+void Relay::count_error(std::string_view body) {
+  std::string_view sqlstate;
+  for (std::size_t pos = 0; pos < body.size() && body[pos] != '\0';) {
+    std::size_t end = body.find('\0', pos);
+    if (end == std::string_view::npos) break;
+    if (body[pos] == 'C') {
+      sqlstate = body.substr(pos + 1, end - pos - 1);
+      break;
+    }
+    pos = end + 1;
+  }
+  pool_.traffic().add_error(pool::error_class_index(sqlstate));
 }
 
 void Relay::confirm(const PendingReply& reply) {

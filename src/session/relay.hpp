@@ -146,6 +146,7 @@ class Relay {
   protocol::ScanStep on_backend_reply(char type, std::uint32_t length, std::string_view body);
   // A reply came: what its request prepared is there now.
   void confirm(const PendingReply& reply);
+  void count_error(std::string_view error_body);
   // A request may drop prepared statements on the server: the backend's list is forgotten now, and again at
   // the batch's ReadyForQuery.
   void note_statements_dropped();
