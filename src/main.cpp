@@ -28,6 +28,8 @@ constexpr const char* kUsage =
 int run(const config::Config& cfg) {
   log::Level level;
   if (log::parse_level(cfg.log_level, level)) log::set_level(level);
+  log::Format format;
+  if (log::parse_format(cfg.log_format, format)) log::set_format(format);
   session::Proxy proxy(cfg);
   const int workers = proxy.workers();
 

@@ -166,6 +166,7 @@ void Console::show_config(std::string& out) {
       {"listen.postgres", c.listen.postgres.host + ":" + std::to_string(c.listen.postgres.port)},
       {"workers", std::to_string(c.workers)},
       {"log_level", c.log_level},
+      {"log_format", c.log_format},
       {"pool.mode", mode_name(c.pool.mode)},
       {"pool.default_pool_size", std::to_string(c.pool.default_pool_size)},
       {"pool.max_client_conn", std::to_string(c.pool.max_client_conn)},

@@ -125,7 +125,17 @@ Metrics::Metrics(session::Proxy& proxy)
                        .Name("pgmux_process_cpu_seconds")
                        .Help("User and system CPU time used")
                        .Register(registry_)
-                       .Add({})) {
+                       .Add({})),
+      logins_(BuildCounter()
+                  .Name("pgmux_client_logins_total")
+                  .Help("Login attempts of Postgres and WebSocket clients, by how they ended (ok or the "
+                        "reason for the refusal)")
+                  .Register(registry_)) {
+  // Every series exists from the start at 0, so rate() sees the first refusal of a kind.
+  for (std::size_t t = 0; t < session::LoginOutcomes::transports; ++t)
+    for (std::string_view result : session::kLoginResultNames)
+      logins_.Add({{"protocol", std::string(session::LoginOutcomes::kTransportNames[t])},
+                   {"result", std::string(result)}});
   BuildGauge()
       .Name("pgmux_build_info")
       .Help("Always 1; the version is a label")
@@ -138,6 +148,7 @@ std::string Metrics::scrape() {
   std::lock_guard lock(mutex_);
   update_pools();
   update_process();
+  update_logins();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_.Collect());
   return out.str();
@@ -190,6 +201,21 @@ void Metrics::update_pools() {
     observe(wait_seconds_.Add(labels, bucket_bounds()), now.waited, before.waited,
             now.wait_us - before.wait_us);
     before = now;
+  }
+}
+
+void Metrics::update_logins() {
+  for (std::size_t t = 0; t < session::LoginOutcomes::transports; ++t) {
+    auto transport = static_cast<session::LoginOutcomes::Transport>(t);
+    for (std::size_t r = 0; r < session::kLoginResults; ++r) {
+      std::uint64_t now = proxy_.logins().get(transport, static_cast<session::LoginResult>(r));
+      if (now == last_logins_[t][r]) continue;
+      logins_
+          .Add({{"protocol", std::string(session::LoginOutcomes::kTransportNames[t])},
+                {"result", std::string(session::kLoginResultNames[r])}})
+          .Increment(static_cast<double>(now - last_logins_[t][r]));
+      last_logins_[t][r] = now;
+    }
   }
 }
 

@@ -1,6 +1,8 @@
 // The Prometheus view of the running proxy, read from the pools' own counters when scraped.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -29,6 +31,7 @@ class Metrics {
  private:
   void update_pools();
   void update_process();
+  void update_logins();
 
   session::Proxy& proxy_;
   std::mutex mutex_;
@@ -52,6 +55,9 @@ class Metrics {
   prometheus::Gauge& resident_bytes_;
   prometheus::Gauge& open_fds_;
   prometheus::Gauge& cpu_seconds_;
+  prometheus::Family<prometheus::Counter>& logins_;
+  std::array<std::array<std::uint64_t, session::kLoginResults>, session::LoginOutcomes::transports>
+      last_logins_{};
   std::map<std::pair<std::string, std::string>, pool::TrafficTotals> last_;
 };
 

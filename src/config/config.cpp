@@ -377,6 +377,10 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       config.shutdown_timeout = parse_duration(scalar(value, path, env), path);
     } else if (key == "log_level") {
       config.log_level = log_level(value, path, env);
+    } else if (key == "log_format") {
+      config.log_format = scalar(value, path, env);
+      if (config.log_format != "text" && config.log_format != "json")
+        fail(path, "invalid value \"" + config.log_format + "\" (expected text or json)");
     } else if (key == "auth_type") {
       config.auth_type = auth_type(value, path, env);
       has_auth_type = true;

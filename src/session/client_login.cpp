@@ -28,12 +28,15 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   std::string packet, error;
   for (;;) {
     if (auto ec = co_await net::read_startup_packet(socket_, packet, kMaxStartupPacket)) {
-      if (ec == boost::system::errc::protocol_error)
+      if (ec == boost::system::errc::protocol_error) {
+        state.result = LoginResult::protocol_error;
         co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid length of startup packet");
+      }
       co_return false;
     }
     auto parsed = parse_startup_packet(packet, error);
     if (!parsed) {
+      state.result = LoginResult::protocol_error;
       co_await send_error("FATAL", sqlstate::kProtocolViolation, error);
       co_return false;
     }
@@ -63,6 +66,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
 
   const std::string* user = startup.param("user");
   if (!user || user->empty()) {
+    state.result = LoginResult::protocol_error;
     co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
                         "no PostgreSQL user name specified in startup packet");
     co_return false;
@@ -71,21 +75,27 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   const std::string* database = startup.param("database");
   std::string database_name = database && !database->empty() ? *database : state.user;
   if (startup.param("replication")) {
+    state.result = LoginResult::not_supported;
     co_await send_error("FATAL", sqlstate::kFeatureNotSupported,
                         "replication connections are not supported by pgmux");
     co_return false;
   }
   if (proxy_.client_count().load() > proxy_.config().pool.max_client_conn) {
+    state.result = LoginResult::too_many_clients;
     co_await send_error("FATAL", sqlstate::kTooManyConnections,
                         "no more connections allowed (max_client_conn)");
     co_return false;
   }
 
+  // From here a failure that names no reason is the client going away mid-login (or answering an
+  // authentication request with something other than a password, which is as good as leaving).
+  state.result = LoginResult::client_disconnected;
   if (!co_await authenticate(state)) co_return false;
 
   if (database_name == kAdminDatabase) {
     const auto& admins = proxy_.config().admin_users;
     if (std::find(admins.begin(), admins.end(), state.user) == admins.end()) {
+      state.result = LoginResult::admin_refused;
       co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
                           "user \"" + state.user + "\" may not use the admin console (see admin_users)");
       co_return false;
@@ -107,6 +117,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   }
   auto db = proxy_.config().databases.find(database_name);
   if (db == proxy_.config().databases.end()) {
+    state.result = LoginResult::unknown_database;
     co_await send_error("FATAL", sqlstate::kUnknownDatabase,
                         "database \"" + database_name + "\" does not exist");
     co_return false;
@@ -127,7 +138,9 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   co_return co_await send_welcome(state);
 }
 
-asio::awaitable<bool> ClientSession::refuse_password(const std::string& user) {
+asio::awaitable<bool> ClientSession::refuse_password(LoginState& state) {
+  const std::string& user = state.user;
+  state.result = LoginResult::wrong_password;
   log::info("login failed: user=", user, " from ", peer_, ": wrong password or unknown user");
   co_await send_error("FATAL", sqlstate::kInvalidPassword,
                       "password authentication failed for user \"" + user + "\"");
@@ -169,7 +182,7 @@ asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
     ok = auth::constant_time_equal(auth::as_view(derived.stored_key),
                                    auth::as_view(secret->verifier.stored_key));
   }
-  if (!ok) co_return co_await refuse_password(state.user);
+  if (!ok) co_return co_await refuse_password(state);
   state.password = std::string(password);
   co_return true;
 }
@@ -186,6 +199,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     // be checked in clear. Without TLS that is acceptable over WebSocket from loopback, or where the config
     // says so.
     if (!cleartext_allowed_) {
+      state.result = LoginResult::refused_cleartext;
       log::info("login refused: user=", user, " from ", peer_,
                 ": password sent in clear before it was asked");
       co_await send_error(
@@ -200,7 +214,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   }
 
   if (config.auth_type == AuthType::trust) {
-    if (!secret) co_return co_await refuse_password(user);
+    if (!secret) co_return co_await refuse_password(state);
   } else if (config.auth_type == AuthType::plain) {
     co_return co_await check_cleartext_password(state, secret);
   } else if ((config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) ||
@@ -214,7 +228,8 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (co_await net::write_all(socket_, out)) co_return false;
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
     std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
-    if (!secret || !auth::md5_verify(user, *secret, salt, response)) co_return co_await refuse_password(user);
+    if (!secret || !auth::md5_verify(user, *secret, salt, response))
+      co_return co_await refuse_password(state);
   } else {
     // SCRAM-SHA-256. An unknown user goes through the same exchange and fails at the proof.
     std::optional<auth::ScramVerifier> verifier;
@@ -228,11 +243,13 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     std::size_t mechanism_end = body.find('\0');
     if (mechanism_end == std::string::npos || body.compare(0, mechanism_end, "SCRAM-SHA-256") != 0 ||
         body.size() < mechanism_end + 5) {
+      state.result = LoginResult::protocol_error;
       co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
       co_return false;
     }
     auto server_first = scram.on_client_first(std::string_view(body).substr(mechanism_end + 5));
     if (!server_first) {
+      state.result = LoginResult::protocol_error;
       co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
       co_return false;
     }
@@ -241,7 +258,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (co_await net::write_all(socket_, out)) co_return false;
     if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
     auto server_final = scram.on_client_final(body);
-    if (!server_final) co_return co_await refuse_password(user);
+    if (!server_final) co_return co_await refuse_password(state);
     out.clear();
     append_auth_request(out, kAuthSaslFinal, *server_final);
     if (co_await net::write_all(socket_, out)) co_return false;
@@ -258,6 +275,7 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
     // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).
     auto acquired = co_await pool_->acquire(proxy_.config().pool.query_wait_timeout);
     if (!acquired.lease) {
+      state.result = LoginResult::server_unavailable;
       co_await send_error("FATAL", acquired.sqlstate, acquired.message);
       co_return false;
     }

@@ -76,11 +76,22 @@ asio::awaitable<bool> ClientSession::login_in_time() {
   socket_.non_blocking(true, ec);
   LoginState state;
   auto timeout = proxy_.config().pool.client_login_timeout;
-  if (timeout.count() == 0) co_return co_await login(state);
-  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto outcome = co_await (login(state) || timer.async_wait(use_nothrow));
-  if (outcome.index() == 1) log::info("client_login_timeout: closing a client that did not log in in time");
-  co_return outcome.index() == 0 && std::get<0>(outcome);
+  bool logged_in = false;
+  if (timeout.count() == 0) {
+    logged_in = co_await login(state);
+  } else {
+    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+    auto outcome = co_await (login(state) || timer.async_wait(use_nothrow));
+    if (outcome.index() == 1) {
+      log::info("client_login_timeout: closing a client that did not log in in time");
+      state.result = LoginResult::login_timeout;
+    }
+    logged_in = outcome.index() == 0 && std::get<0>(outcome);
+  }
+  if (logged_in) state.result = LoginResult::ok;
+  if (state.result)
+    proxy_.logins().add(websocket_ ? LoginOutcomes::websocket : LoginOutcomes::postgres, *state.result);
+  co_return logged_in;
 }
 
 void ClientSession::relay_finished() {

@@ -47,6 +47,8 @@ class ClientSession : private RelayOwner {
     protocol::ParamSet wished;  // tracked settings from the startup packet (application_name, TimeZone, ...)
     std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys;  // ClientKey, ServerKey
     std::optional<std::string> password;                              // sent in clear (auth_type plain)
+    // How the attempt ended, for the metrics; unset while no startup packet came (a port probe, a cancel).
+    std::optional<LoginResult> result;
   };
 
   asio::awaitable<bool> login_in_time();
@@ -57,7 +59,7 @@ class ClientSession : private RelayOwner {
   bool password_pipelined();
   // AuthenticationCleartextPassword, then the PasswordMessage checked against the user's secret.
   asio::awaitable<bool> check_cleartext_password(LoginState& login, const auth::UserSecret* secret);
-  asio::awaitable<bool> refuse_password(const std::string& user);
+  asio::awaitable<bool> refuse_password(LoginState& login);
   asio::awaitable<bool> send_welcome(LoginState& login);
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
 

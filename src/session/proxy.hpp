@@ -12,6 +12,7 @@
 #include "pgmux/config/config.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
+#include "session/login_outcomes.hpp"
 
 namespace pgmux::session {
 
@@ -43,6 +44,8 @@ class Proxy {
   std::atomic<int>& websocket_client_count() { return websocket_client_count_; }
   // POST /sql requests being answered: a drain waits for them as it does for wire clients.
   std::atomic<int>& http_requests_in_flight() { return http_requests_in_flight_; }
+  // Every finished login attempt of a wire client, by how it ended.
+  LoginOutcomes& logins() { return logins_; }
 
  private:
   const config::Config config_;
@@ -56,6 +59,7 @@ class Proxy {
   std::atomic<int> websocket_client_count_{0};
   std::atomic<int> http_requests_in_flight_{0};
   std::atomic<bool> draining_{false};
+  LoginOutcomes logins_;
 };
 
 }  // namespace pgmux::session

@@ -96,6 +96,7 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(example.listen.postgres.port == defaults.listen.postgres.port);
   CHECK(example.workers == defaults.workers);
   CHECK(example.log_level == defaults.log_level);
+  CHECK(example.log_format == defaults.log_format);
   CHECK(example.auth_type == defaults.auth_type);
   const PoolConfig& p = example.pool;
   const PoolConfig& d = defaults.pool;
@@ -119,6 +120,7 @@ TEST_CASE("absent keys take their defaults", "[config]") {
   CHECK(c.listen.postgres.port == 6432);
   CHECK(c.workers == 0);
   CHECK(c.log_level == "info");
+  CHECK(c.log_format == "text");
   CHECK(c.auth_type == AuthType::scram_sha_256);
   CHECK(c.users.empty());
   CHECK(c.pool.mode == PoolMode::transaction);
@@ -284,6 +286,8 @@ TEST_CASE("bad enum values are errors that list the accepted ones", "[config]") 
              Equals("auth_type: invalid value \"scram\" (expected scram-sha-256, md5, plain or trust)"));
   CHECK_THAT(error_of("log_level: verbose\n" + kOneDatabase),
              Equals("log_level: invalid value \"verbose\" (expected debug, info, warning or error)"));
+  CHECK_THAT(error_of("log_format: logfmt\n" + kOneDatabase),
+             Equals("log_format: invalid value \"logfmt\" (expected text or json)"));
 }
 
 TEST_CASE("empty names and hosts are errors", "[config]") {

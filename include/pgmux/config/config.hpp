@@ -95,6 +95,7 @@ struct Config {
   int workers = 0;                    // 0 = one per core
   Duration shutdown_timeout{30'000};  // SIGTERM: how long transactions in flight may take to finish
   std::string log_level = "info";     // debug | info | warning | error
+  std::string log_format = "text";    // text | json (one object per line: ts, level, msg)
   HttpSqlConfig http;                 // --- HTTP-SQL (POST /sql) ---
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
