@@ -62,7 +62,30 @@ BackendLease Pool::try_acquire_idle() {
   return {};
 }
 
+namespace {
+
+// A server that is full (53300), starting or stopping (57P03) or unreachable (08) may take clients again
+// soon: such a login is tried again while the client can still wait, as PgBouncer's server_login_retry does.
+// A refusal of the credentials is final.
+bool login_worth_retrying(const AcquireResult& failed) {
+  return failed.sqlstate == "53300" || failed.sqlstate == "57P03" || failed.sqlstate.starts_with("08");
+}
+constexpr auto kLoginRetryPause = std::chrono::milliseconds(500);
+
+}  // namespace
+
 asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
+  const Clock::time_point deadline =
+      wait_timeout.count() > 0 ? Clock::now() + wait_timeout : Clock::time_point::max();
+  // Connects a new backend; false when the caller should wait and go round again instead of failing.
+  auto connect = [&](AcquireResult& result) -> asio::awaitable<bool> {
+    result = co_await connect_new();
+    if (result.lease || !login_worth_retrying(result) || Clock::now() + kLoginRetryPause >= deadline)
+      co_return true;
+    asio::steady_timer pause(co_await asio::this_coro::executor, kLoginRetryPause);
+    co_await pause.async_wait(use_nothrow);
+    co_return false;
+  };
   for (;;) {
     std::shared_ptr<Waiter> waiter;
     {
@@ -78,10 +101,14 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
         (waiters_tail_ ? waiters_tail_->next : waiters_head_) = waiter.get();
         waiters_tail_ = waiter.get();
         ++waiting_;
-        if (wait_timeout.count() > 0) waiter->timer.expires_after(wait_timeout);
+        if (wait_timeout.count() > 0) waiter->timer.expires_at(deadline);
       }
     }
-    if (!waiter) co_return co_await connect_new();
+    if (!waiter) {
+      AcquireResult result;
+      if (co_await connect(result)) co_return result;
+      continue;
+    }
 
     co_await waiter->timer.async_wait(use_nothrow);
     std::unique_lock lock(mutex_);
@@ -97,7 +124,8 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
     if (waiter->backend) co_return AcquireResult{BackendLease(this, std::move(waiter->backend)), {}, {}};
     if (waiter->may_connect) {
       lock.unlock();
-      co_return co_await connect_new();
+      AcquireResult result;
+      if (co_await connect(result)) co_return result;
     }
   }
 }

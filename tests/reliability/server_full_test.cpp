@@ -112,10 +112,10 @@ TEST_CASE(
   CHECK(pids.size() <= static_cast<std::size_t>(kPoolSize));
 }
 
-// Issue 9 expects clients to queue while Postgres is full and be served once a slot frees. pgmux instead
-// passes the failed server login on at once (53300) and ends the client's session: see the report.
+// Clients queue while Postgres is full and are served once a slot frees: pgmux retries the server login
+// until query_wait_timeout, as PgBouncer's server_login_retry does.
 TEST_CASE("while Postgres is full, a client waits for a server connection instead of being refused",
-          "[.known-bug][max-connections]") {
+          "[max-connections]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 4, .query_wait_timeout = "20s"});
   Connection holder(mux.conninfo()), waiter(mux.conninfo());
   REQUIRE(holder.ok());
