@@ -29,18 +29,34 @@ bool RawSocket::send_all(const std::string& bytes) {
   return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
 }
 
-bool RawSocket::read_until_closed(std::string& received, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
+RawSocket::Got RawSocket::receive_some(std::string& received, Clock::time_point deadline) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
+    if (left.count() <= 0) return Got::timeout;
     pollfd p{fd_, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     char chunk[4096];
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n == 0) return true;
-    if (n < 0) return errno == ECONNRESET;  // closed with unread input: a reset also counts as closed
+    if (n == 0) return Got::closed;
+    // Closed with unread input: a reset also counts as closed.
+    if (n < 0) return errno == ECONNRESET ? Got::closed : Got::error;
     received.append(chunk, n);
+    return Got::data;
+  }
+}
+
+bool RawSocket::read_until_closed(std::string& received, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    switch (receive_some(received, deadline)) {
+      case Got::data:
+        continue;
+      case Got::closed:
+        return true;
+      case Got::error:
+      case Got::timeout:
+        return false;
+    }
   }
 }
 
@@ -60,16 +76,8 @@ int count_ready(const std::string& bytes) {
 
 bool RawSocket::read_until_ready(std::string& received, int count, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  while (count_ready(received) < count) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    char chunk[4096];
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) return false;
-    received.append(chunk, n);
-  }
+  while (count_ready(received) < count)
+    if (receive_some(received, deadline) != Got::data) return false;
   return true;
 }
 

@@ -23,6 +23,10 @@ class RawSocket {
   bool read_until_ready(std::string& received, int count, std::chrono::milliseconds timeout);
 
  private:
+  enum class Got { data, closed, error, timeout };
+  // Waits for input until `deadline` and appends one read of it.
+  Got receive_some(std::string& received, std::chrono::steady_clock::time_point deadline);
+
   int fd_;
   bool connected_ = false;
 };
