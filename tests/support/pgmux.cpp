@@ -11,12 +11,22 @@
 
 namespace pgmux::test {
 
-Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
-    : dir_("pgmux-test-mux-"), port_(free_port()) {
+Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options) : dir_("pgmux-test-mux-") {
+  // A free port is free when picked, not necessarily when pgmux binds it (another test's connection may take
+  // it as its ephemeral port in between): pick again a few times if that is what stopped pgmux.
+  for (int attempt = 1;; ++attempt) {
+    port_ = free_port();
+    http_port_ = options.http ? free_port() : 0;
+    if (start(postgres, options)) return;
+    if (attempt == 3 || log().find("Address already in use") == std::string::npos)
+      throw std::runtime_error("pgmux did not start:\n" + log());
+  }
+}
+
+bool Pgmux::start(const TestPostgres& postgres, const PgmuxOptions& options) {
   auto config = dir_.path() / "pgmux.yaml";
   {
     std::ofstream out(config);
-    if (options.http) http_port_ = free_port();
     out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n";
     if (http_port_) out << "  http: \"127.0.0.1:" << http_port_ << "\"\n";
     out << "workers: 2\nlog_level: debug\nauth_type: " << options.auth_type << "\n"
@@ -35,8 +45,7 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
   }
   process_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{PGMUX_BINARY, "--config", config.string()}, dir_.path() / "pgmux.log");
-  if (!wait_until([&] { return port_accepts(port_) || !process_->running(); }, 10s) || !process_->running())
-    throw std::runtime_error("pgmux did not start:\n" + log());
+  return wait_until([&] { return port_accepts(port_) || !process_->running(); }, 10s) && process_->running();
 }
 
 Pgmux::~Pgmux() {

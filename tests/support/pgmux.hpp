@@ -44,8 +44,11 @@ class Pgmux {
   int wait_exit(std::chrono::milliseconds timeout);
 
  private:
+  // Writes the config for the current ports and starts pgmux; false if it did not come up.
+  bool start(const TestPostgres& postgres, const PgmuxOptions& options);
+
   TempDir dir_;
-  int port_;
+  int port_ = 0;
   int http_port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
