@@ -3,6 +3,7 @@
 #include "session/relay.hpp"
 
 #include "log.hpp"
+#include "net/handler_memory.hpp"
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/sql_keywords.hpp"
 
@@ -283,13 +284,15 @@ void Relay::wait_client() {
   if (client_waiting_) return;  // armed already: it stays armed across transactions
   client_waiting_ = true;
   ++pending_;
-  client_.async_wait(tcp::socket::wait_read, [this](error_code ec) {
-    --pending_;
-    client_waiting_ = false;
-    if (ended_) return maybe_done();
-    if (ec) return finish(End::client_gone);
-    pump_client();
-  });
+  // This wait stays pending for as long as the client is idle: its operation gets memory of its own size.
+  client_.async_wait(tcp::socket::wait_read,
+                     asio::bind_allocator(net::ExactSizeAllocator<void>(), [this](error_code ec) {
+                       --pending_;
+                       client_waiting_ = false;
+                       if (ended_) return maybe_done();
+                       if (ec) return finish(End::client_gone);
+                       pump_client();
+                     }));
 }
 
 void Relay::pump_client() {
@@ -379,8 +382,8 @@ bool Relay::take_backend() {
           return maybe_done();
         }
         if (failure || !acquired.lease) {
-          error_sqlstate_ = failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
-          error_message_ = failure ? "no server connection" : acquired.message;
+          extras().error_sqlstate = failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
+          extras().error_message = failure ? "no server connection" : acquired.message;
           return finish(End::no_backend);
         }
         if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
@@ -397,7 +400,7 @@ bool Relay::adopt(pool::BackendLease lease) {
   backend_in_.emplace();
   // Another client may have left other settings on this backend (a SET outside a transaction, or its own
   // startup values): put the client's back first, in the same write order as its request, replies hidden.
-  if (client_params_.fingerprint() != lease_->params.fingerprint()) {
+  if (!(client_params_ == lease_->params)) {
     auto settings = settings_to_match(client_params_, lease_->params);
     if (!settings.empty()) {
       std::string queries;
@@ -1049,6 +1052,7 @@ bool Relay::maybe_release() {
   } else {
     lease_.release_clean();
   }
+  replies_.give_back_storage();
   backend_in_.reset();
   if (client_in_ && client_in_->empty()) client_in_.reset();
   last_client_activity_ = now;
@@ -1083,8 +1087,8 @@ void Relay::arm_idle_timer(pool::Clock::duration after) {
 }
 
 void Relay::violation(const char* what) {
-  error_sqlstate_ = sqlstate::kProtocolViolation;
-  error_message_ = what;
+  extras().error_sqlstate = sqlstate::kProtocolViolation;
+  extras().error_message = what;
   finish(End::client_protocol_violation);
 }
 

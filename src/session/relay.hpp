@@ -92,8 +92,8 @@ class Relay {
            !state_.client_partial;
   }
   // For End::no_backend and End::client_protocol_violation: what to tell the client.
-  const std::string& error_sqlstate() const { return error_sqlstate_; }
-  const std::string& error_message() const { return error_message_; }
+  const std::string& error_sqlstate() const { return extras_ ? extras_->error_sqlstate : kNoError; }
+  const std::string& error_message() const { return extras_ ? extras_->error_message : kNoError; }
 
  private:
   void wait_client();
@@ -214,8 +214,10 @@ class Relay {
     std::string out;                         // client bytes rewritten for the backend
     std::string pending_search_path;
     std::vector<protocol::TrackedParam> hidden_params;  // the setting each hidden query sets, in order
+    std::string error_sqlstate, error_message;          // see error_sqlstate()
   };
   std::unique_ptr<Extras> extras_;
+  static inline const std::string kNoError;
   Extras& extras();
   enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
@@ -234,7 +236,6 @@ class Relay {
   int pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
   bool ended_ = false;
   End end_ = End::client_gone;
-  std::string error_sqlstate_, error_message_;
 };
 
 }  // namespace pgmux::session
