@@ -35,7 +35,7 @@ int run(const config::Config& cfg) {
 
   // One io_context per worker: a session, its lease and its timers stay on one thread.
   std::vector<std::unique_ptr<asio::io_context>> contexts;
-  std::vector<tcp::acceptor> acceptors;
+  std::vector<net::Acceptor> acceptors;
   for (int i = 0; i < workers; ++i) {
     contexts.push_back(std::make_unique<asio::io_context>(1));
     if (i == 0) net::check_address_free(*contexts.back(), cfg.listen.postgres);
@@ -43,7 +43,7 @@ int run(const config::Config& cfg) {
   }
   for (int i = 0; i < workers; ++i) {
     asio::io_context& io = *contexts[i];
-    auto on_client = [&proxy, &io](tcp::socket socket) {
+    auto on_client = [&proxy, &io](net::Socket socket) {
       asio::co_spawn(io, session::ClientSession::serve(proxy, std::move(socket)),
                      session::log_session_failure);
     };
@@ -54,7 +54,7 @@ int run(const config::Config& cfg) {
   // kernel spreads its connections across the SO_REUSEPORT listeners.
   admin::Metrics metrics(proxy);
   auto sql_endpoint = std::make_shared<http::SqlEndpoint>(proxy);
-  std::vector<tcp::acceptor> http_acceptors;
+  std::vector<net::Acceptor> http_acceptors;
   if (cfg.listen.http) {
     net::check_address_free(*contexts[0], *cfg.listen.http);
     for (int i = 0; i < workers; ++i)

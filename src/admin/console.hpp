@@ -12,7 +12,7 @@ namespace pgmux::admin {
 // Speaks the simple query protocol with one logged-in admin client until it leaves. Read-only for now.
 class Console {
  public:
-  Console(session::Proxy& proxy, tcp::socket& socket) : proxy_(proxy), socket_(socket) {}
+  Console(session::Proxy& proxy, net::Socket& socket) : proxy_(proxy), socket_(socket) {}
   asio::awaitable<void> run();
 
   // The answer to one command (a whole response up to, not including, ReadyForQuery). Public for tests.
@@ -25,7 +25,7 @@ class Console {
   void show_config(std::string& out);
 
   session::Proxy& proxy_;
-  tcp::socket& socket_;
+  net::Socket& socket_;
 };
 
 // The first word pair of a console command, upper-cased, without a trailing ';': "show  pools;" -> "SHOW

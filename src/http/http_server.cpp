@@ -167,10 +167,12 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
 
 }  // namespace
 
-asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
+asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
                                  std::shared_ptr<SqlEndpoint> sql) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    // Beast's streams take the type-erased executor.
+    auto [ec, socket] =
+        co_await acceptor.async_accept(asio::any_io_executor(acceptor.get_executor()), use_nothrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       log::warning("HTTP accept failed: ", ec.message());

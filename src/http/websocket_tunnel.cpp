@@ -93,7 +93,7 @@ asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest requ
     co_return;  // closing the connection refuses the upgrade
   }
   auto executor = stream.get_executor();
-  tcp::socket session_socket(executor);
+  net::Socket session_socket(net::worker_executor(executor));
   LocalSocket session_end(executor);
   session_socket.assign(tcp::v4(), ends[0], ec);
   if (ec) ::close(ends[0]);

@@ -90,7 +90,7 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
   tcp::resolver resolver(executor);
   auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
   if (rec) co_return failure(sqlstate::kUnableToConnect, "cannot resolve " + db.host + ": " + rec.message());
-  tcp::socket socket(executor);
+  net::Socket socket(net::worker_executor(executor));
   auto [cec, endpoint] = co_await asio::async_connect(socket, endpoints, use_nothrow);
   if (cec)
     co_return failure(sqlstate::kUnableToConnect,
@@ -174,7 +174,7 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
   tcp::resolver resolver(executor);
   auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
   if (rec) co_return;
-  tcp::socket server(executor);
+  net::Socket server(net::worker_executor(executor));
   auto [cec, endpoint] = co_await asio::async_connect(server, endpoints, use_nothrow);
   if (cec) {
     log::warning("cancel request could not reach ", db.host, ": ", cec.message());
@@ -195,7 +195,7 @@ void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (ec) return;  // a dead socket: the relay will find out and drop it
   tcp::socket::native_handle_type fd = backend.socket.release(ec);
   if (ec) return;
-  backend.socket = tcp::socket(executor, local.protocol(), fd);
+  backend.socket = net::Socket(net::worker_executor(executor), local.protocol(), fd);
   backend.socket.non_blocking(true, ec);
 }
 

@@ -29,8 +29,8 @@ struct BackendCredentials {
 };
 
 struct Backend {
-  explicit Backend(tcp::socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
-  tcp::socket socket;
+  explicit Backend(net::Socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
+  net::Socket socket;
   std::uint32_t pid = 0, secret_key = 0;  // for CancelRequest
   protocol::ParamSet params;              // its current session settings, as reported to pgmux
   BackendStatements statements;           // prepared statements it holds on clients' behalf

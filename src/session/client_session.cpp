@@ -23,7 +23,7 @@ void log_session_failure(std::exception_ptr failure) {
   }
 }
 
-ClientSession::ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport transport)
+ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport transport)
     : proxy_(proxy),
       socket_(std::move(socket)),
       websocket_(transport.websocket),
@@ -50,7 +50,7 @@ ClientSession::~ClientSession() {
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket, ClientTransport transport) {
+asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, ClientTransport transport) {
   auto session = std::make_unique<ClientSession>(proxy, std::move(socket), std::move(transport));
   if (!co_await session->login_in_time()) co_return;
   if (session->admin_) {

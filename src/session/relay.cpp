@@ -222,7 +222,7 @@ auto Relay::on_client_thread(Handler&& handler) {
   return asio::bind_executor(client_.get_executor(), std::forward<Handler>(handler));
 }
 
-Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, ParamSet& client_params,
+Relay::Relay(net::Socket& client, pool::Pool& pool, CancelTarget& cancel_target, ParamSet& client_params,
              RelaySettings settings)
     : client_(client),
       pool_(pool),

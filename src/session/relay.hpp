@@ -67,7 +67,7 @@ class Relay {
 
   // `client_params`: the client's own session settings, applied to each backend it borrows (and updated as
   // the client changes them).
-  Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, protocol::ParamSet& client_params,
+  Relay(net::Socket& client, pool::Pool& pool, CancelTarget& cancel_target, protocol::ParamSet& client_params,
         RelaySettings settings);
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -180,7 +180,7 @@ class Relay {
   struct ClientMessages;
   struct BackendMessages;
 
-  tcp::socket& client_;
+  net::Socket& client_;
   pool::Pool& pool_;
   CancelTarget& cancel_target_;
   protocol::ParamSet& client_params_;
