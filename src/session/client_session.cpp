@@ -58,10 +58,11 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket, Cli
     co_return;
   }
   const config::PoolConfig& settings = proxy.config().pool;
-  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
-                          RelaySettings{settings.max_packet_size, !session->session_mode_,
-                                        settings.query_wait_timeout, settings.client_idle_timeout,
-                                        settings.max_prepared_statements, settings.pin_session_state});
+  session->relay_.emplace(
+      session->socket_, *session->pool_, session->cancel_target_, session->params_,
+      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
+                    settings.client_idle_timeout, settings.max_prepared_statements,
+                    settings.pin_session_state, settings.query_timeout});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -145,6 +146,13 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::shutting_down:
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
+      co_return;
+    case Relay::End::query_timeout:
+      // The client hears first; then the query is stopped (if the server still listens) before the backend
+      // is closed, so that its slot is not refilled while it still runs.
+      co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
+      if (lease) co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+      lease.close();
       co_return;
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,
