@@ -167,6 +167,10 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   int replies = 0;
   const protocol::TxTracker& tracker = relay_->state().tracker;
   if (tracker.unsynced()) {
+    // A Sync alone would commit what the client's unsynced messages did outside a transaction block: it
+    // never asked for that. A statement that cannot parse fails the batch first, so that the Sync rolls it
+    // back, as Postgres does when a client leaves without one.
+    append_parse(out, "", "pgmux: the client left in the middle of an extended-query batch");
     append_sync(out);
     ++replies;
   }
