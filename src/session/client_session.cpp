@@ -147,13 +147,19 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
       co_return;
-    case Relay::End::query_timeout:
-      // The client hears first; then the query is stopped (if the server still listens) before the backend
-      // is closed, so that its slot is not refilled while it still runs.
+    case Relay::End::query_timeout: {
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
-      if (lease) co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+      // libpq reports a FATAL only once the connection ends: end it now, not after the cancel below.
+      error_code ignored;
+      self->socket_.close(ignored);
+      if (!lease) co_return;
+      // The slot goes to whoever waits at once (a frozen server must not hold it for as long as the cancel
+      // may take); the cancel then stops the query if the server is still there to hear it.
+      const std::uint32_t pid = lease->pid, key = lease->secret_key;
       lease.close();
+      co_await pool::send_cancel_request(*self->database_, pid, key);
       co_return;
+    }
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,
                                 "client_idle_timeout: closing an idle connection");
