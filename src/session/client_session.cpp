@@ -149,9 +149,11 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_return;
     case Relay::End::query_timeout: {
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
-      // libpq reports a FATAL only once the connection ends: end it now, not after the cancel below.
+      // libpq reports a FATAL only once the connection ends: end our side now, not after the cancel below.
+      // (A shutdown, not a close: unread bytes of the client's would make a close reset the connection and
+      // could lose the error.)
       error_code ignored;
-      self->socket_.close(ignored);
+      self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
       if (!lease) co_return;
       // The slot goes to whoever waits at once (a frozen server must not hold it for as long as the cancel
       // may take); the cancel then stops the query if the server is still there to hear it.
