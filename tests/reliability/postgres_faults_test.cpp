@@ -2,6 +2,7 @@
 // Clients in flight get a connection-level error (never a hang, never a wrong answer) and service comes back
 // by itself once Postgres does.
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <iostream>
@@ -144,4 +145,59 @@ TEST_CASE(
   CHECK(log.find("query_timeout: closing a server connection") != std::string::npos);
   // New backends were tried and given up on within server_connect_timeout.
   CHECK(log.find("server_connect_timeout") != std::string::npos);
+}
+
+TEST_CASE(
+    "a client that leaves mid-query while Postgres is frozen gives its backend slot back within the cancel "
+    "request's 5 s bound, not when the server wakes",
+    "[reliability][postgres-faults]") {
+  TestPostgres postgres;
+  Pgmux mux(postgres, {.pool_size = 1, .query_wait_timeout = "20s", .extra_yaml = "admin_users: [app]\n"});
+  Connection direct(postgres.conninfo("app", "app-secret"));
+  REQUIRE(direct.ok());
+  Connection admin(mux.conninfo("app", "app-secret", "pgmux"));
+  REQUIRE(admin.ok());
+  // Backends pgmux counts as lent out in the pool (app, app), from SHOW POOLS (pgmux answers it alone).
+  auto lent = [&] {
+    Result pools = admin.exec("SHOW POOLS");
+    int column = PQfnumber(pools.get(), "sv_active");
+    for (int row = 0; column >= 0 && row < PQntuples(pools.get()); ++row)
+      if (std::string(PQgetvalue(pools.get(), row, 0)) == "app" &&
+          std::string(PQgetvalue(pools.get(), row, 1)) == "app")
+        return std::string(PQgetvalue(pools.get(), row, column));
+    return std::string("?");
+  };
+  Frozen frozen;
+  {
+    Connection doomed(mux.conninfo());
+    REQUIRE(doomed.ok());
+    std::string pid = doomed.value("SELECT pg_backend_pid()");
+    REQUIRE(PQsendQuery(doomed.get(), "SELECT pg_sleep(60)") == 1);
+    REQUIRE(wait_until(
+        [&] { return direct.value("SELECT state FROM pg_stat_activity WHERE pid = " + pid) == "active"; },
+        10s));
+    REQUIRE(lent() == "1");
+    pid_t postmaster = postgres.postmaster_pid();
+    REQUIRE(postmaster > 0);
+    frozen.pids.push_back(postmaster);
+    REQUIRE(kill(postmaster, SIGSTOP) == 0);
+    for (pid_t child : postgres.server_children())
+      if (kill(child, SIGSTOP) == 0) frozen.pids.push_back(child);
+    shutdown(PQsocket(doomed.get()), SHUT_RDWR);  // gone mid-query: pgmux sends a cancel nobody reads
+  }
+  auto left_at = Clock::now();
+  bool freed = wait_until([&] { return lent() == "0"; }, 15s);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - left_at);
+  frozen.thaw();
+  std::cout << "[postgres-faults] a client left mid-query on a frozen server: its backend slot freed after "
+            << took.count() << " ms" << std::endl;
+  INFO(mux.log_tail());
+  CHECK(freed);
+  CHECK(took < 8s);
+  // Once the server wakes, the pool's one slot serves again.
+  Connection next(mux.conninfo());
+  REQUIRE(next.ok());
+  Outcome o = exec_bounded(next.get(), "SELECT 1", 30s);
+  INFO(o.error);
+  CHECK(o.value() == "1");
 }
