@@ -14,6 +14,7 @@
 #include "pool/traffic.hpp"
 #include "session/client_session.hpp"
 #include "session/proxy.hpp"
+#include "session/query_timeout_sweep.hpp"
 
 namespace {
 
@@ -48,6 +49,7 @@ int run(const config::Config& cfg) {
                      session::log_session_failure);
     };
     asio::co_spawn(io, net::accept_loop(acceptors[i], on_client), asio::detached);
+    session::start_query_timeout_sweep(io, cfg.pool.query_timeout);
   }
 
   // HTTP (POST /sql, metrics, health) on every worker, like the Postgres port: /sql is a workload, and the

@@ -176,6 +176,7 @@ void Console::show_config(std::string& out) {
       {"pool.server_connect_timeout", millis(c.pool.server_connect_timeout)},
       {"pool.client_login_timeout", millis(c.pool.client_login_timeout)},
       {"pool.client_idle_timeout", millis(c.pool.client_idle_timeout)},
+      {"pool.query_timeout", millis(c.pool.query_timeout)},
       {"pool.server_reset_query", c.pool.server_reset_query},
       {"pool.max_packet_size", std::to_string(c.pool.max_packet_size)},
       {"pool.max_prepared_statements", std::to_string(c.pool.max_prepared_statements)},

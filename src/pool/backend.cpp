@@ -168,8 +168,10 @@ asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
   co_return std::move(std::get<0>(outcome));
 }
 
-asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
-                                          std::uint32_t key) {
+namespace {
+
+asio::awaitable<void> deliver_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
+                                             std::uint32_t key) {
   auto executor = co_await asio::this_coro::executor;
   tcp::resolver resolver(executor);
   auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
@@ -186,6 +188,20 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
   // Postgres closes the connection once it has read the request; waiting for that keeps the order of events.
   char byte;
   co_await server.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+}
+
+// A server that is stopped (SIGSTOP) or cut off accepts the connection in its kernel but never reads: the
+// session sending the cancel must not wait for it forever.
+constexpr auto kCancelRequestTimeout = std::chrono::seconds(5);
+
+}  // namespace
+
+asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
+                                          std::uint32_t key) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, kCancelRequestTimeout);
+  auto outcome = co_await (deliver_cancel_request(db, pid, key) || timer.async_wait(use_nothrow));
+  if (outcome.index() == 1)
+    log::warning("cancel request to ", db.host, " not delivered within 5 s; given up");
 }
 
 void move_to(Backend& backend, const asio::any_io_executor& executor) {

@@ -50,7 +50,8 @@ struct BackendLogin {
 asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
                                               const BackendCredentials& creds, config::Duration timeout);
 
-// Asks Postgres, on a connection of its own, to cancel what the backend (pid, key) is running.
+// Asks Postgres, on a connection of its own, to cancel what the backend (pid, key) is running; gives up after
+// 5 s (a stopped server).
 asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
                                           std::uint32_t key);
 

@@ -58,10 +58,11 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, Cli
     co_return;
   }
   const config::PoolConfig& settings = proxy.config().pool;
-  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
-                          RelaySettings{settings.max_packet_size, !session->session_mode_,
-                                        settings.query_wait_timeout, settings.client_idle_timeout,
-                                        settings.max_prepared_statements, settings.pin_session_state});
+  session->relay_.emplace(
+      session->socket_, *session->pool_, session->cancel_target_, session->params_,
+      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
+                    settings.client_idle_timeout, settings.max_prepared_statements,
+                    settings.pin_session_state, settings.query_timeout});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -146,6 +147,21 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
       co_return;
+    case Relay::End::query_timeout: {
+      co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
+      // libpq reports a FATAL only once the connection ends: end our side now, not after the cancel below.
+      // (A shutdown, not a close: unread bytes of the client's would make a close reset the connection and
+      // could lose the error.)
+      error_code ignored;
+      self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      if (!lease) co_return;
+      // The slot goes to whoever waits at once (a frozen server must not hold it for as long as the cancel
+      // may take); the cancel then stops the query if the server is still there to hear it.
+      const std::uint32_t pid = lease->pid, key = lease->secret_key;
+      lease.close();
+      co_await pool::send_cancel_request(*self->database_, pid, key);
+      co_return;
+    }
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,
                                 "client_idle_timeout: closing an idle connection");
@@ -159,6 +175,10 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   int replies = 0;
   const protocol::TxTracker& tracker = relay_->state().tracker;
   if (tracker.unsynced()) {
+    // A Sync alone would commit what the client's unsynced messages did outside a transaction block: it
+    // never asked for that. A statement that cannot parse fails the batch first, so that the Sync rolls it
+    // back, as Postgres does when a client leaves without one.
+    append_parse(out, "", "pgmux: the client left in the middle of an extended-query batch");
     append_sync(out);
     ++replies;
   }

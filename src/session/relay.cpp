@@ -261,6 +261,31 @@ void Relay::drain_all_on_this_thread() {
   }
 }
 
+void Relay::expire_queries_on_this_thread(pool::Clock::time_point now) {
+  for (Relay* r = t_running; r;) {
+    Relay* next = r->next_;  // expire_query() may end r and take it off the list
+    r->expire_query(now);
+    r = next;
+  }
+}
+
+// The clock starts at the client's last bytes (as PgBouncer's does) or, if later, when the backend was lent:
+// the wait for a backend is query_wait_timeout's to bound.
+void Relay::expire_query(pool::Clock::time_point now) {
+  auto limit = settings_.query_timeout;
+  if (ended_ || !lease_ || limit.count() == 0) return;
+  const TxTracker& tracker = state_.tracker;
+  bool owed = tracker.outstanding() > 0 || tracker.unsynced() || state_.client_writing;
+  if (!owed || now - std::max(last_client_activity_, leased_at_) < limit) return;
+  log::warning("query_timeout: closing a server connection that has not answered for ", limit.count(),
+               " ms (backend pid ", lease_->pid, ")");
+  extras().error_sqlstate = sqlstate::kQueryCanceled;
+  extras().error_message = "query_timeout: the server did not answer within " +
+                           std::to_string(limit.count()) +
+                           " ms; the server connection was closed and the transaction is lost";
+  finish(End::query_timeout);
+}
+
 void Relay::drain() {
   if (ended_) return;
   draining_ = true;

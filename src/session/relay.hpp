@@ -42,6 +42,9 @@ struct RelaySettings {
   // Transaction mode, a statement that leaves state only its backend can hold (LISTEN, temp tables...): true
   // keeps the client on that backend until it leaves, false refuses the statement.
   bool pin_session_state = true;
+  // pool.query_timeout: a request still unanswered this long after the client's last bytes ends the session
+  // (0: never). Enforced by expire_queries_on_this_thread(), not by a timer per request.
+  config::Duration query_timeout{0};
 };
 
 // The hot path, as a callback-driven state machine that lives as long as the client's session:
@@ -63,6 +66,7 @@ class Relay {
     no_backend,                 // query_wait_timeout, or the server could not be reached
     client_idle_timeout,
     shutting_down,  // SIGTERM: at a transaction boundary, or at once if it held no backend
+    query_timeout,  // a request went unanswered for longer than query_timeout: the backend cannot be trusted
   };
 
   // `client_params`: the client's own session settings, applied to each backend it borrows (and updated as
@@ -78,6 +82,9 @@ class Relay {
   void drain();
   // drain() for every relay running on the calling worker thread.
   static void drain_all_on_this_thread();
+  // Ends, with End::query_timeout, every relay on the calling worker thread whose backend has owed an answer
+  // for longer than its query_timeout. Called periodically on each worker (session/query_timeout_sweep).
+  static void expire_queries_on_this_thread(pool::Clock::time_point now);
   End end() const { return end_; }
   // The client created session state (pool.session_state: pin): its backend must be reset before reuse.
   bool pinned() const { return pinned_; }
@@ -91,7 +98,7 @@ class Relay {
     return backend_stream_intact_ && state_.tracker.outstanding() == 0 && !state_.client_writing &&
            !state_.client_partial;
   }
-  // For End::no_backend and End::client_protocol_violation: what to tell the client.
+  // For End::no_backend, End::client_protocol_violation and End::query_timeout: what to tell the client.
   const std::string& error_sqlstate() const { return extras_ ? extras_->error_sqlstate : kNoError; }
   const std::string& error_message() const { return extras_ ? extras_->error_message : kNoError; }
 
@@ -166,6 +173,7 @@ class Relay {
   bool maybe_release();
 
   void arm_idle_timer(pool::Clock::duration after);
+  void expire_query(pool::Clock::time_point now);
   void finish(End end);
   void violation(const char* what);  // End::client_protocol_violation, saying what was wrong
   void list();  // on this thread's list of running relays, for drain_all_on_this_thread()

@@ -45,7 +45,10 @@ bool Pgmux::start(const TestPostgres& postgres, const PgmuxOptions& options) {
   }
   process_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{PGMUX_BINARY, "--config", config.string()}, dir_.path() / "pgmux.log");
-  return wait_until([&] { return port_accepts(port_) || !process_->running(); }, 10s) && process_->running();
+  // pgmux opens its HTTP listener after the Postgres one: a test must not find the first open and post to the
+  // second before it is.
+  auto listening = [&] { return port_accepts(port_) && (http_port_ == 0 || port_accepts(http_port_)); };
+  return wait_until([&] { return listening() || !process_->running(); }, 10s) && process_->running();
 }
 
 Pgmux::~Pgmux() {
