@@ -145,13 +145,16 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::no_backend:
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       co_return;
-    case Relay::End::shutting_down:
+    case Relay::End::shutting_down: {
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
-      co_await self->send_error("FATAL", sqlstate::kAdminShutdown,
-                                self->proxy_.draining() ? "pgmux is shutting down"
-                                                        : "database \"" + self->database_->name +
-                                                              "\" was removed from pgmux's configuration");
+      // Built before the co_await: GCC 12 destroys a temporary of a conditional expression inside a co_await
+      // twice.
+      std::string why = self->proxy_.draining() ? std::string("pgmux is shutting down")
+                                                : "database \"" + self->database_->name +
+                                                      "\" was removed from pgmux's configuration";
+      co_await self->send_error("FATAL", sqlstate::kAdminShutdown, why);
       co_return;
+    }
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,
                                 "client_idle_timeout: closing an idle connection");

@@ -10,6 +10,7 @@
 #include "bounded.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
+#include "raw_socket.hpp"
 
 using namespace pgmux::test;
 
@@ -28,11 +29,35 @@ TEST_CASE("a restart with --takeover under a client loop loses no transaction", 
       for (int n = 0; n < 5000 && !stop.load(); ++n) {  // bounded; stopped by the main thread long before
         Connection c(old_mux->conninfo());
         if (!c.ok()) return failures.add("client " + std::to_string(i) + " connect: " + c.error());
+        // The old process says 57P01 after a transaction it let finish: expected, and not worth printing.
+        PQsetNoticeProcessor(
+            c.get(), [](void*, const char*) {}, nullptr);
         for (const char* sql : {"BEGIN", "SELECT 1", "COMMIT"}) {
           Outcome o = exec_bounded(c.get(), sql, 20s);
           if (!o.ok()) return failures.add("client " + std::to_string(i) + ": " + sql + ": " + o.error);
         }
         committed.fetch_add(1);
+      }
+    });
+  }
+  // And bare connections as fast as they go, so that some are sure to wait in an accept queue at the switch:
+  // each must get its answer (pgmux declines TLS with 'N', then refuses a startup packet without a user with
+  // 28000), never a reset.
+  std::atomic<int> probes{0};
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      const std::string ssl_request = be32(8) + be32(80877103);
+      const std::string no_user =
+          be32(4 + 4 + 9 + 4 + 1) + be32(196608) + std::string("database\0app\0\0", 14);
+      for (int n = 0; n < 200000 && !stop.load(); ++n) {  // bounded
+        RawSocket probe(old_mux->port());
+        std::string got;
+        if (!probe.connected() || !probe.send_all(ssl_request + no_user) ||
+            !probe.read_until_closed(got, 10s) || got.empty() || got[0] != 'N' ||
+            error_response_sqlstate(got.substr(1)) != "28000")
+          return failures.add("probe " + std::to_string(i) + " after " + std::to_string(n) + ": got " +
+                              std::to_string(got.size()) + " byte(s)");
+        probes.fetch_add(1);
       }
     });
   }
@@ -61,6 +86,7 @@ TEST_CASE("a restart with --takeover under a client loop loses no transaction", 
   INFO(new_mux.log_tail());
   INFO(failures.summary());
   CHECK(failures.list().empty());
+  CHECK(probes.load() > 100);
   // The new process serves on its own: a second takeover finds it and a fresh client gets in.
   Connection after(new_mux.conninfo());
   REQUIRE(after.ok());
