@@ -50,7 +50,7 @@ void Lifecycle::drain(std::string why) {
   asio::post(*contexts_[0], [this, why = std::move(why)] { begin_drain(why); });
 }
 
-void Lifecycle::begin_drain(const std::string& why) {
+void Lifecycle::begin_drain(const std::string& why, bool handed_over) {
   if (proxy_.draining()) {
     log::info(why, " while draining: stopping now");
     return stop_now();
@@ -59,10 +59,11 @@ void Lifecycle::begin_drain(const std::string& why) {
   log::info(why, ": draining (shutdown_timeout ", timeout.count(), " ms)");
   proxy_.start_draining();  // /readyz says 503 from now on
   for (std::size_t i = 0; i < contexts_.size(); ++i) {
-    asio::post(*contexts_[i], [this, i] {
+    asio::post(*contexts_[i], [this, i, handed_over] {
       error_code ignored;
       for (auto& acceptor : listeners_[i].postgres) acceptor.close(ignored);
-      for (auto& acceptor : listeners_[i].http) acceptor.close(ignored);
+      if (handed_over)
+        for (auto& acceptor : listeners_[i].http) acceptor.close(ignored);
       session::Relay::drain_all_on_this_thread(/*spare_new_clients=*/true);
     });
   }
@@ -114,7 +115,7 @@ void Lifecycle::offer_takeover() {
       lifecycle::offer_takeover(
           takeover_address(proxy_.config()->listen.postgres), [this] { return listening_sockets(); },
           [this](int new_pid) {
-            begin_drain("handed the listeners over to pid " + std::to_string(new_pid));
+            begin_drain("handed the listeners over to pid " + std::to_string(new_pid), /*handed_over=*/true);
           }),
       asio::detached);
 }

@@ -33,7 +33,9 @@ class Lifecycle final : public session::ProcessControl {
   void drain(std::string why);
 
  private:
-  void begin_drain(const std::string& why);  // on worker 0
+  // On worker 0. The HTTP listeners stay open, answering /readyz and /sql with 503 so that load balancers
+  // see the drain, unless the sockets were handed over: then the successor answers them.
+  void begin_drain(const std::string& why, bool handed_over = false);
   void watch_drain(pool::Clock::time_point deadline);
   void stop_now();
   InheritedSockets listening_sockets() const;

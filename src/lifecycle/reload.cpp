@@ -1,6 +1,7 @@
 // Reload: the config file read again, validated, and put in force without dropping a client.
 #include "lifecycle/reload.hpp"
 
+#include "lifecycle/fd_limit.hpp"
 #include "log.hpp"
 
 namespace pgmux::lifecycle {
@@ -36,6 +37,8 @@ std::string reload_config(session::Proxy& proxy, const std::string& path) {
     log::Format format;
     if (!log::parse_level(next.log_level, level)) throw config::ConfigError("log_level: unknown level");
     if (!log::parse_format(next.log_format, format)) throw config::ConfigError("log_format: unknown format");
+    // A bigger max_client_conn or pool needs more descriptors: raised now, or the reload is refused.
+    raise_fd_limit(descriptors_needed(next, proxy.workers()));
     // (TLS: certificates and keys named by the new config are loaded here, before anything is swapped, so
     // that a bad file leaves the old ones serving.)
     proxy.apply(std::move(next));  // throws, changing nothing, on a malformed secret
