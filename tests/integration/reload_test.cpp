@@ -215,3 +215,47 @@ TEST_CASE("a database removed by a reload ends its clients at their transaction 
   CHECK(other.value("SELECT 4") == "4");  // the other database's clients never noticed
   CHECK(column(admin.exec("SHOW DATABASES"), "extra", "name").empty());
 }
+
+TEST_CASE(
+    "a database pointed elsewhere by a reload gets new backends; a transaction in flight ends on its old one",
+    "[reload]") {
+  TestPostgres& postgres = TestPostgres::shared();
+  auto moving = [&](const std::string& dbname) {
+    PgmuxOptions options = kBase;
+    options.databases_yaml = "  moving:\n    host: 127.0.0.1\n    port: " + std::to_string(postgres.port()) +
+                             "\n    dbname: " + dbname + "\n    user: app\n    password: app-secret\n";
+    return options;
+  };
+  Pgmux mux(postgres, moving("app"));
+  Connection admin(mux.conninfo("app", "app-secret", "pgmux"));
+  Connection idle(mux.conninfo("app", "app-secret", "moving")),
+      busy(mux.conninfo("app", "app-secret", "moving"));
+  REQUIRE(admin.ok());
+  REQUIRE(idle.ok());
+  REQUIRE(busy.ok());
+  CHECK(idle.value("SELECT current_database()") == "app");
+  busy.value("BEGIN");
+  CHECK(busy.value("SELECT current_database()") == "app");
+
+  mux.rewrite_config(moving("postgres"));
+  Result reload = admin.exec("RELOAD");
+  INFO(PQresultErrorMessage(reload.get()));
+  REQUIRE(PQresultStatus(reload.get()) == PGRES_COMMAND_OK);
+
+  CHECK(idle.value("SELECT current_database()") == "postgres");  // both clients stay connected
+  CHECK(busy.value("SELECT current_database()") == "app");       // its transaction goes on where it began
+  busy.value("COMMIT");
+  CHECK(busy.value("SELECT current_database()") == "postgres");
+  Result dbs = admin.exec("SHOW DATABASES");
+  CHECK(column(dbs, "moving", "database") == "postgres");
+  // The backend to the old database was closed when it came back, not kept idle.
+  Connection direct(postgres.conninfo("app", "app-secret"));
+  REQUIRE(direct.ok());
+  CHECK(wait_until(
+      [&] {
+        return direct.value(
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND usename = 'app' "
+                   "AND pid <> pg_backend_pid()") == "0";
+      },
+      10s));
+}
