@@ -30,11 +30,11 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
 }
 
 void Pgmux::rewrite_config(const PgmuxOptions& options) {
-  // Written aside and renamed, so that a reload never reads half a file.
   write_config(options);
 }
 
 void Pgmux::write_config(const PgmuxOptions& options) {
+  // Written aside and renamed, so that a reload never reads half a file.
   const TestPostgres& postgres = postgres_;
   auto config = dir_.path() / "pgmux.yaml";
   auto partial = dir_.path() / "pgmux.yaml.new";
