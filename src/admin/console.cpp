@@ -84,10 +84,12 @@ std::string Console::answer(std::string_view command_text) {
     append_command_complete(out, "SHOW");
   } else if (command == "SHOW HELP" || command == "SHOW") {
     append_row_description(out, {"command"});
-    for (const char* c :
-         {"SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW VERSION", "SHOW HELP"})
+    for (const char* c : {"SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW VERSION",
+                          "SHOW HELP", "RELOAD", "SHUTDOWN"})
       append_data_row(out, {c});
     append_command_complete(out, "SHOW");
+  } else if (command == "RELOAD" || command == "SHUTDOWN") {
+    process_command(command, out);
   } else if (command.empty()) {
     MessageBuilder(out, 'I');  // EmptyQueryResponse
   } else {
@@ -96,17 +98,37 @@ std::string Console::answer(std::string_view command_text) {
   return out;
 }
 
+void Console::process_command(const std::string& command, std::string& out) {
+  session::ProcessControl* control = proxy_.control();
+  if (!control) {
+    append_error(out, "ERROR", sqlstate::kFeatureNotSupported, command + " is not available here");
+    return;
+  }
+  if (command == "SHUTDOWN") {
+    // PgBouncer's SHUTDOWN stops at once; pgmux drains as for SIGTERM, so transactions in flight finish.
+    control->shut_down();
+    append_command_complete(out, "SHUTDOWN");
+    return;
+  }
+  std::string refused = control->reload();
+  if (refused.empty())
+    append_command_complete(out, "RELOAD");
+  else  // F0000 config_file_error; the old config stays in force
+    append_error(out, "ERROR", "F0000", "the configuration was not reloaded: " + refused);
+}
+
 void Console::show_pools(std::string& out) {
   // PgBouncer's column names; the counts pgmux does not keep yet are 0.
   append_row_description(out, {"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle",
                                "sv_used", "sv_login", "maxwait", "maxwait_us", "pool_mode"});
+  std::shared_ptr<const config::Config> config = proxy_.config();
   auto pools = proxy_.pools();
   for (const auto& [key, pool] : pools) {
     pool::PoolCounts c = pool->counts();
     append_data_row(
         out, {key.first, key.second, std::to_string(c.clients - c.waiting), std::to_string(c.waiting),
               std::to_string(c.active), std::to_string(c.idle), "0", std::to_string(c.connecting), "0", "0",
-              mode_name(proxy_.config().pool_mode_for(pool->database()))});
+              mode_name(config->pool_mode_for(pool->database()))});
   }
   append_command_complete(out, "SHOW");
 }
@@ -143,7 +165,8 @@ void Console::show_stats(std::string& out) {
 void Console::show_databases(std::string& out) {
   append_row_description(out, {"name", "host", "port", "database", "force_user", "pool_size", "pool_mode",
                                "current_connections"});
-  const config::Config& config = proxy_.config();
+  std::shared_ptr<const config::Config> snapshot = proxy_.config();
+  const config::Config& config = *snapshot;
   auto pools = proxy_.pools();
   for (const auto& [name, db] : config.databases) {
     int connections = 0;
@@ -160,7 +183,8 @@ void Console::show_databases(std::string& out) {
 }
 
 void Console::show_config(std::string& out) {
-  const config::Config& c = proxy_.config();
+  std::shared_ptr<const config::Config> snapshot = proxy_.config();
+  const config::Config& c = *snapshot;
   append_row_description(out, {"key", "value"});
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"listen.postgres", c.listen.postgres.host + ":" + std::to_string(c.listen.postgres.port)},

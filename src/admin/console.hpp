@@ -9,7 +9,7 @@
 
 namespace pgmux::admin {
 
-// Speaks the simple query protocol with one logged-in admin client until it leaves. Read-only for now.
+// Speaks the simple query protocol with one logged-in admin client until it leaves.
 class Console {
  public:
   Console(session::Proxy& proxy, net::Socket& socket) : proxy_(proxy), socket_(socket) {}
@@ -23,6 +23,8 @@ class Console {
   void show_stats(std::string& out);
   void show_databases(std::string& out);
   void show_config(std::string& out);
+  // RELOAD and SHUTDOWN, which act on the whole process.
+  void process_command(const std::string& command, std::string& out);
 
   session::Proxy& proxy_;
   net::Socket& socket_;

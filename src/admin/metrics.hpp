@@ -39,6 +39,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& clients_;
   prometheus::Family<prometheus::Gauge>& pool_clients_;
   prometheus::Family<prometheus::Gauge>& pool_waiting_;
+  prometheus::Family<prometheus::Gauge>& pool_size_;
   prometheus::Family<prometheus::Gauge>& backends_;
   prometheus::Family<prometheus::Counter>& transactions_;
   prometheus::Family<prometheus::Counter>& queries_;

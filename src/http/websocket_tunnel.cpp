@@ -117,7 +117,8 @@ asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest requ
   auto [aec] = co_await ws.async_accept(request, use_nothrow);
   if (aec) co_return;
 
-  const config::HttpSqlConfig& config = proxy.config().http;
+  std::shared_ptr<const config::Config> snapshot = proxy.config();
+  const config::HttpSqlConfig& config = snapshot->http;
   session::ClientTransport transport{
       .peer = peer,
       .websocket = true,

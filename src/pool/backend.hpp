@@ -35,6 +35,7 @@ struct Backend {
   protocol::ParamSet params;              // its current session settings, as reported to pgmux
   BackendStatements statements;           // prepared statements it holds on clients' behalf
   Clock::time_point created, last_used;
+  std::uint64_t generation = 0;  // the pool's generation when it connected: older ones go to an old server
 };
 
 // Parameters the server reported (ParameterStatus) during login, in order.

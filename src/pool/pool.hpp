@@ -79,12 +79,24 @@ class Pool {
   // Closes every idle backend (shutdown, or Postgres restarted).
   void close_idle();
 
+  // A reload: the pool takes the new size and timeouts at once. If the server address or the credentials
+  // changed, backends opened before are closed as they come back and new ones go to the new server.
+  // Shrinking closes idle backends beyond the new size now and busy ones as they come back.
+  void reconfigure(const config::DatabaseConfig& database, const BackendCredentials& credentials,
+                   PoolSettings settings);
+  // The database was removed from the config: idle backends close now, busy ones as they come back.
+  void retire();
+  bool retired() const { return retired_.load(std::memory_order_acquire); }
+  int max_size() const;
+
   PoolCounts counts() const;
   TrafficCounters& traffic() { return traffic_; }
   const TrafficCounters& traffic() const { return traffic_; }
   void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
   void client_left() { clients_.fetch_sub(1, std::memory_order_relaxed); }
-  const config::DatabaseConfig& database() const { return database_; }
+  // The database as configured now (a copy: a reload may change it).
+  config::DatabaseConfig database() const;
+  const std::string& name() const { return name_; }
 
  private:
   friend class BackendLease;
@@ -94,14 +106,23 @@ class Pool {
   void discard(std::unique_ptr<Backend> backend);
   // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
   bool hand_to_waiter(std::unique_ptr<Backend>& backend);
+  // Under mutex_: lets waiters connect while the pool is under its size.
+  void offer_free_slots();
+  // Under mutex_: whether a backend coming back must be closed rather than kept (old server, too many, too
+  // old, retired pool).
+  bool must_close(const Backend& backend, Clock::time_point now) const;
   asio::awaitable<AcquireResult> connect_new();
   static void say_goodbye(std::vector<std::unique_ptr<Backend>>& backends);
 
-  const config::DatabaseConfig database_;
-  const PoolSettings settings_;
+  const std::string name_;
 
   mutable std::mutex mutex_;
-  BackendCredentials credentials_;
+  config::DatabaseConfig database_;
+  PoolSettings settings_;
+  BackendCredentials configured_;   // as the config gave them, to tell whether a reload changed them
+  BackendCredentials credentials_;  // the configured ones and what client logins taught
+  std::uint64_t generation_ = 0;    // bumped when the server or credentials change
+  std::atomic<bool> retired_{false};
   ServerParameters server_parameters_;
   std::vector<std::unique_ptr<Backend>> idle_;  // most recently used last
   int total_ = 0;                               // idle + lent + connecting

@@ -29,7 +29,8 @@ ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport t
       websocket_(transport.websocket),
       cleartext_allowed_(transport.cleartext_allowed),
       peer_(std::move(transport.peer)),
-      connected_at_(pool::Clock::now()) {
+      connected_at_(pool::Clock::now()),
+      config_(proxy.config()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
   if (websocket_) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
   if (!peer_.empty()) return;
@@ -40,6 +41,7 @@ ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport t
 
 ClientSession::~ClientSession() {
   if (client_key_) proxy_.cancels().remove(client_key_);
+  if (admin_) proxy_.admin_client_count().fetch_sub(1, std::memory_order_relaxed);
   if (pool_) {
     pool_->client_left();
     auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
@@ -57,7 +59,7 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, Cli
     co_await admin::Console(proxy, session->socket_).run();
     co_return;
   }
-  const config::PoolConfig& settings = proxy.config().pool;
+  const config::PoolConfig& settings = session->config_->pool;
   session->relay_.emplace(
       session->socket_, *session->pool_, session->cancel_target_, session->params_,
       RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
@@ -67,8 +69,9 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, Cli
   Relay& relay = *self->relay_;
   relay.start(*self);
   // A drain that began while this client was logging in did not see its relay: catch up. (Same thread as the
-  // drain's walk, which runs after the flag is set, so no relay is missed.)
-  if (proxy.draining()) relay.drain();
+  // drain's walk, which runs after the flag is set, so no relay is missed; likewise for a reload that removed
+  // its database.) It may still run the transaction it came for.
+  if (proxy.draining() || self->pool_->retired()) relay.drain_after_next_transaction();
 }
 
 asio::awaitable<bool> ClientSession::login_in_time() {
@@ -76,7 +79,7 @@ asio::awaitable<bool> ClientSession::login_in_time() {
   socket_.set_option(tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
   LoginState state;
-  auto timeout = proxy_.config().pool.client_login_timeout;
+  auto timeout = config_->pool.client_login_timeout;
   bool logged_in = false;
   if (timeout.count() == 0) {
     logged_in = co_await login(state);
@@ -143,10 +146,16 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::no_backend:
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       co_return;
-    case Relay::End::shutting_down:
+    case Relay::End::shutting_down: {
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
-      co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
+      // Built before the co_await: GCC 12 destroys a temporary of a conditional expression inside a co_await
+      // twice.
+      std::string why = self->proxy_.draining() ? std::string("pgmux is shutting down")
+                                                : "database \"" + self->database_->name +
+                                                      "\" was removed from pgmux's configuration";
+      co_await self->send_error("FATAL", sqlstate::kAdminShutdown, why);
       co_return;
+    }
     case Relay::End::query_timeout: {
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       // libpq reports a FATAL only once the connection ends: end our side now, not after the cancel below.
@@ -188,7 +197,7 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   }
   // A pinned client's state (LISTEN, temp tables, advisory locks...) must go even if the pool has no reset
   // query of its own.
-  std::string_view reset = proxy_.config().pool.server_reset_query;
+  std::string_view reset = config_->pool.server_reset_query;
   if (relay_->pinned() && reset.empty()) reset = "DISCARD ALL";
   if ((session_mode_ || relay_->pinned()) && !reset.empty()) {
     append_query(out, reset);

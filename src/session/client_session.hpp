@@ -86,6 +86,9 @@ class ClientSession : private RelayOwner {
   std::string peer_;                // address:port, for the log
   std::string user_;
   pool::Clock::time_point connected_at_;
+  // The config this client logged in under: it keeps it (and database_ points into it) even if a reload
+  // swaps in another.
+  std::shared_ptr<const config::Config> config_;
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;

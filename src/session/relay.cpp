@@ -253,10 +253,10 @@ void Relay::unlist() {
   listed_ = false;
 }
 
-void Relay::drain_all_on_this_thread() {
+void Relay::drain_all_on_this_thread(bool spare_new_clients) {
   for (Relay* r = t_running; r;) {
     Relay* next = r->next_;  // drain() may end r and take it off the list
-    r->drain();
+    r->drain(spare_new_clients);
     r = next;
   }
 }
@@ -265,6 +265,14 @@ void Relay::expire_queries_on_this_thread(pool::Clock::time_point now) {
   for (Relay* r = t_running; r;) {
     Relay* next = r->next_;  // expire_query() may end r and take it off the list
     r->expire_query(now);
+    r = next;
+  }
+}
+
+void Relay::drain_retired_on_this_thread() {
+  for (Relay* r = t_running; r;) {
+    Relay* next = r->next_;
+    if (r->pool_.retired()) r->drain();
     r = next;
   }
 }
@@ -286,10 +294,17 @@ void Relay::expire_query(pool::Clock::time_point now) {
   finish(End::query_timeout);
 }
 
-void Relay::drain() {
+void Relay::drain(bool spare_new_clients) {
   if (ended_) return;
   draining_ = true;
-  if (!lease_) finish(End::shutting_down);
+  if (lease_ || acquiring_) return;  // ends when the backend goes back
+  // A request that arrived but is not read yet is in flight too: the pending wait reads it and borrows.
+  error_code ec;
+  if (client_.available(ec) > 0 && !ec) return;
+  // A client that just logged in (a serverless function connects per invocation) sends its first request
+  // a round trip later; ending it before it could would fail a transaction that never started.
+  if (spare_new_clients && !served_) return;
+  finish(End::shutting_down);
 }
 
 void Relay::start(RelayOwner& owner) {
@@ -418,6 +433,7 @@ bool Relay::take_backend() {
 }
 
 bool Relay::adopt(pool::BackendLease lease) {
+  served_ = true;
   lease_ = std::move(lease);
   leased_at_ = pool::Clock::now();
   pool::move_to(*lease_, client_.get_executor());

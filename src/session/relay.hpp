@@ -78,10 +78,17 @@ class Relay {
 
   // Runs until the session ends, then calls owner.relay_finished() (possibly before start() returns).
   void start(RelayOwner& owner);
-  // SIGTERM: end at the next transaction boundary, or now if no backend is on loan.
-  void drain();
+  // SIGTERM: end at the next transaction boundary, or now if the client is idle. A client with a request
+  // in flight (queued for a backend, or bytes waiting to be read) is idle only once it is served. With
+  // `spare_new_clients`, one that has not sent its first request since it logged in is left a moment to do
+  // so.
+  void drain(bool spare_new_clients = false);
+  // For a client that logged in while a drain was under way: it may run one transaction, then it ends.
+  void drain_after_next_transaction() { draining_ = !ended_; }
   // drain() for every relay running on the calling worker thread.
-  static void drain_all_on_this_thread();
+  static void drain_all_on_this_thread(bool spare_new_clients = false);
+  // drain() for the relays on this thread whose pool was retired by a reload (their database was removed).
+  static void drain_retired_on_this_thread();
   // Ends, with End::query_timeout, every relay on the calling worker thread whose backend has owed an answer
   // for longer than its query_timeout. Called periodically on each worker (session/query_timeout_sweep).
   static void expire_queries_on_this_thread(pool::Clock::time_point now);
@@ -236,6 +243,7 @@ class Relay {
   const char* pin_at_sync_ = nullptr;  // an unnamed Parse creates session state: pin if its batch succeeds
 
   bool draining_ = false;
+  bool served_ = false;    // has borrowed a backend at least once
   Relay* prev_ = nullptr;  // this thread's list of running relays
   Relay* next_ = nullptr;
   bool listed_ = false;
