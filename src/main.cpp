@@ -1,7 +1,9 @@
 // pgmux: flags, signals, worker threads, and the wiring between them.
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "log.hpp"
 #include "net/asio.hpp"
 #include "net/listener.hpp"
+#include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pool/traffic.hpp"
 #include "session/client_session.hpp"
@@ -22,8 +25,45 @@ using namespace pgmux;
 constexpr const char* kUsage =
     "usage: pgmux --config FILE        run the pooler\n"
     "       pgmux --check-config FILE  validate FILE and exit (non-zero, naming the key, if it is wrong)\n"
+    "       pgmux --hash-password USER [--scram-iterations N]\n"
+    "                                  print a users: entry with a SCRAM verifier of the password read from\n"
+    "                                  standard input (N: PBKDF2 rounds, default 4096 as in Postgres)\n"
     "       pgmux --version\n"
     "       pgmux --help\n";
+
+// The users: entry for USER, its password read from standard input (one line; a trailing newline is not
+// part of it). The salt is random, so two runs print different verifiers for the same password.
+int hash_password(const std::vector<std::string>& args) {
+  const std::string& user = args[1];
+  long iterations = 4096;
+  if (args.size() == 4) {
+    char* end = nullptr;
+    iterations = std::strtol(args[3].c_str(), &end, 10);
+    if (args[2] != "--scram-iterations" || *end != '\0' || iterations < 1 || iterations > 10'000'000) {
+      std::cerr << "pgmux: --scram-iterations takes a number from 1 to 10000000\n";
+      return 2;
+    }
+  }
+  std::string password((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  if (password.ends_with('\n')) password.pop_back();
+  if (password.ends_with('\r')) password.pop_back();
+  if (password.empty() || user.empty()) {
+    std::cerr << "pgmux: --hash-password needs a user name and a password on standard input\n";
+    return 2;
+  }
+  auto quoted = [](std::string_view text) {
+    std::string out = "\"";
+    for (char c : text) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  };
+  std::cout << "- name: " << quoted(user) << "\n  password: "
+            << quoted(auth::format_scram_verifier(auth::new_scram_verifier(password, int(iterations))))
+            << "\n";
+  return 0;
+}
 
 int run(const config::Config& cfg) {
   log::Level level;
@@ -153,6 +193,8 @@ int main(int argc, char** argv) {
     std::cout << "pgmux " << PGMUX_VERSION << "\n";
     return 0;
   }
+  if (!args.empty() && args[0] == "--hash-password" && (args.size() == 2 || args.size() == 4))
+    return hash_password(args);
   if (args.size() != 2 || (args[0] != "--config" && args[0] != "--check-config")) {
     std::cerr << kUsage;
     return 2;
