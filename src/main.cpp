@@ -1,6 +1,8 @@
 // pgmux: flags, signals, worker threads, and the wiring between them.
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "log.hpp"
 #include "net/asio.hpp"
 #include "net/listener.hpp"
+#include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pool/traffic.hpp"
 #include "session/client_session.hpp"
@@ -29,8 +32,45 @@ constexpr const char* kUsage =
     "                                        then drains (a restart that loses no connection)\n"
     "       pgmux --check-config FILE         validate FILE and exit (non-zero, naming the key, if it is "
     "wrong)\n"
+    "       pgmux --hash-password USER [--scram-iterations N]\n"
+    "                                        print a users: entry with a SCRAM verifier of the password\n"
+    "                                        read from standard input (N: PBKDF2 rounds, default 4096)\n"
     "       pgmux --version\n"
     "       pgmux --help\n";
+
+// The users: entry for USER, its password read from standard input (one line; a trailing newline is not
+// part of it). The salt is random, so two runs print different verifiers for the same password.
+int hash_password(const std::vector<std::string>& args) {
+  const std::string& user = args[1];
+  long iterations = 4096;
+  if (args.size() == 4) {
+    char* end = nullptr;
+    iterations = std::strtol(args[3].c_str(), &end, 10);
+    if (args[2] != "--scram-iterations" || *end != '\0' || iterations < 1 || iterations > 10'000'000) {
+      std::cerr << "pgmux: --scram-iterations takes a number from 1 to 10000000\n";
+      return 2;
+    }
+  }
+  std::string password((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  if (password.ends_with('\n')) password.pop_back();
+  if (password.ends_with('\r')) password.pop_back();
+  if (password.empty() || user.empty()) {
+    std::cerr << "pgmux: --hash-password needs a user name and a password on standard input\n";
+    return 2;
+  }
+  auto quoted = [](std::string_view text) {
+    std::string out = "\"";
+    for (char c : text) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  };
+  std::cout << "- name: " << quoted(user) << "\n  password: "
+            << quoted(auth::format_scram_verifier(auth::new_scram_verifier(password, int(iterations))))
+            << "\n";
+  return 0;
+}
 
 int run(const std::string& config_path, const config::Config& cfg, bool takeover) {
   log::Level level;
@@ -126,6 +166,8 @@ int main(int argc, char** argv) {
     std::cout << "pgmux " << PGMUX_VERSION << "\n";
     return 0;
   }
+  if (!args.empty() && args[0] == "--hash-password" && (args.size() == 2 || args.size() == 4))
+    return hash_password(args);
   bool takeover = args.size() == 3 && args[0] == "--config" && args[2] == "--takeover";
   if (!(args.size() == 2 || takeover) || (args[0] != "--config" && args[0] != "--check-config")) {
     std::cerr << kUsage;

@@ -96,6 +96,10 @@ ScramVerifier scram_verifier_from_password(std::string_view password, std::strin
   return v;
 }
 
+ScramVerifier new_scram_verifier(std::string_view password, int iterations) {
+  return scram_verifier_from_password(password, random_string(16), iterations);
+}
+
 std::string format_scram_verifier(const ScramVerifier& v) {
   return std::string(kScramPrefix) + std::to_string(v.iterations) + ":" + base64_encode(v.salt) + "$" +
          base64_encode(as_view(v.stored_key)) + ":" + base64_encode(as_view(v.server_key));

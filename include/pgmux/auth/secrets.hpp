@@ -39,6 +39,9 @@ std::optional<UserSecret> parse_user_secret(std::string_view user, std::string_v
 // bytes; Postgres would SASLprep non-ASCII passwords first (TODO: SASLprep).
 ScramVerifier scram_verifier_from_password(std::string_view password, std::string_view salt, int iterations);
 
+// A new verifier for `password` with a random 16-byte salt, as Postgres makes them (pgmux --hash-password).
+ScramVerifier new_scram_verifier(std::string_view password, int iterations);
+
 // "SCRAM-SHA-256$4096:...$...:..." formatting of a verifier.
 std::string format_scram_verifier(const ScramVerifier& v);
 
