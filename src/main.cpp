@@ -41,6 +41,9 @@ int run(const config::Config& cfg) {
     if (i == 0) net::check_address_free(*contexts.back(), cfg.listen.postgres);
     acceptors.push_back(net::open_listener(*contexts.back(), cfg.listen.postgres));
   }
+  std::vector<asio::any_io_executor> executors;
+  for (auto& io : contexts) executors.push_back(io->get_executor());
+  proxy.set_worker_executors(std::move(executors));
   for (int i = 0; i < workers; ++i) {
     asio::io_context& io = *contexts[i];
     auto on_client = [&proxy, &io](tcp::socket socket) {

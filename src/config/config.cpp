@@ -392,6 +392,12 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       read_users(value, env, config);
     } else if (key == "http") {  // HTTP-SQL
       read_http(value, env, config.http);
+    } else if (key == "metrics") {
+      for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
+        if (k != "enabled") return false;
+        config.metrics.enabled = boolean(v, p, env);
+        return true;
+      });
     } else if (key == "admin_users") {
       if (value.IsNull()) return true;
       if (!value.IsSequence())

@@ -85,7 +85,7 @@ asio::awaitable<Response> route(const HttpRequest& req, session::Proxy& proxy, a
   if (target == "/metrics") {
     Response res{bhttp::status::ok, 11};
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4");
-    res.body() = metrics.scrape();
+    res.body() = co_await metrics.scrape();
     co_return res;
   }
   co_return json(bhttp::status::not_found,

@@ -15,7 +15,8 @@ struct Pool::Waiter {
   asio::steady_timer timer;
   std::unique_ptr<Backend> backend;  // handed over
   bool may_connect = false;          // or: a slot was freed, connect yourself
-  bool served = false;
+  bool killed = false;               // or: KILL, give up
+  bool served = false;               // neither of them: try again (RESUME)
   Waiter* next = nullptr;
   Waiter* prev = nullptr;
   std::shared_ptr<Waiter> self;  // the queue's reference while queued
@@ -34,8 +35,8 @@ void BackendLease::release_clean() {
   if (backend_) pool_->give_back(std::move(backend_));
 }
 
-void BackendLease::close() {
-  if (backend_) pool_->discard(std::move(backend_));
+void BackendLease::close(CloseReason reason) {
+  if (backend_) pool_->discard(std::move(backend_), reason);
 }
 
 Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings)
@@ -48,12 +49,14 @@ Pool::~Pool() = default;
 
 BackendLease Pool::try_acquire_idle() {
   std::unique_lock lock(mutex_);
+  if (paused_) return {};
   while (!idle_.empty()) {
     std::unique_ptr<Backend> backend = std::move(idle_.back());
     idle_.pop_back();
     if (looks_healthy(*backend)) return BackendLease(this, std::move(backend));
     // It spoke while idle (a FATAL from a restarting server) or hung up: never reuse it.
     --total_;
+    count_close(CloseReason::server_closed);
     lock.unlock();
     log::info("closing an idle server connection to ", database_.name, " that the server closed");
     backend.reset();
@@ -91,7 +94,7 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
     {
       if (BackendLease idle = try_acquire_idle()) co_return AcquireResult{std::move(idle), {}, {}};
       std::unique_lock lock(mutex_);
-      if (total_ < settings_.max_size) {
+      if (total_ < settings_.max_size && !paused_) {
         ++total_;
         ++connecting_;
       } else {
@@ -119,8 +122,13 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
       waiter->self.reset();
       co_return AcquireResult{{},
                               protocol::sqlstate::kQueryCanceled,
-                              "query_wait_timeout: no server connection became free in time"};
+                              paused_
+                                  ? "query_wait_timeout: the database is paused (PAUSE in the admin console)"
+                                  : "query_wait_timeout: no server connection became free in time"};
     }
+    if (waiter->killed)
+      co_return AcquireResult{
+          {}, protocol::sqlstate::kAdminShutdown, "database killed (KILL in the admin console)"};
     if (waiter->backend) co_return AcquireResult{BackendLease(this, std::move(waiter->backend)), {}, {}};
     if (waiter->may_connect) {
       lock.unlock();
@@ -141,18 +149,21 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
   --connecting_;
   if (!login.backend) {
     --total_;
+    ++connect_failures_[error_class_index(login.sqlstate)];
     std::unique_ptr<Backend> none;
     hand_to_waiter(none);  // the slot is free again: let the next waiter try
+    wake_quiet_watchers();
     log::warning("server connection to ", database_.name, " failed: ", login.message);
     co_return AcquireResult{{}, std::move(login.sqlstate), std::move(login.message)};
   }
+  ++connects_;
   if (server_parameters_.empty()) server_parameters_ = std::move(login.parameters);
   co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
 }
 
 bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
   Waiter* waiter = waiters_head_;
-  if (!waiter) return false;
+  if (!waiter || paused_) return false;  // paused: backends stay idle, freed slots stay free until RESUME
   // Prefer, among the oldest few, a waiter on the backend's own worker: it is woken without crossing threads
   // and keeps the socket where it is. Looking only a few places down bounds how far anyone can be passed
   // over.
@@ -186,22 +197,85 @@ bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
 void Pool::give_back(std::unique_ptr<Backend> backend) {
   auto now = Clock::now();
   if (settings_.lifetime.count() > 0 && now - backend->created > settings_.lifetime) {
-    discard(std::move(backend));
+    discard(std::move(backend), CloseReason::lifetime);
     return;
   }
   backend->last_used = now;
   std::lock_guard lock(mutex_);
   if (!hand_to_waiter(backend)) idle_.push_back(std::move(backend));
+  wake_quiet_watchers();
 }
 
-void Pool::discard(std::unique_ptr<Backend> backend) {
+void Pool::discard(std::unique_ptr<Backend> backend, CloseReason reason) {
   error_code ignored;
   backend->socket.close(ignored);
   backend.reset();
   std::lock_guard lock(mutex_);
   --total_;
+  count_close(reason);
   std::unique_ptr<Backend> none;
   hand_to_waiter(none);
+  wake_quiet_watchers();
+}
+
+void Pool::pause() {
+  std::lock_guard lock(mutex_);
+  paused_ = true;
+}
+
+void Pool::resume() {
+  std::lock_guard lock(mutex_);
+  paused_ = false;
+  // Every queued client tries again, in queue order: an idle backend, a new connection, or the queue anew.
+  while (Waiter* waiter = waiters_head_) {
+    waiters_head_ = waiter->next;
+    waiter->next = waiter->prev = nullptr;
+    waiter->served = true;
+    std::shared_ptr<Waiter> keep = std::move(waiter->self);
+    asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+  }
+  waiters_tail_ = nullptr;
+  waiting_ = 0;
+}
+
+void Pool::kill() {
+  std::vector<std::unique_ptr<Backend>> closing;
+  {
+    std::lock_guard lock(mutex_);
+    paused_ = true;
+    while (Waiter* waiter = waiters_head_) {
+      waiters_head_ = waiter->next;
+      waiter->next = waiter->prev = nullptr;
+      waiter->served = waiter->killed = true;
+      std::shared_ptr<Waiter> keep = std::move(waiter->self);
+      asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+    }
+    waiters_tail_ = nullptr;
+    waiting_ = 0;
+    total_ -= static_cast<int>(idle_.size());
+    count_close(CloseReason::killed, idle_.size());
+    closing.swap(idle_);
+  }
+  say_goodbye(closing);
+}
+
+asio::awaitable<bool> Pool::wait_until_quiet(Clock::time_point deadline) {
+  auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
+  {
+    std::lock_guard lock(mutex_);
+    if (total_ == static_cast<int>(idle_.size())) co_return true;
+    quiet_watchers_.push_back(timer);
+  }
+  co_await timer->async_wait(use_nothrow);
+  std::lock_guard lock(mutex_);
+  std::erase(quiet_watchers_, timer);
+  co_return total_ == static_cast<int>(idle_.size());
+}
+
+void Pool::wake_quiet_watchers() {
+  if (quiet_watchers_.empty() || total_ != static_cast<int>(idle_.size())) return;
+  for (auto& timer : quiet_watchers_) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  quiet_watchers_.clear();
 }
 
 ServerParameters Pool::server_parameters() const {
@@ -227,6 +301,7 @@ void Pool::sweep(Clock::time_point now) {
       bool idle_too_long = settings_.idle_timeout.count() > 0 && now - b->last_used > settings_.idle_timeout;
       bool too_old = settings_.lifetime.count() > 0 && now - b->created > settings_.lifetime;
       if (!idle_too_long && !too_old) return false;
+      count_close(too_old ? CloseReason::lifetime : CloseReason::idle_timeout);
       expired.push_back(std::move(b));
       return true;
     });
@@ -252,6 +327,7 @@ void Pool::close_idle() {
   {
     std::lock_guard lock(mutex_);
     total_ -= static_cast<int>(idle_.size());
+    count_close(CloseReason::shutdown, idle_.size());
     closing.swap(idle_);
   }
   say_goodbye(closing);
@@ -259,8 +335,15 @@ void Pool::close_idle() {
 
 PoolCounts Pool::counts() const {
   std::lock_guard lock(mutex_);
-  return {clients_.load(std::memory_order_relaxed), static_cast<int>(idle_.size()),
-          total_ - static_cast<int>(idle_.size()) - connecting_, connecting_, waiting_};
+  return {clients_.load(std::memory_order_relaxed),
+          static_cast<int>(idle_.size()),
+          total_ - static_cast<int>(idle_.size()) - connecting_,
+          connecting_,
+          waiting_,
+          paused_,
+          connects_,
+          connect_failures_,
+          closes_};
 }
 
 }  // namespace pgmux::pool

@@ -58,10 +58,11 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket, Cli
     co_return;
   }
   const config::PoolConfig& settings = proxy.config().pool;
-  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
-                          RelaySettings{settings.max_packet_size, !session->session_mode_,
-                                        settings.query_wait_timeout, settings.client_idle_timeout,
-                                        settings.max_prepared_statements, settings.pin_session_state});
+  session->relay_.emplace(
+      session->socket_, *session->pool_, session->cancel_target_, session->params_,
+      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
+                    settings.client_idle_timeout, settings.max_prepared_statements,
+                    settings.pin_session_state, proxy.config().metrics.enabled, session->websocket_});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -92,6 +93,19 @@ asio::awaitable<bool> ClientSession::login_in_time() {
   if (state.result)
     proxy_.logins().add(websocket_ ? LoginOutcomes::websocket : LoginOutcomes::postgres, *state.result);
   co_return logged_in;
+}
+
+void ClientSession::describe(ClientSnapshot& out) const {
+  out.user = user_;
+  out.websocket = websocket_;
+  out.connected_at = connected_at_;
+  split_address(peer_, out.addr, out.port);
+  error_code ec;
+  tcp::endpoint local = socket_.local_endpoint(ec);
+  if (!ec) {
+    out.local_addr = local.address().to_string();
+    out.local_port = local.port();
+  }
 }
 
 void ClientSession::relay_finished() {
@@ -130,7 +144,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_await settle_backend();
       co_return;
     case Relay::End::backend_gone:
-      lease.close();
+      lease.close(pool::CloseReason::broken);
       co_await self->send_error("FATAL", sqlstate::kConnectionFailure,
                                 "server closed the connection unexpectedly; the transaction is lost");
       co_return;
@@ -145,6 +159,14 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::shutting_down:
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
+      co_return;
+    case Relay::End::killed:
+      // Whatever runs on the backend is stopped and the connection dropped, as PgBouncer's KILL does.
+      if (lease && relay.state().tracker.outstanding() > 0)
+        co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+      lease.close(pool::CloseReason::killed);
+      co_await self->send_error("FATAL", sqlstate::kAdminShutdown,
+                                "database killed (KILL in the admin console)");
       co_return;
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,

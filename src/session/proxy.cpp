@@ -48,6 +48,7 @@ pool::Pool& Proxy::pool_for(const config::DatabaseConfig& database, const std::s
     settings.idle_timeout = config_.pool.server_idle_timeout;
     settings.lifetime = config_.pool.server_lifetime;
     slot = std::make_unique<pool::Pool>(database, std::move(credentials), settings);
+    if (held_.count(database.name)) slot->pause();
   }
   return *slot;
 }
@@ -57,6 +58,26 @@ std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> Proxy::
   std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> out;
   for (auto& [key, pool] : pools_) out.emplace_back(key, pool.get());
   return out;
+}
+
+void Proxy::hold_database(const std::string& name) {
+  std::lock_guard lock(pools_mutex_);
+  held_.insert(name);
+  for (auto& [key, pool] : pools_)
+    if (key.first == name) pool->pause();
+}
+
+bool Proxy::release_database(const std::string& name) {
+  std::lock_guard lock(pools_mutex_);
+  if (!held_.erase(name)) return false;
+  for (auto& [key, pool] : pools_)
+    if (key.first == name) pool->resume();
+  return true;
+}
+
+std::set<std::string> Proxy::held_databases() {
+  std::lock_guard lock(pools_mutex_);
+  return held_;
 }
 
 void Proxy::close_idle_backends() {

@@ -85,6 +85,13 @@ struct HttpSqlConfig {
   bool allow_cleartext_password = false;
 };
 
+// --- Observability: the metrics: section ---
+struct MetricsConfig {
+  // metrics.enabled: false stops the per-message counting (bytes, queries, transactions, their durations);
+  // /metrics then shows only gauges, logins and process figures. For measuring what counting costs.
+  bool enabled = true;
+};
+
 struct Config {
   ListenConfig listen;
   PoolConfig pool;
@@ -97,6 +104,7 @@ struct Config {
   std::string log_level = "info";     // debug | info | warning | error
   std::string log_format = "text";    // text | json (one object per line: ts, level, msg)
   HttpSqlConfig http;                 // --- HTTP-SQL (POST /sql) ---
+  MetricsConfig metrics;              // --- observability ---
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }
