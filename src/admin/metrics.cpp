@@ -192,7 +192,7 @@ asio::awaitable<std::string> Metrics::scrape() {
 
 asio::awaitable<Metrics::ClientStates> Metrics::client_states() {
   // Counted where the sessions live, from the relays' own state: nothing to keep up to date per transaction.
-  auto per_worker = co_await session::visit_workers(proxy_, [] {
+  auto count_here = [] {
     ClientStates here;
     session::Relay::for_each_on_this_thread([&](session::Relay& relay) {
       const int protocol = relay.websocket() ? 1 : 0;
@@ -200,7 +200,8 @@ asio::awaitable<Metrics::ClientStates> Metrics::client_states() {
       here.waiting[protocol] += relay.waiting_for_backend();
     });
     return here;
-  });
+  };
+  auto per_worker = co_await session::visit_workers(proxy_, count_here);
   ClientStates all;
   for (const ClientStates& s : per_worker) {
     for (std::size_t p = 0; p < all.active.size(); ++p) {

@@ -69,7 +69,7 @@ asio::awaitable<void> Console::kill(const std::vector<std::string>& args, std::s
   proxy_.hold_database(database);
   for (const auto& [key, pool] : proxy_.pools())
     if (key.first == database) pool->kill();
-  auto killed = co_await session::visit_workers(proxy_, [database] {
+  auto end_clients_here = [&database] {
     int n = 0;
     session::Relay::for_each_on_this_thread([&](session::Relay& relay) {
       if (relay.pool().database().name != database) return;
@@ -77,7 +77,8 @@ asio::awaitable<void> Console::kill(const std::vector<std::string>& args, std::s
       ++n;
     });
     return n;
-  });
+  };
+  auto killed = co_await session::visit_workers(proxy_, end_clients_here);
   int clients = 0;
   for (int n : killed) clients += n;
   log::info("admin console: KILL ", database, ": ", clients, " client(s) disconnected");

@@ -50,11 +50,12 @@ void append_server(std::string& out, const ServerSnapshot& s) {
 
 // Every relay's snapshot, gathered from the worker threads where the relays live.
 asio::awaitable<std::vector<ClientSnapshot>> all_clients(session::Proxy& proxy) {
-  auto per_worker = co_await session::visit_workers(proxy, [] {
+  auto snapshot_here = [] {
     std::vector<ClientSnapshot> here;
     session::Relay::for_each_on_this_thread([&](session::Relay& relay) { here.push_back(relay.snapshot()); });
     return here;
-  });
+  };
+  auto per_worker = co_await session::visit_workers(proxy, snapshot_here);
   std::vector<ClientSnapshot> all;
   for (auto& list : per_worker)
     for (auto& client : list) all.push_back(std::move(client));
