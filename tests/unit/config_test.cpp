@@ -111,6 +111,7 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(p.client_idle_timeout == d.client_idle_timeout);
   CHECK(p.server_reset_query == d.server_reset_query);
   CHECK(p.max_packet_size == d.max_packet_size);
+  CHECK(example.metrics.enabled == defaults.metrics.enabled);
 }
 
 TEST_CASE("absent keys take their defaults", "[config]") {
@@ -487,4 +488,12 @@ TEST_CASE("admin_users must be configured users", "[config]") {
   } catch (const pgmux::config::ConfigError& e) {
     CHECK(std::string(e.what()).starts_with("admin_users[0]: \"root\" is not listed in users"));
   }
+}
+
+TEST_CASE("metrics.enabled turns per-message counting off, and is on by default", "[config]") {
+  CHECK(parse(kOneDatabase).metrics.enabled);
+  CHECK_FALSE(parse("metrics:\n  enabled: false\n" + kOneDatabase).metrics.enabled);
+  CHECK(parse("metrics: {enabled: true}\n" + kOneDatabase).metrics.enabled);
+  CHECK_THAT(error_of("metrics:\n  enabled: maybe\n" + kOneDatabase), StartsWith("metrics.enabled: "));
+  CHECK_THAT(error_of("metrics:\n  enable: false\n" + kOneDatabase), Equals("metrics.enable: unknown key"));
 }
