@@ -79,9 +79,8 @@ Metrics::Metrics(session::Proxy& proxy)
                             .Register(registry_)),
       backend_connect_failures_(BuildCounter()
                                     .Name("pgmux_backend_connect_failures_total")
-                                    .Help("Server connections that could not be opened or logged in to, by "
-                                          "SQLSTATE class (08: unreachable, 28: refused credentials, 53: "
-                                          "full, 57: starting or stopping)")
+                                    .Help("Server logins that failed, by reason (unreachable, auth_failed, "
+                                          "server_full, server_unavailable, other)")
                                     .Register(registry_)),
       backend_closes_(BuildCounter()
                           .Name("pgmux_backend_closes_total")
@@ -226,12 +225,11 @@ void Metrics::update_backends(const prometheus::Labels& labels, const pool::Pool
                               const pool::PoolCounts& before) {
   pool_paused_.Add(labels).Set(now.paused ? 1 : 0);
   backend_connects_.Add(labels).Increment(static_cast<double>(now.connects - before.connects));
-  for (std::size_t e = 0; e < now.connect_failures.size(); ++e) {
-    if (now.connect_failures[e] == before.connect_failures[e]) continue;  // appears once it has occurred
-    prometheus::Labels with_class = labels;
-    with_class["class"] = pool::kErrorClasses[e];
-    backend_connect_failures_.Add(with_class)
-        .Increment(static_cast<double>(now.connect_failures[e] - before.connect_failures[e]));
+  for (std::size_t f = 0; f < now.connect_failures.size(); ++f) {
+    prometheus::Labels with_reason = labels;
+    with_reason["reason"] = pool::kConnectFailureNames[f];
+    backend_connect_failures_.Add(with_reason)
+        .Increment(static_cast<double>(now.connect_failures[f] - before.connect_failures[f]));
   }
   for (std::size_t r = 0; r < now.closes.size(); ++r) {
     prometheus::Labels with_reason = labels;

@@ -39,6 +39,15 @@ void BackendLease::close(CloseReason reason) {
   if (backend_) pool_->discard(std::move(backend_), reason);
 }
 
+std::size_t connect_failure_index(std::string_view sqlstate) {
+  std::string_view cls = sqlstate.substr(0, 2);
+  if (cls == "08") return 0;
+  if (cls == "28") return 1;
+  if (cls == "53") return 2;
+  if (cls == "57") return 3;
+  return 4;
+}
+
 Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings)
     : database_(std::move(database)),
       settings_(settings),
@@ -149,7 +158,7 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
   --connecting_;
   if (!login.backend) {
     --total_;
-    ++connect_failures_[error_class_index(login.sqlstate)];
+    ++connect_failures_[connect_failure_index(login.sqlstate)];
     std::unique_ptr<Backend> none;
     hand_to_waiter(none);  // the slot is free again: let the next waiter try
     wake_quiet_watchers();

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pool/backend.hpp"
@@ -30,6 +31,14 @@ enum class CloseReason : std::uint8_t {
 inline constexpr std::array<const char*, 8> kCloseReasonNames = {
     "idle_timeout", "lifetime", "server_closed", "broken", "unclean", "cancel_pending", "killed", "shutdown"};
 using CloseCounts = std::array<std::uint64_t, kCloseReasonNames.size()>;
+
+// Why a server login failed, for pgmux_backend_connect_failures_total, from the SQLSTATE it ended with: 08
+// (no connection, or it broke or timed out), 28 (credentials refused), 53 (server full), 57 (starting or
+// stopping), anything else.
+inline constexpr std::array<const char*, 5> kConnectFailureNames = {
+    "unreachable", "auth_failed", "server_full", "server_unavailable", "other"};
+using ConnectFailureCounts = std::array<std::uint64_t, kConnectFailureNames.size()>;
+std::size_t connect_failure_index(std::string_view sqlstate);
 
 // A backend on loan to one client. Move-only. If it is destroyed without release_clean(), the backend is
 // closed: a connection in an unknown state can never go back to the pool by forgetting something.
@@ -74,7 +83,7 @@ struct PoolCounts {
   // Since the pool was created: server logins that succeeded, those that failed (by SQLSTATE class) and
   // connections closed (by reason). Counted under the pool's mutex, which connecting and closing take anyway.
   std::uint64_t connects = 0;
-  ErrorCounts connect_failures{};
+  ConnectFailureCounts connect_failures{};
   CloseCounts closes{};
 };
 
@@ -156,7 +165,7 @@ class Pool {
   bool paused_ = false;
   std::vector<std::shared_ptr<asio::steady_timer>> quiet_watchers_;
   std::uint64_t connects_ = 0;
-  ErrorCounts connect_failures_{};
+  ConnectFailureCounts connect_failures_{};
   CloseCounts closes_{};
   std::atomic<int> clients_{0};
   TrafficCounters traffic_;
