@@ -120,7 +120,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
   pool::BackendLease& lease = relay.lease();
   auto release = [&] {
     if (cancel_pending)
-      lease.close();
+      lease.close(pool::CloseReason::cancel_pending);
     else
       lease.release_clean();
   };
