@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -65,6 +66,16 @@ int run(const config::Config& cfg) {
     for (int i = 0; i < workers; ++i)
       asio::co_spawn(*contexts[i], http::serve_http(http_acceptors[i], proxy, metrics, sql_endpoint),
                      asio::detached);
+  }
+
+  // listen.metrics: Prometheus and probes on a port of their own, apart from client traffic; one worker is
+  // plenty for them.
+  std::optional<tcp::acceptor> metrics_acceptor;
+  if (cfg.listen.metrics) {
+    net::check_address_free(*contexts[0], *cfg.listen.metrics);
+    metrics_acceptor.emplace(net::open_listener(*contexts[0], *cfg.listen.metrics));
+    asio::co_spawn(*contexts[0], http::serve_http(*metrics_acceptor, proxy, metrics, nullptr),
+                   asio::detached);
   }
 
   // The janitor closes idle backends past server_idle_timeout / server_lifetime, once a second.

@@ -237,6 +237,9 @@ asio::awaitable<void> Console::show_config(const std::vector<std::string>&, std:
       {"pool.session_state", c.pool.pin_session_state ? "pin" : "error"},
       {"listen.http",
        c.listen.http ? c.listen.http->host + ":" + std::to_string(c.listen.http->port) : std::string()},
+      {"listen.metrics", c.listen.metrics
+                             ? c.listen.metrics->host + ":" + std::to_string(c.listen.metrics->port)
+                             : std::string()},
       {"shutdown_timeout", millis(c.shutdown_timeout)},
       {"http.max_body_size", std::to_string(c.http.max_body_size)},
       {"http.max_response_size", std::to_string(c.http.max_response_size)},

@@ -367,6 +367,8 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
           config.listen.postgres = endpoint(v, p, env);
         else if (k == "http")
           config.listen.http = endpoint(v, p, env);
+        else if (k == "metrics")
+          config.listen.metrics = endpoint(v, p, env);
         else
           return false;
         return true;

@@ -160,3 +160,19 @@ TEST_CASE("with metrics.enabled: false nothing is counted per message, and /metr
   CHECK(page.value("pgmux_backend_connects_total", kAppPool) == 1);
   CHECK(page.value("pgmux_client_logins_total", {{"protocol", "postgres"}, {"result", "ok"}}) == 1);
 }
+
+TEST_CASE("listen.metrics serves /metrics and the probes only, on a port of its own", "[metrics]") {
+  Pgmux mux(TestPostgres::shared(), {.metrics = true});
+  Connection client(mux.conninfo());
+  REQUIRE(client.ok());
+  REQUIRE(client.value("SELECT 1") == "1");
+  HttpReply page = http_get(mux.metrics_port(), "/metrics");
+  REQUIRE(page.status == 200);
+  PromPage parsed = parse_prometheus_text(page.body);
+  CHECK(parsed.error == "");
+  CHECK(parsed.value("pgmux_backend_connects_total", kAppPool) == 1);
+  CHECK(http_get(mux.metrics_port(), "/healthz").status == 200);
+  CHECK(http_get(mux.metrics_port(), "/readyz").status == 200);
+  CHECK(http_get(mux.metrics_port(), "/sql").status == 404);  // no client traffic here
+  CHECK(http_get(mux.metrics_port(), "/v2").status == 404);
+}

@@ -17,6 +17,7 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options) : dir_("pgmux-t
   for (int attempt = 1;; ++attempt) {
     port_ = free_port();
     http_port_ = options.http ? free_port() : 0;
+    metrics_port_ = options.metrics ? free_port() : 0;
     if (start(postgres, options)) return;
     if (attempt == 3 || log().find("Address already in use") == std::string::npos)
       throw std::runtime_error("pgmux did not start:\n" + log());
@@ -29,6 +30,7 @@ bool Pgmux::start(const TestPostgres& postgres, const PgmuxOptions& options) {
     std::ofstream out(config);
     out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n";
     if (http_port_) out << "  http: \"127.0.0.1:" << http_port_ << "\"\n";
+    if (metrics_port_) out << "  metrics: \"127.0.0.1:" << metrics_port_ << "\"\n";
     out << "workers: 2\nlog_level: debug\nauth_type: " << options.auth_type << "\n"
         << "pool:\n  mode: " << options.pool_mode << "\n  default_pool_size: " << options.pool_size
         << "\n  max_client_conn: " << options.max_client_conn

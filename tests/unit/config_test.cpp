@@ -497,3 +497,12 @@ TEST_CASE("metrics.enabled turns per-message counting off, and is on by default"
   CHECK_THAT(error_of("metrics:\n  enabled: maybe\n" + kOneDatabase), StartsWith("metrics.enabled: "));
   CHECK_THAT(error_of("metrics:\n  enable: false\n" + kOneDatabase), Equals("metrics.enable: unknown key"));
 }
+
+TEST_CASE("listen.metrics is an optional address of its own", "[config]") {
+  CHECK_FALSE(parse(kOneDatabase).listen.metrics);
+  const Config c = parse("listen:\n  metrics: \"0.0.0.0:9127\"\n" + kOneDatabase);
+  REQUIRE(c.listen.metrics);
+  CHECK(c.listen.metrics->host == "0.0.0.0");
+  CHECK(c.listen.metrics->port == 9127);
+  CHECK_THAT(error_of("listen:\n  metrics: nowhere\n" + kOneDatabase), StartsWith("listen.metrics: "));
+}

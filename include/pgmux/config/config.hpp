@@ -25,6 +25,7 @@ struct Endpoint {
 struct ListenConfig {
   Endpoint postgres{"127.0.0.1", 6432};  // listen.postgres: "host:port" or "[v6]:port"
   std::optional<Endpoint> http;          // listen.http: /metrics, /healthz, /readyz; off when absent
+  std::optional<Endpoint> metrics;       // listen.metrics: /metrics, /healthz, /readyz only; off when absent
 };
 
 struct PoolConfig {
