@@ -1,6 +1,5 @@
 // pgmux: flags, signals, worker threads, and the wiring between them.
 #include <csignal>
-#include <cstring>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -8,6 +7,9 @@
 
 #include "admin/metrics.hpp"
 #include "http/http_server.hpp"
+#include "lifecycle/fd_limit.hpp"
+#include "lifecycle/lifecycle.hpp"
+#include "lifecycle/takeover.hpp"
 #include "log.hpp"
 #include "net/asio.hpp"
 #include "net/listener.hpp"
@@ -15,68 +17,72 @@
 #include "pool/traffic.hpp"
 #include "session/client_session.hpp"
 #include "session/proxy.hpp"
+#include "session/query_timeout_sweep.hpp"
 
 namespace {
 
 using namespace pgmux;
 
 constexpr const char* kUsage =
-    "usage: pgmux --config FILE        run the pooler\n"
-    "       pgmux --check-config FILE  validate FILE and exit (non-zero, naming the key, if it is wrong)\n"
+    "usage: pgmux --config FILE [--takeover]  run the pooler; with --takeover, take the listening sockets\n"
+    "                                        over from a pgmux already serving these addresses, which\n"
+    "                                        then drains (a restart that loses no connection)\n"
+    "       pgmux --check-config FILE         validate FILE and exit (non-zero, naming the key, if it is "
+    "wrong)\n"
     "       pgmux --version\n"
     "       pgmux --help\n";
 
-int run(const config::Config& cfg) {
+int run(const std::string& config_path, const config::Config& cfg, bool takeover) {
   log::Level level;
   if (log::parse_level(cfg.log_level, level)) log::set_level(level);
   log::Format format;
   if (log::parse_format(cfg.log_format, format)) log::set_format(format);
   session::Proxy proxy(cfg);
   const int workers = proxy.workers();
+  lifecycle::raise_fd_limit(lifecycle::descriptors_needed(cfg, workers));
 
   // One io_context per worker: a session, its lease and its timers stay on one thread.
-  std::vector<std::unique_ptr<asio::io_context>> contexts;
-  std::vector<tcp::acceptor> acceptors;
-  for (int i = 0; i < workers; ++i) {
-    contexts.push_back(std::make_unique<asio::io_context>(1));
-    if (i == 0) net::check_address_free(*contexts.back(), cfg.listen.postgres);
-    acceptors.push_back(net::open_listener(*contexts.back(), cfg.listen.postgres));
+  lifecycle::Contexts contexts;
+  for (int i = 0; i < workers; ++i) contexts.push_back(std::make_unique<asio::io_context>(1));
+  std::optional<lifecycle::Handover> handover;
+  if (takeover) {
+    handover = lifecycle::request_takeover(cfg);
+    if (handover)
+      log::info("takeover: received ",
+                handover->sockets.postgres.size() + handover->sockets.http.size() +
+                    handover->sockets.metrics.size(),
+                " listening socket(s) from pid ", handover->old_pid);
+    else
+      log::info("takeover: no pgmux serves these addresses; starting on free ports");
   }
   std::vector<asio::any_io_executor> executors;
   for (auto& io : contexts) executors.push_back(io->get_executor());
   proxy.set_worker_executors(std::move(executors));
+  std::vector<lifecycle::WorkerListeners> listeners =
+      lifecycle::open_listeners(cfg, contexts, handover ? &handover->sockets : nullptr);
   for (int i = 0; i < workers; ++i) {
     asio::io_context& io = *contexts[i];
-    auto on_client = [&proxy, &io](tcp::socket socket) {
+    auto on_client = [&proxy, &io](net::Socket socket) {
       asio::co_spawn(io, session::ClientSession::serve(proxy, std::move(socket)),
                      session::log_session_failure);
     };
-    asio::co_spawn(io, net::accept_loop(acceptors[i], on_client), asio::detached);
+    for (auto& acceptor : listeners[i].postgres)
+      asio::co_spawn(io, net::accept_loop(acceptor, on_client), asio::detached);
+    session::start_query_timeout_sweep(io, cfg.pool.query_timeout);
   }
 
   // HTTP (POST /sql, metrics, health) on every worker, like the Postgres port: /sql is a workload, and the
   // kernel spreads its connections across the SO_REUSEPORT listeners.
   admin::Metrics metrics(proxy);
   auto sql_endpoint = std::make_shared<http::SqlEndpoint>(proxy);
-  std::vector<tcp::acceptor> http_acceptors;
-  if (cfg.listen.http) {
-    net::check_address_free(*contexts[0], *cfg.listen.http);
-    for (int i = 0; i < workers; ++i)
-      http_acceptors.push_back(net::open_listener(*contexts[i], *cfg.listen.http));
-    for (int i = 0; i < workers; ++i)
-      asio::co_spawn(*contexts[i], http::serve_http(http_acceptors[i], proxy, metrics, sql_endpoint),
-                     asio::detached);
-  }
+  for (int i = 0; i < workers; ++i)
+    for (auto& acceptor : listeners[i].http)
+      asio::co_spawn(*contexts[i], http::serve_http(acceptor, proxy, metrics, sql_endpoint), asio::detached);
 
-  // listen.metrics: Prometheus and probes on a port of their own, apart from client traffic; one worker is
-  // plenty for them.
-  std::optional<tcp::acceptor> metrics_acceptor;
-  if (cfg.listen.metrics) {
-    net::check_address_free(*contexts[0], *cfg.listen.metrics);
-    metrics_acceptor.emplace(net::open_listener(*contexts[0], *cfg.listen.metrics));
-    asio::co_spawn(*contexts[0], http::serve_http(*metrics_acceptor, proxy, metrics, nullptr),
-                   asio::detached);
-  }
+  // listen.metrics: Prometheus and probes on a port of their own, apart from client traffic; one worker
+  // (lifecycle::open_listeners puts it on worker 0) is plenty for them.
+  for (auto& acceptor : listeners[0].metrics)
+    asio::co_spawn(*contexts[0], http::serve_http(acceptor, proxy, metrics, nullptr), asio::detached);
 
   // The janitor closes idle backends past server_idle_timeout / server_lifetime, once a second.
   asio::steady_timer janitor(*contexts[0]);
@@ -90,50 +96,12 @@ int run(const config::Config& cfg) {
   };
   sweep();
 
-  // SIGINT stops at once. SIGTERM drains: no new clients, each session ends at its next transaction boundary
-  // (idle ones at once) with 57P01, and after shutdown_timeout whoever is left is cut off. Backends get a
-  // Terminate either way.
-  auto stop_everything = [&] {
-    proxy.close_idle_backends();
-    for (auto& io : contexts) io->stop();
-  };
-  asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
-  asio::steady_timer drain_timer(*contexts[0]);
-  std::function<void(pool::Clock::time_point)> watch_drain = [&](pool::Clock::time_point deadline) {
-    drain_timer.expires_after(std::chrono::milliseconds(20));
-    drain_timer.async_wait([&, deadline](error_code ec) {
-      if (ec) return;
-      int left = proxy.client_count().load() + proxy.http_requests_in_flight().load();
-      if (left == 0 || pool::Clock::now() >= deadline) {
-        if (left > 0) log::warning("shutdown_timeout: cutting off ", left, " client(s) still connected");
-        log::info("drained; stopping");
-        return stop_everything();
-      }
-      watch_drain(deadline);
-    });
-  };
-  std::function<void()> on_signal = [&] {
-    signals.async_wait([&](error_code ec, int signal) {
-      if (ec) return;
-      if (signal == SIGINT || proxy.draining()) {
-        log::info("received ", strsignal(signal), ", stopping now");
-        return stop_everything();
-      }
-      log::info("received ", strsignal(signal), ", draining (shutdown_timeout ", cfg.shutdown_timeout.count(),
-                " ms)");
-      proxy.start_draining();
-      for (int i = 0; i < workers; ++i) {
-        asio::post(*contexts[i], [&acceptors, i] {
-          error_code ignored;
-          acceptors[i].close(ignored);
-          session::Relay::drain_all_on_this_thread();
-        });
-      }
-      watch_drain(pool::Clock::now() + cfg.shutdown_timeout);
-      on_signal();  // a second signal stops at once
-    });
-  };
-  on_signal();
+  lifecycle::Lifecycle life(proxy, config_path, contexts, listeners);
+  proxy.set_control(&life);
+  life.watch_signals();
+  life.offer_takeover();
+  // The old process stops accepting once told; the sockets' queues are served from here on.
+  if (handover) lifecycle::confirm_takeover(*handover);
 
   log::info(
       "pgmux ", PGMUX_VERSION, " listening on ", cfg.listen.postgres.host, ":", cfg.listen.postgres.port,
@@ -150,6 +118,7 @@ int run(const config::Config& cfg) {
   contexts[0]->run();
   for (auto& io : contexts) io->stop();
   for (auto& t : threads) t.join();
+  proxy.set_control(nullptr);
   log::info("pgmux stopped");
   return 0;
 }
@@ -167,7 +136,8 @@ int main(int argc, char** argv) {
     std::cout << "pgmux " << PGMUX_VERSION << "\n";
     return 0;
   }
-  if (args.size() != 2 || (args[0] != "--config" && args[0] != "--check-config")) {
+  bool takeover = args.size() == 3 && args[0] == "--config" && args[2] == "--takeover";
+  if (!(args.size() == 2 || takeover) || (args[0] != "--config" && args[0] != "--check-config")) {
     std::cerr << kUsage;
     return 2;
   }
@@ -178,7 +148,7 @@ int main(int argc, char** argv) {
       std::cout << args[1] << ": OK\n";
       return 0;
     }
-    return run(cfg);
+    return run(args[1], cfg, takeover);
   } catch (const config::ConfigError& e) {
     std::cerr << "pgmux: " << args[1] << ": " << e.what() << "\n";
     return 1;

@@ -63,6 +63,8 @@ const std::vector<Console::Command> Console::kCommands = {
     {"PAUSE", 0, 1, &Console::pause},
     {"RESUME", 0, 1, &Console::resume},
     {"KILL", 1, 1, &Console::kill},
+    {"RELOAD", 0, 0, &Console::reload},
+    {"SHUTDOWN", 0, 0, &Console::shutdown},
 };
 
 asio::awaitable<void> Console::run() {
@@ -138,22 +140,52 @@ asio::awaitable<void> Console::show_version(const std::vector<std::string>&, std
 }
 
 bool Console::known_database(const std::string& name, std::string& out) const {
-  if (proxy_.config().databases.count(name)) return true;
+  if (proxy_.config()->databases.count(name)) return true;
   append_error(out, "ERROR", sqlstate::kUnknownDatabase, "no such database: \"" + name + "\"");
   return false;
+}
+
+asio::awaitable<void> Console::reload(const std::vector<std::string>&, std::string& out) {
+  process_command("RELOAD", out);
+  co_return;
+}
+
+asio::awaitable<void> Console::shutdown(const std::vector<std::string>&, std::string& out) {
+  process_command("SHUTDOWN", out);
+  co_return;
+}
+
+void Console::process_command(const std::string& command, std::string& out) {
+  session::ProcessControl* control = proxy_.control();
+  if (!control) {
+    append_error(out, "ERROR", sqlstate::kFeatureNotSupported, command + " is not available here");
+    return;
+  }
+  if (command == "SHUTDOWN") {
+    // PgBouncer's SHUTDOWN stops at once; pgmux drains as for SIGTERM, so transactions in flight finish.
+    control->shut_down();
+    append_command_complete(out, "SHUTDOWN");
+    return;
+  }
+  std::string refused = control->reload();
+  if (refused.empty())
+    append_command_complete(out, "RELOAD");
+  else  // F0000 config_file_error; the old config stays in force
+    append_error(out, "ERROR", "F0000", "the configuration was not reloaded: " + refused);
 }
 
 asio::awaitable<void> Console::show_pools(const std::vector<std::string>&, std::string& out) {
   // PgBouncer's column names; the counts pgmux does not keep yet are 0.
   append_row_description(out, {"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle",
                                "sv_used", "sv_login", "maxwait", "maxwait_us", "pool_mode"});
+  std::shared_ptr<const config::Config> config = proxy_.config();
   auto pools = proxy_.pools();
   for (const auto& [key, pool] : pools) {
     pool::PoolCounts c = pool->counts();
     append_data_row(
         out, {key.first, key.second, std::to_string(c.clients - c.waiting), std::to_string(c.waiting),
               std::to_string(c.active), std::to_string(c.idle), "0", std::to_string(c.connecting), "0", "0",
-              mode_name(proxy_.config().pool_mode_for(pool->database()))});
+              mode_name(config->pool_mode_for(pool->database()))});
   }
   append_command_complete(out, "SHOW");
   co_return;
@@ -197,7 +229,8 @@ asio::awaitable<void> Console::show_stats(const std::vector<std::string>&, std::
 asio::awaitable<void> Console::show_databases(const std::vector<std::string>&, std::string& out) {
   append_row_description(out, {"name", "host", "port", "database", "force_user", "pool_size", "pool_mode",
                                "current_connections"});
-  const config::Config& config = proxy_.config();
+  std::shared_ptr<const config::Config> snapshot = proxy_.config();
+  const config::Config& config = *snapshot;
   auto pools = proxy_.pools();
   for (const auto& [name, db] : config.databases) {
     int connections = 0;
@@ -215,7 +248,8 @@ asio::awaitable<void> Console::show_databases(const std::vector<std::string>&, s
 }
 
 asio::awaitable<void> Console::show_config(const std::vector<std::string>&, std::string& out) {
-  const config::Config& c = proxy_.config();
+  std::shared_ptr<const config::Config> snapshot = proxy_.config();
+  const config::Config& c = *snapshot;
   append_row_description(out, {"key", "value"});
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"listen.postgres", c.listen.postgres.host + ":" + std::to_string(c.listen.postgres.port)},
@@ -231,6 +265,7 @@ asio::awaitable<void> Console::show_config(const std::vector<std::string>&, std:
       {"pool.server_connect_timeout", millis(c.pool.server_connect_timeout)},
       {"pool.client_login_timeout", millis(c.pool.client_login_timeout)},
       {"pool.client_idle_timeout", millis(c.pool.client_idle_timeout)},
+      {"pool.query_timeout", millis(c.pool.query_timeout)},
       {"pool.server_reset_query", c.pool.server_reset_query},
       {"pool.max_packet_size", std::to_string(c.pool.max_packet_size)},
       {"pool.max_prepared_statements", std::to_string(c.pool.max_prepared_statements)},

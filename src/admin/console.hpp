@@ -20,7 +20,7 @@ ConsoleCommand parse_console_command(std::string_view text);
 // Speaks the simple query protocol with one logged-in admin client until it leaves.
 class Console {
  public:
-  Console(session::Proxy& proxy, tcp::socket& socket) : proxy_(proxy), socket_(socket) {}
+  Console(session::Proxy& proxy, net::Socket& socket) : proxy_(proxy), socket_(socket) {}
   asio::awaitable<void> run();
 
   // The answer to one command (a whole response up to, not including, ReadyForQuery).
@@ -52,9 +52,13 @@ class Console {
   asio::awaitable<void> kill(const std::vector<std::string>& args, std::string& out);
   // Whether `name` is a configured database; if not, `out` gets the error.
   bool known_database(const std::string& name, std::string& out) const;
+  // RELOAD and SHUTDOWN, which act on the whole process.
+  asio::awaitable<void> reload(const std::vector<std::string>& args, std::string& out);
+  asio::awaitable<void> shutdown(const std::vector<std::string>& args, std::string& out);
+  void process_command(const std::string& command, std::string& out);
 
   session::Proxy& proxy_;
-  tcp::socket& socket_;
+  net::Socket& socket_;
 };
 
 }  // namespace pgmux::admin

@@ -57,6 +57,10 @@ Metrics::Metrics(session::Proxy& proxy)
                         .Name("pgmux_pool_clients_waiting")
                         .Help("Clients waiting for a backend connection")
                         .Register(registry_)),
+      pool_size_(BuildGauge()
+                     .Name("pgmux_pool_size")
+                     .Help("Backend connections a pool may open, as configured now (a reload changes it)")
+                     .Register(registry_)),
       backends_(BuildGauge()
                     .Name("pgmux_pool_backends")
                     .Help("Backend connections, by state (idle, active, connecting)")
@@ -257,6 +261,7 @@ void Metrics::update_pools() {
     last_counts_[key] = c;
     pool_clients_.Add(labels).Set(c.clients);
     pool_waiting_.Add(labels).Set(c.waiting);
+    pool_size_.Add(labels).Set(pool->max_size());
     auto with_state = [&](const char* state) {
       prometheus::Labels l = labels;
       l["state"] = state;

@@ -49,6 +49,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& clients_;
   prometheus::Family<prometheus::Gauge>& pool_clients_;
   prometheus::Family<prometheus::Gauge>& pool_waiting_;
+  prometheus::Family<prometheus::Gauge>& pool_size_;
   prometheus::Family<prometheus::Gauge>& backends_;
   prometheus::Family<prometheus::Gauge>& clients_active_;
   prometheus::Family<prometheus::Gauge>& clients_waiting_;

@@ -16,7 +16,8 @@ asio::awaitable<void> Console::pause(const std::vector<std::string>& args, std::
     if (!known_database(args[0], out)) co_return;
     databases.push_back(args[0]);
   } else {
-    for (const auto& [name, db] : proxy_.config().databases) databases.push_back(name);
+    std::shared_ptr<const config::Config> config = proxy_.config();
+    for (const auto& [name, db] : config->databases) databases.push_back(name);
   }
   for (const std::string& name : databases) proxy_.hold_database(name);
   log::info("admin console: PAUSE ", args.empty() ? "(all databases)" : args[0]);
@@ -24,7 +25,7 @@ asio::awaitable<void> Console::pause(const std::vector<std::string>& args, std::
   // As PgBouncer: PAUSE answers once the transactions under way have finished, so that what follows (a
   // server restart, a failover) finds no backend busy. Bounded by shutdown_timeout, the same allowance a
   // drain gives them, so the console never hangs on a client that stays in its transaction.
-  const auto deadline = pool::Clock::now() + proxy_.config().shutdown_timeout;
+  const auto deadline = pool::Clock::now() + proxy_.config()->shutdown_timeout;
   int busy = 0;
   for (const auto& [key, pool] : proxy_.pools()) {
     if (std::find(databases.begin(), databases.end(), key.first) == databases.end()) continue;
@@ -72,7 +73,7 @@ asio::awaitable<void> Console::kill(const std::vector<std::string>& args, std::s
   auto end_clients_here = [&database] {
     int n = 0;
     session::Relay::for_each_on_this_thread([&](session::Relay& relay) {
-      if (relay.pool().database().name != database) return;
+      if (relay.pool().name() != database) return;
       relay.kill();
       ++n;
     });

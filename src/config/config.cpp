@@ -204,6 +204,8 @@ void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
       pool.client_login_timeout = duration(value, path, env);
     } else if (key == "client_idle_timeout") {
       pool.client_idle_timeout = duration(value, path, env);
+    } else if (key == "query_timeout") {
+      pool.query_timeout = duration(value, path, env);
     } else if (key == "server_reset_query") {
       pool.server_reset_query = scalar(value, path, env);  // empty: no reset, as in PgBouncer
     } else if (key == "max_packet_size") {

@@ -65,11 +65,12 @@ bool password_matches(std::string_view user, std::string_view password, const au
 
 HttpAuthenticator::HttpAuthenticator(const session::Proxy& proxy)
     : proxy_(proxy),
-      cache_(static_cast<std::size_t>(proxy.config().http.auth_cache_size),
-             proxy.config().http.auth_cache_ttl) {}
+      cache_(static_cast<std::size_t>(proxy.config()->http.auth_cache_size),
+             proxy.config()->http.auth_cache_ttl) {}
 
 AuthOutcome HttpAuthenticator::authenticate(const SqlRequest& request) {
-  const config::Config& config = proxy_.config();
+  std::shared_ptr<const config::Config> snapshot = proxy_.config();
+  const config::Config& config = *snapshot;
   if (request.bearer_token) {
     // Every token of every user is compared, so the time taken says nothing about which one was close.
     const config::UserConfig* owner = nullptr;
@@ -87,15 +88,17 @@ AuthOutcome HttpAuthenticator::authenticate(const SqlRequest& request) {
     return AuthOutcome{std::nullopt,
                        {401, "28P01", "password authentication failed for user \"" + request.user + "\""}};
   };
-  const auth::UserSecret* secret = proxy_.user_secret(request.user);
+  std::optional<auth::UserSecret> secret = proxy_.user_secret(request.user);
   if (!secret) return failed();
   // trust: a listed user is enough, as for wire clients; an unchecked password must not reach the pool.
   if (config.auth_type == config::AuthType::trust) return {HttpIdentity{request.user, std::nullopt}, {}};
   if (!request.password) return failed();
   auto now = CredentialCache::Clock::now();
-  if (!cache_.recently_verified(request.user, *request.password, now)) {
+  // The secret is part of what is remembered, so a password changed by a reload stops working at once.
+  std::string remembered = secret->text + '\0' + *request.password;
+  if (!cache_.recently_verified(request.user, remembered, now)) {
     if (!password_matches(request.user, *request.password, *secret)) return failed();
-    cache_.remember(request.user, *request.password, now);
+    cache_.remember(request.user, remembered, now);
   }
   return {HttpIdentity{request.user, request.password}, {}};
 }

@@ -45,7 +45,8 @@ asio::awaitable<bool> database_reachable(session::Proxy& proxy, const config::Da
 
 asio::awaitable<Response> serve_sql(const HttpRequest& req, SqlEndpoint& sql, session::Proxy& proxy,
                                     admin::Metrics& metrics) {
-  const auto& cors = proxy.config().http.cors_allowed_origins;
+  std::shared_ptr<const config::Config> config = proxy.config();
+  const auto& cors = config->http.cors_allowed_origins;
   if (req.method() == bhttp::verb::options) {
     Response res{bhttp::status::no_content, 11};
     add_preflight_headers(req, res, cors);
@@ -74,7 +75,8 @@ asio::awaitable<Response> route(const HttpRequest& req, session::Proxy& proxy, a
   if (target == "/readyz") {
     if (proxy.draining()) co_return json(bhttp::status::service_unavailable, R"({"status":"draining"})");
     std::string unreachable;
-    for (const auto& [name, db] : proxy.config().databases) {
+    std::shared_ptr<const config::Config> config = proxy.config();
+    for (const auto& [name, db] : config->databases) {
       if (co_await database_reachable(proxy, db)) continue;
       unreachable += (unreachable.empty() ? "\"" : ",\"") + name + "\"";
     }
@@ -106,7 +108,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
                                    std::shared_ptr<SqlEndpoint> sql) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  const std::uint64_t body_limit = proxy.config().http.max_body_size;
+  const std::uint64_t body_limit = proxy.config()->http.max_body_size;
   bool body_left_unread = false;
   for (;;) {
     stream.expires_after(std::chrono::seconds(30));
@@ -128,7 +130,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
       break;
     } else {
       const auto& req = parser.get();
-      if (sql && is_websocket_request(req, proxy.config().http)) {
+      if (sql && is_websocket_request(req, proxy.config()->http)) {
         if (beast::websocket::is_upgrade(req) && !proxy.draining()) {
           co_await serve_websocket(std::move(stream), parser.release(), proxy);
           co_return;
@@ -167,10 +169,12 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
 
 }  // namespace
 
-asio::awaitable<void> serve_http(tcp::acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
+asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
                                  std::shared_ptr<SqlEndpoint> sql) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    // Beast's streams take the type-erased executor.
+    auto [ec, socket] =
+        co_await acceptor.async_accept(asio::any_io_executor(acceptor.get_executor()), use_nothrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       log::warning("HTTP accept failed: ", ec.message());

@@ -39,7 +39,8 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
   headers.statement_timeout = header(http_request, "Pgmux-Statement-Timeout");
   headers.content_type = header(http_request, "Content-Type");
 
-  const config::Config& config = proxy_.config();
+  std::shared_ptr<const config::Config> snapshot = proxy_.config();
+  const config::Config& config = *snapshot;
   // Counted for the whole answer, so that a SIGTERM drain lets it finish; once per request, not per message.
   struct InFlight {
     std::atomic<int>& count;
@@ -52,14 +53,13 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
 
   AuthOutcome auth = authenticator_.authenticate(request);
   if (!auth.identity) co_return refusal(auth.error);
-  auto database = config.databases.find(request.database);
-  if (database == config.databases.end())
-    co_return refusal(
-        {400, protocol::sqlstate::kUnknownDatabase, "database \"" + request.database + "\" does not exist"});
   if (proxy_.draining())
     co_return SqlAnswer{503, error_json(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down")};
-
-  pool::Pool& pool = proxy_.pool_for(database->second, auth.identity->user);
+  pool::Pool* found = proxy_.pool_for(request.database, auth.identity->user);
+  if (!found)
+    co_return refusal(
+        {400, protocol::sqlstate::kUnknownDatabase, "database \"" + request.database + "\" does not exist"});
+  pool::Pool& pool = *found;
   // As for a wire login: the checked password is what lets pgmux log in as this user when the config holds
   // only a SCRAM verifier.
   if (auth.identity->password)

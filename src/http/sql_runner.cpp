@@ -108,7 +108,7 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
                               std::size_t max_response_size, SqlAnswer& answer) {
   pool::Backend& backend = *lease;
   auto backend_failed = [&](std::string_view why) {
-    log::warning("HTTP /sql: server connection to ", pool.database().name, " failed: ", why);
+    log::warning("HTTP /sql: server connection to ", pool.name(), " failed: ", why);
     answer.status = 503;
     answer.body = error_json(protocol::sqlstate::kConnectionFailure,
                              "the server connection failed: " + std::string(why));

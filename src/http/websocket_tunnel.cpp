@@ -93,7 +93,7 @@ asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest requ
     co_return;  // closing the connection refuses the upgrade
   }
   auto executor = stream.get_executor();
-  tcp::socket session_socket(executor);
+  net::Socket session_socket(net::worker_executor(executor));
   LocalSocket session_end(executor);
   session_socket.assign(tcp::v4(), ends[0], ec);
   if (ec) ::close(ends[0]);
@@ -117,7 +117,8 @@ asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest requ
   auto [aec] = co_await ws.async_accept(request, use_nothrow);
   if (aec) co_return;
 
-  const config::HttpSqlConfig& config = proxy.config().http;
+  std::shared_ptr<const config::Config> snapshot = proxy.config();
+  const config::HttpSqlConfig& config = snapshot->http;
   session::ClientTransport transport{
       .peer = peer,
       .websocket = true,

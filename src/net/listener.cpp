@@ -11,7 +11,7 @@ void check_address_free(asio::io_context& io, const config::Endpoint& where) {
   // The workers' listeners share the port through SO_REUSEPORT, which would just as quietly share it with
   // another pgmux (or anything else using the option) already there. A plain bind fails if anyone listens.
   tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
-  tcp::acceptor probe(io);
+  Acceptor probe(io);
   probe.open(endpoint.protocol());
   probe.set_option(tcp::acceptor::reuse_address(true));
   error_code ec;
@@ -21,9 +21,9 @@ void check_address_free(asio::io_context& io, const config::Endpoint& where) {
                              ec.message());
 }
 
-tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
+Acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
   tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
-  tcp::acceptor acceptor(io);
+  Acceptor acceptor(io);
   acceptor.open(endpoint.protocol());
   acceptor.set_option(tcp::acceptor::reuse_address(true));
   acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
@@ -36,7 +36,7 @@ tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where)
   return acceptor;
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::function<void(tcp::socket)> on_client) {
+asio::awaitable<void> accept_loop(Acceptor& acceptor, std::function<void(Socket)> on_client) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;

@@ -12,9 +12,9 @@ namespace pgmux::net {
 void check_address_free(asio::io_context& io, const config::Endpoint& where);
 
 // Opens host:port with SO_REUSEADDR and SO_REUSEPORT. Throws std::runtime_error naming the address.
-tcp::acceptor open_listener(asio::io_context& io, const config::Endpoint& where);
+Acceptor open_listener(asio::io_context& io, const config::Endpoint& where);
 
 // Accepts until the acceptor closes, spawning `on_client` for each connection on the acceptor's executor.
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::function<void(tcp::socket)> on_client);
+asio::awaitable<void> accept_loop(Acceptor& acceptor, std::function<void(Socket)> on_client);
 
 }  // namespace pgmux::net

@@ -7,7 +7,7 @@ namespace pgmux::net {
 
 using protocol::read_u32;
 
-asio::awaitable<error_code> read_startup_packet(tcp::socket& socket, std::string& packet,
+asio::awaitable<error_code> read_startup_packet(Socket& socket, std::string& packet,
                                                 std::uint32_t max_length) {
   char header[4];
   auto [ec, n] = co_await asio::async_read(socket, asio::buffer(header), use_nothrow);
@@ -19,7 +19,7 @@ asio::awaitable<error_code> read_startup_packet(tcp::socket& socket, std::string
   co_return ec;
 }
 
-asio::awaitable<error_code> read_message(tcp::socket& socket, char& type, std::string& body,
+asio::awaitable<error_code> read_message(Socket& socket, char& type, std::string& body,
                                          std::uint32_t max_length) {
   char header[protocol::kHeaderSize];
   auto [ec, n] = co_await asio::async_read(socket, asio::buffer(header), use_nothrow);
@@ -32,7 +32,7 @@ asio::awaitable<error_code> read_message(tcp::socket& socket, char& type, std::s
   co_return ec;
 }
 
-asio::awaitable<error_code> write_all(tcp::socket& socket, std::string_view bytes) {
+asio::awaitable<error_code> write_all(Socket& socket, std::string_view bytes) {
   auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()), use_nothrow);
   co_return ec;
 }

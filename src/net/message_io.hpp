@@ -11,13 +11,13 @@ namespace pgmux::net {
 
 // Reads a startup-phase packet (no type byte) up to `max_length` bytes; `packet` gets everything after the
 // length. Too short or too long: boost::system::errc::protocol_error.
-asio::awaitable<error_code> read_startup_packet(tcp::socket& socket, std::string& packet,
+asio::awaitable<error_code> read_startup_packet(Socket& socket, std::string& packet,
                                                 std::uint32_t max_length);
 
 // Reads one typed message; `body` gets what follows the length.
-asio::awaitable<error_code> read_message(tcp::socket& socket, char& type, std::string& body,
+asio::awaitable<error_code> read_message(Socket& socket, char& type, std::string& body,
                                          std::uint32_t max_length);
 
-asio::awaitable<error_code> write_all(tcp::socket& socket, std::string_view bytes);
+asio::awaitable<error_code> write_all(Socket& socket, std::string_view bytes);
 
 }  // namespace pgmux::net

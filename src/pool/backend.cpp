@@ -90,7 +90,7 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
   tcp::resolver resolver(executor);
   auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
   if (rec) co_return failure(sqlstate::kUnableToConnect, "cannot resolve " + db.host + ": " + rec.message());
-  tcp::socket socket(executor);
+  net::Socket socket(net::worker_executor(executor));
   auto [cec, endpoint] = co_await asio::async_connect(socket, endpoints, use_nothrow);
   if (cec)
     co_return failure(sqlstate::kUnableToConnect,
@@ -168,13 +168,15 @@ asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
   co_return std::move(std::get<0>(outcome));
 }
 
-asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
-                                          std::uint32_t key) {
+namespace {
+
+asio::awaitable<void> deliver_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
+                                             std::uint32_t key) {
   auto executor = co_await asio::this_coro::executor;
   tcp::resolver resolver(executor);
   auto [rec, endpoints] = co_await resolver.async_resolve(db.host, std::to_string(db.port), use_nothrow);
   if (rec) co_return;
-  tcp::socket server(executor);
+  net::Socket server(net::worker_executor(executor));
   auto [cec, endpoint] = co_await asio::async_connect(server, endpoints, use_nothrow);
   if (cec) {
     log::warning("cancel request could not reach ", db.host, ": ", cec.message());
@@ -188,6 +190,20 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
   co_await server.async_read_some(asio::buffer(&byte, 1), use_nothrow);
 }
 
+// A server that is stopped (SIGSTOP) or cut off accepts the connection in its kernel but never reads: the
+// session sending the cancel must not wait for it forever.
+constexpr auto kCancelRequestTimeout = std::chrono::seconds(5);
+
+}  // namespace
+
+asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
+                                          std::uint32_t key) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, kCancelRequestTimeout);
+  auto outcome = co_await (deliver_cancel_request(db, pid, key) || timer.async_wait(use_nothrow));
+  if (outcome.index() == 1)
+    log::warning("cancel request to ", db.host, " not delivered within 5 s; given up");
+}
+
 void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (backend.socket.get_executor() == executor) return;
   error_code ec;
@@ -195,7 +211,7 @@ void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (ec) return;  // a dead socket: the relay will find out and drop it
   tcp::socket::native_handle_type fd = backend.socket.release(ec);
   if (ec) return;
-  backend.socket = tcp::socket(executor, local.protocol(), fd);
+  backend.socket = net::Socket(net::worker_executor(executor), local.protocol(), fd);
   backend.socket.non_blocking(true, ec);
 }
 

@@ -29,12 +29,13 @@ struct BackendCredentials {
 };
 
 struct Backend {
-  explicit Backend(tcp::socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
-  tcp::socket socket;
+  explicit Backend(net::Socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
+  net::Socket socket;
   std::uint32_t pid = 0, secret_key = 0;  // for CancelRequest
   protocol::ParamSet params;              // its current session settings, as reported to pgmux
   BackendStatements statements;           // prepared statements it holds on clients' behalf
   Clock::time_point created, last_used;
+  std::uint64_t generation = 0;  // the pool's generation when it connected: older ones go to an old server
 };
 
 // Parameters the server reported (ParameterStatus) during login, in order.
@@ -50,7 +51,8 @@ struct BackendLogin {
 asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
                                               const BackendCredentials& creds, config::Duration timeout);
 
-// Asks Postgres, on a connection of its own, to cancel what the backend (pid, key) is running.
+// Asks Postgres, on a connection of its own, to cancel what the backend (pid, key) is running; gives up after
+// 5 s (a stopped server).
 asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
                                           std::uint32_t key);
 

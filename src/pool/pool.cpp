@@ -49,8 +49,10 @@ std::size_t connect_failure_index(std::string_view sqlstate) {
 }
 
 Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings)
-    : database_(std::move(database)),
+    : name_(database.name),
+      database_(std::move(database)),
       settings_(settings),
+      configured_(credentials),
       credentials_(std::move(credentials)),
       traffic_(settings.workers) {}
 
@@ -67,7 +69,7 @@ BackendLease Pool::try_acquire_idle() {
     --total_;
     count_close(CloseReason::server_closed);
     lock.unlock();
-    log::info("closing an idle server connection to ", database_.name, " that the server closed");
+    log::info("closing an idle server connection to ", name_, " that the server closed");
     backend.reset();
     lock.lock();
   }
@@ -149,23 +151,29 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
 
 asio::awaitable<AcquireResult> Pool::connect_new() {
   BackendCredentials credentials;
+  config::DatabaseConfig database;
+  config::Duration timeout;
+  std::uint64_t generation;
   {
     std::lock_guard lock(mutex_);
     credentials = credentials_;
+    database = database_;
+    timeout = settings_.connect_timeout;
+    generation = generation_;
   }
-  BackendLogin login = co_await connect_backend(database_, credentials, settings_.connect_timeout);
+  BackendLogin login = co_await connect_backend(database, credentials, timeout);
   std::lock_guard lock(mutex_);
   --connecting_;
   if (!login.backend) {
     --total_;
     ++connect_failures_[connect_failure_index(login.sqlstate)];
-    std::unique_ptr<Backend> none;
-    hand_to_waiter(none);  // the slot is free again: let the next waiter try
+    offer_free_slots();  // the slot is free again: let the next waiter try
     wake_quiet_watchers();
-    log::warning("server connection to ", database_.name, " failed: ", login.message);
+    log::warning("server connection to ", name_, " failed: ", login.message);
     co_return AcquireResult{{}, std::move(login.sqlstate), std::move(login.message)};
   }
   ++connects_;
+  login.backend->generation = generation;
   if (server_parameters_.empty()) server_parameters_ = std::move(login.parameters);
   co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
 }
@@ -203,16 +211,36 @@ bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
   return true;
 }
 
+void Pool::offer_free_slots() {
+  std::unique_ptr<Backend> none;
+  while (waiters_head_ && total_ < settings_.max_size && hand_to_waiter(none)) {
+  }
+}
+
+bool Pool::must_close(const Backend& backend, Clock::time_point now) const {
+  return retired() || backend.generation != generation_ || total_ > settings_.max_size ||
+         (settings_.lifetime.count() > 0 && now - backend.created > settings_.lifetime);
+}
+
 void Pool::give_back(std::unique_ptr<Backend> backend) {
   auto now = Clock::now();
-  if (settings_.lifetime.count() > 0 && now - backend->created > settings_.lifetime) {
-    discard(std::move(backend), CloseReason::lifetime);
-    return;
-  }
   backend->last_used = now;
-  std::lock_guard lock(mutex_);
-  if (!hand_to_waiter(backend)) idle_.push_back(std::move(backend));
-  wake_quiet_watchers();
+  std::vector<std::unique_ptr<Backend>> closing;
+  {
+    std::lock_guard lock(mutex_);
+    if (!must_close(*backend, now)) {
+      if (!hand_to_waiter(backend)) idle_.push_back(std::move(backend));
+      wake_quiet_watchers();
+      return;
+    }
+    --total_;
+    bool too_old = settings_.lifetime.count() > 0 && now - backend->created > settings_.lifetime;
+    count_close(too_old ? CloseReason::lifetime : CloseReason::reload);
+    offer_free_slots();
+    wake_quiet_watchers();
+    closing.push_back(std::move(backend));
+  }
+  say_goodbye(closing);
 }
 
 void Pool::discard(std::unique_ptr<Backend> backend, CloseReason reason) {
@@ -222,8 +250,7 @@ void Pool::discard(std::unique_ptr<Backend> backend, CloseReason reason) {
   std::lock_guard lock(mutex_);
   --total_;
   count_close(reason);
-  std::unique_ptr<Backend> none;
-  hand_to_waiter(none);
+  offer_free_slots();
   wake_quiet_watchers();
 }
 
@@ -331,12 +358,76 @@ void Pool::say_goodbye(std::vector<std::unique_ptr<Backend>>& backends) {
   backends.clear();
 }
 
-void Pool::close_idle() {
+config::DatabaseConfig Pool::database() const {
+  std::lock_guard lock(mutex_);
+  return database_;
+}
+
+int Pool::max_size() const {
+  std::lock_guard lock(mutex_);
+  return settings_.max_size;
+}
+
+namespace {
+
+bool same_server(const config::DatabaseConfig& a, const config::DatabaseConfig& b) {
+  return a.host == b.host && a.port == b.port && a.dbname == b.dbname && a.user == b.user &&
+         a.password == b.password;
+}
+
+bool same_credentials(const BackendCredentials& a, const BackendCredentials& b) {
+  return a.user == b.user && a.secret.has_value() == b.secret.has_value() &&
+         (!a.secret || a.secret->text == b.secret->text);
+}
+
+}  // namespace
+
+void Pool::reconfigure(const config::DatabaseConfig& database, const BackendCredentials& credentials,
+                       PoolSettings settings) {
+  std::vector<std::unique_ptr<Backend>> closing;
+  {
+    std::lock_guard lock(mutex_);
+    retired_.store(false, std::memory_order_release);
+    if (!same_server(database_, database) || !same_credentials(configured_, credentials)) {
+      log::info("pool ", name_, "/", credentials.user, ": server or credentials changed; ",
+                "backends opened before are closed as they come back");
+      ++generation_;
+      configured_ = credentials;
+      credentials_ = credentials;
+      server_parameters_.clear();
+    }
+    database_ = database;
+    settings.workers = settings_.workers;  // the traffic counters were sized for these
+    settings_ = settings;
+    // Idle backends of an old server, or beyond the new size, go now (newest kept).
+    std::erase_if(idle_, [&](std::unique_ptr<Backend>& b) {
+      if (b->generation == generation_) return false;
+      closing.push_back(std::move(b));
+      return true;
+    });
+    while (total_ - static_cast<int>(closing.size()) > settings_.max_size && !idle_.empty()) {
+      closing.push_back(std::move(idle_.front()));
+      idle_.erase(idle_.begin());
+    }
+    total_ -= static_cast<int>(closing.size());
+    count_close(CloseReason::reload, closing.size());
+    offer_free_slots();  // a bigger pool lets waiters connect at once
+    wake_quiet_watchers();
+  }
+  say_goodbye(closing);
+}
+
+void Pool::retire() {
+  retired_.store(true, std::memory_order_release);
+  close_idle(CloseReason::reload);
+}
+
+void Pool::close_idle(CloseReason reason) {
   std::vector<std::unique_ptr<Backend>> closing;
   {
     std::lock_guard lock(mutex_);
     total_ -= static_cast<int>(idle_.size());
-    count_close(CloseReason::shutdown, idle_.size());
+    count_close(reason, idle_.size());
     closing.swap(idle_);
   }
   say_goodbye(closing);

@@ -27,9 +27,12 @@ enum class CloseReason : std::uint8_t {
   cancel_pending,  // a cancel request may still reach it
   killed,          // KILL in the admin console
   shutdown,        // pgmux stopping
+  query_timeout,   // pool.query_timeout: the server did not answer in time
+  reload,          // a reload changed its server or credentials, shrank the pool, or removed the database
 };
-inline constexpr std::array<const char*, 8> kCloseReasonNames = {
-    "idle_timeout", "lifetime", "server_closed", "broken", "unclean", "cancel_pending", "killed", "shutdown"};
+inline constexpr std::array<const char*, 10> kCloseReasonNames = {
+    "idle_timeout",   "lifetime", "server_closed", "broken",        "unclean",
+    "cancel_pending", "killed",   "shutdown",      "query_timeout", "reload"};
 using CloseCounts = std::array<std::uint64_t, kCloseReasonNames.size()>;
 
 // Why a server login failed, for pgmux_backend_connect_failures_total, from the SQLSTATE it ended with: 08
@@ -110,7 +113,7 @@ class Pool {
   // Closes idle backends past server_idle_timeout or server_lifetime. Called by the janitor.
   void sweep(Clock::time_point now);
   // Closes every idle backend (shutdown, or Postgres restarted).
-  void close_idle();
+  void close_idle(CloseReason reason = CloseReason::shutdown);
 
   // PAUSE: no new transaction gets a backend (clients queue, bounded by their query_wait_timeout) until
   // resume(); transactions under way finish. kill() also fails the queued clients and closes the idle
@@ -120,6 +123,16 @@ class Pool {
   void kill();
   // True once no backend is lent or connecting (every one idle or closed); false if `deadline` came first.
   asio::awaitable<bool> wait_until_quiet(Clock::time_point deadline);
+
+  // A reload: the pool takes the new size and timeouts at once. If the server address or the credentials
+  // changed, backends opened before are closed as they come back and new ones go to the new server.
+  // Shrinking closes idle backends beyond the new size now and busy ones as they come back.
+  void reconfigure(const config::DatabaseConfig& database, const BackendCredentials& credentials,
+                   PoolSettings settings);
+  // The database was removed from the config: idle backends close now, busy ones as they come back.
+  void retire();
+  bool retired() const { return retired_.load(std::memory_order_acquire); }
+  int max_size() const;
 
   PoolCounts counts() const;
   // Calls `visit(backend)` for each idle backend, under the pool's lock (for SHOW SERVERS).
@@ -132,7 +145,9 @@ class Pool {
   const TrafficCounters& traffic() const { return traffic_; }
   void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
   void client_left() { clients_.fetch_sub(1, std::memory_order_relaxed); }
-  const config::DatabaseConfig& database() const { return database_; }
+  // The database as configured now (a copy: a reload may change it).
+  config::DatabaseConfig database() const;
+  const std::string& name() const { return name_; }
 
  private:
   friend class BackendLease;
@@ -142,6 +157,11 @@ class Pool {
   void discard(std::unique_ptr<Backend> backend, CloseReason reason);
   // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
   bool hand_to_waiter(std::unique_ptr<Backend>& backend);
+  // Under mutex_: lets waiters connect while the pool is under its size.
+  void offer_free_slots();
+  // Under mutex_: whether a backend coming back must be closed rather than kept (old server, too many, too
+  // old, retired pool).
+  bool must_close(const Backend& backend, Clock::time_point now) const;
   asio::awaitable<AcquireResult> connect_new();
   static void say_goodbye(std::vector<std::unique_ptr<Backend>>& backends);
   // Under mutex_: wakes the wait_until_quiet() callers once nothing is lent or connecting.
@@ -150,11 +170,15 @@ class Pool {
     closes_[static_cast<std::size_t>(reason)] += n;
   }
 
-  const config::DatabaseConfig database_;
-  const PoolSettings settings_;
+  const std::string name_;
 
   mutable std::mutex mutex_;
-  BackendCredentials credentials_;
+  config::DatabaseConfig database_;
+  PoolSettings settings_;
+  BackendCredentials configured_;   // as the config gave them, to tell whether a reload changed them
+  BackendCredentials credentials_;  // the configured ones and what client logins taught
+  std::uint64_t generation_ = 0;    // bumped when the server or credentials change
+  std::atomic<bool> retired_{false};
   ServerParameters server_parameters_;
   std::vector<std::unique_ptr<Backend>> idle_;  // most recently used last
   int total_ = 0;                               // idle + lent + connecting

@@ -3,6 +3,8 @@
 
 #include <strings.h>
 #include <functional>
+#include <mutex>
+#include <unordered_map>
 
 namespace pgmux::protocol {
 namespace {
@@ -39,14 +41,101 @@ std::string_view param_name(TrackedParam param) {
   return kNames[static_cast<std::size_t>(param)];
 }
 
+struct ParamSet::Values {
+  std::array<std::string, kTrackedParamCount> values;
+  std::size_t hash = 0;
+
+  void rehash() {
+    std::size_t h = 0;
+    for (std::size_t i = 0; i < values.size(); ++i)
+      h = (h ^ std::hash<std::string>{}(values[i])) * 0x100000001b3ull + i;
+    hash = h;
+  }
+};
+
+namespace {
+
+using Values = ParamSet::Values;
+
+// The interned sets by hash. An entry lives as long as some ParamSet holds it: the last holder's release
+// removes it (the deleter), unless a new copy of the same values has already replaced it.
+class InternTable {
+ public:
+  std::shared_ptr<const Values> intern(Values&& wanted) {
+    std::lock_guard lock(mutex_);
+    auto [first, last] = entries_.equal_range(wanted.hash);
+    for (auto it = first; it != last; ++it) {
+      if (it->second.raw->values != wanted.values) continue;
+      if (auto shared = it->second.weak.lock()) return shared;
+    }
+    auto* raw = new Values(std::move(wanted));
+    std::shared_ptr<const Values> shared(raw, [this](const Values* dead) { release(dead); });
+    entries_.emplace(raw->hash, Entry{raw, shared});
+    return shared;
+  }
+
+  std::size_t size() {
+    std::lock_guard lock(mutex_);
+    return entries_.size();
+  }
+
+ private:
+  struct Entry {
+    const Values* raw;
+    std::weak_ptr<const Values> weak;
+  };
+
+  void release(const Values* dead) {
+    {
+      std::lock_guard lock(mutex_);
+      auto [first, last] = entries_.equal_range(dead->hash);
+      for (auto it = first; it != last; ++it) {
+        if (it->second.raw == dead) {
+          entries_.erase(it);
+          break;
+        }
+      }
+    }
+    delete dead;
+  }
+
+  std::mutex mutex_;
+  std::unordered_multimap<std::size_t, Entry> entries_;
+};
+
+// Never destroyed: ParamSets held by static objects may be released after main returns.
+InternTable& intern_table() {
+  static auto* table = new InternTable;
+  return *table;
+}
+
+const std::string& empty_value() {
+  static const std::string empty;
+  return empty;
+}
+
+}  // namespace
+
+const std::string& ParamSet::get(TrackedParam param) const {
+  return values_ ? values_->values[static_cast<std::size_t>(param)] : empty_value();
+}
+
 void ParamSet::set(TrackedParam param, std::string_view value) {
-  std::string& slot = values_[static_cast<std::size_t>(param)];
-  if (slot == value) return;
-  slot = value;
-  std::uint64_t h = 0;
-  for (std::size_t i = 0; i < values_.size(); ++i)
-    h = (h ^ std::hash<std::string>{}(values_[i])) * 0x100000001b3ull + i;
-  fingerprint_ = h;
+  if (get(param) == value) return;
+  Values changed = values_ ? *values_ : Values{};
+  changed.values[static_cast<std::size_t>(param)] = value;
+  bool all_empty = true;
+  for (const std::string& v : changed.values) all_empty = all_empty && v.empty();
+  if (all_empty) {
+    values_.reset();
+    return;
+  }
+  changed.rehash();
+  values_ = intern_table().intern(std::move(changed));
+}
+
+std::size_t interned_param_sets() {
+  return intern_table().size();
 }
 
 void ParamSet::set(std::string_view name, std::string_view value) {

@@ -16,14 +16,34 @@ bool is_word_char(char c) {
          static_cast<unsigned char>(c) >= 0x80;
 }
 
-// `needle` in lower case.
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+bool matches_at(std::string_view hay, std::size_t at, std::string_view needle) {
+  for (std::size_t j = 0; j < needle.size(); ++j)
+    if (lower(hay[at + j]) != needle[j]) return false;
+  return true;
+}
+
+// `needle` in lower case. This runs on every query in transaction mode, and most needles have a '_', which is
+// rarer in SQL than any letter: memchr finds the few places worth comparing.
 bool contains_ignoring_case(std::string_view hay, std::string_view needle) {
   if (hay.size() < needle.size()) return false;
-  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (lower(hay[i]) != needle[0]) continue;
-    std::size_t j = 1;
-    while (j < needle.size() && lower(hay[i + j]) == needle[j]) ++j;
-    if (j == needle.size()) return true;
+  const std::size_t last_start = hay.size() - needle.size();
+  const std::size_t pivot = needle.find('_');
+  if (pivot == std::string_view::npos) {
+    for (std::size_t i = 0; i <= last_start; ++i)
+      if (matches_at(hay, i, needle)) return true;
+    return false;
+  }
+  const char* const begin = hay.data();
+  const char* const end = begin + last_start + pivot + 1;  // past the last place the pivot can be
+  for (const char* p = begin + pivot; p < end;) {
+    p = static_cast<const char*>(std::memchr(p, '_', end - p));
+    if (!p) return false;
+    if (matches_at(hay, (p - begin) - pivot, needle)) return true;
+    ++p;
   }
   return false;
 }
@@ -33,7 +53,7 @@ bool contains_ignoring_case(std::string_view hay, std::string_view needle) {
 std::string_view skip_space_and_comments(std::string_view sql) {
   for (;;) {
     std::size_t i = 0;
-    while (i < sql.size() && std::strchr(" \t\r\n\f\v", sql[i]) && sql[i] != '\0') ++i;
+    while (i < sql.size() && is_space(sql[i])) ++i;
     sql.remove_prefix(i);
     if (sql.starts_with("--")) {
       std::size_t end = sql.find('\n');
@@ -73,8 +93,10 @@ bool take_keyword(std::string_view& sql, std::string_view word) {
 bool may_drop_statements(std::string_view sql) {
   // At the start of each statement; a ';' inside a literal may start a false one, which errs towards yes.
   for (std::size_t start = 0;;) {
-    std::string_view rest = sql.substr(start), probe = rest;
-    if (take_keyword(probe, "discard") || (probe = rest, take_keyword(probe, "deallocate"))) return true;
+    std::string_view rest = skip_space_and_comments(sql.substr(start)), probe = rest;
+    if (!rest.empty() && lower(rest[0]) == 'd' &&
+        (take_keyword(probe, "discard") || (probe = rest, take_keyword(probe, "deallocate"))))
+      return true;
     start = sql.find(';', start);
     if (start == std::string_view::npos) return false;
     ++start;
@@ -161,31 +183,48 @@ SessionEffect set_effect(std::string_view rest) {
   return pins("SET of a setting pgmux does not carry between server connections");
 }
 
+// The statement's first word, lower-cased into `out` when it is short enough to be one of the keywords that
+// matter; "" otherwise. One scan, instead of trying each keyword in turn on every query.
+std::string_view first_keyword(std::string_view sql, char (&out)[8]) {
+  std::string_view rest = skip_space_and_comments(sql);
+  std::size_t n = 0;
+  while (n < rest.size() && is_word_char(rest[n])) {
+    if (n == sizeof out) return {};
+    out[n] = lower(rest[n]);
+    ++n;
+  }
+  return {out, n};
+}
+
 SessionEffect first_statement_effect(std::string_view sql) {
+  char buffer[8];
+  const std::string_view word = first_keyword(sql, buffer);
+  if (word.empty() || (word[0] != 'l' && word[0] != 'p' && word[0] != 'd' && word[0] != 'c' &&
+                       word[0] != 's' && word[0] != 'r'))
+    return {};  // SELECT, INSERT, UPDATE, BEGIN, COMMIT, WITH, ...: the common case ends here
   std::string_view rest = sql;
-  if (take_keyword(rest, "listen")) return pins("LISTEN");
-  if (take_keyword(rest, "prepare")) return pins("PREPARE");
-  if (take_keyword(rest, "declare")) {
-    return contains_ignoring_case(rest, "hold") ? pins("DECLARE ... WITH HOLD") : SessionEffect{};
+  if (take_keyword(rest, word)) {
+    if (word == "listen") return pins("LISTEN");
+    if (word == "prepare") return pins("PREPARE");
+    if (word == "declare")
+      return contains_ignoring_case(rest, "hold") ? pins("DECLARE ... WITH HOLD") : SessionEffect{};
+    if (word == "create") {
+      (take_keyword(rest, "global") || take_keyword(rest, "local"));
+      if (take_keyword(rest, "temp") || take_keyword(rest, "temporary")) return pins("CREATE TEMP");
+      return {};
+    }
+    if (word == "load") return pins("LOAD");
+    if (word == "set") return set_effect(rest);
+    if (word == "reset") {
+      std::string_view name = take_name(rest);
+      if (equal_ignoring_case(name, "all") || equal_ignoring_case(name, "search_path"))
+        return at_statement_end(rest) ? SessionEffect{SessionEffect::Kind::resets_search_path, {}, {}}
+                                      : pins("RESET");
+      return {};
+    }
+    if (word == "discard" && take_keyword(rest, "all") && at_statement_end(rest))
+      return {SessionEffect::Kind::resets_search_path, {}, {}};
   }
-  if (take_keyword(rest, "create")) {
-    (take_keyword(rest, "global") || take_keyword(rest, "local"));
-    if (take_keyword(rest, "temp") || take_keyword(rest, "temporary")) return pins("CREATE TEMP");
-    return {};
-  }
-  if (take_keyword(rest, "load")) return pins("LOAD");
-  if (take_keyword(rest, "set")) return set_effect(rest);
-  rest = sql;
-  if (take_keyword(rest, "reset")) {
-    std::string_view name = take_name(rest);
-    if (equal_ignoring_case(name, "all") || equal_ignoring_case(name, "search_path"))
-      return at_statement_end(rest) ? SessionEffect{SessionEffect::Kind::resets_search_path, {}, {}}
-                                    : pins("RESET");
-    return {};
-  }
-  rest = sql;
-  if (take_keyword(rest, "discard") && take_keyword(rest, "all") && at_statement_end(rest))
-    return {SessionEffect::Kind::resets_search_path, {}, {}};
   return {};
 }
 

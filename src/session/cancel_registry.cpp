@@ -28,7 +28,8 @@ CancelRegistry::Found CancelRegistry::find(std::uint32_t pid, std::uint32_t key)
   it->second->cancel_sent.store(true, std::memory_order_seq_cst);
   std::uint64_t backend = it->second->backend_key.load(std::memory_order_seq_cst);
   if (backend == 0) return {};
-  return {it->second->database, static_cast<std::uint32_t>(backend >> 32),
+  if (!it->second->database) return {};
+  return {*it->second->database, static_cast<std::uint32_t>(backend >> 32),
           static_cast<std::uint32_t>(backend)};
 }
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "pgmux/config/config.hpp"
@@ -13,7 +14,7 @@ namespace pgmux::session {
 // What a cancel needs to reach the backend serving a client. Written by the client's own thread at each
 // lease, read by whichever thread receives the CancelRequest: one atomic word, so leasing takes no lock.
 struct CancelTarget {
-  const config::DatabaseConfig* database = nullptr;  // constant for the session
+  const config::DatabaseConfig* database = nullptr;  // in the session's config snapshot: constant for it
   std::atomic<std::uint64_t> backend_key{0};         // pid << 32 | secret; 0 = no backend right now
   // Set by a CancelRequest before it reads backend_key. Postgres delivers a cancel asynchronously, so one
   // sent as the client's transaction ends can reach its backend after another client got it: a backend
@@ -38,7 +39,8 @@ class CancelRegistry {
   void remove(std::uint64_t client_key);
 
   struct Found {
-    const config::DatabaseConfig* database = nullptr;
+    // A copy: the client's session (and the config snapshot it holds) may end while the cancel is sent.
+    std::optional<config::DatabaseConfig> database;
     std::uint32_t pid = 0, secret = 0;
   };
   // The backend to cancel for the client's (pid, key); database null when unknown or idle.

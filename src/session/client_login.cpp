@@ -80,7 +80,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
                         "replication connections are not supported by pgmux");
     co_return false;
   }
-  if (proxy_.client_count().load() > proxy_.config().pool.max_client_conn) {
+  if (proxy_.client_count().load() > config_->pool.max_client_conn) {
     state.result = LoginResult::too_many_clients;
     co_await send_error("FATAL", sqlstate::kTooManyConnections,
                         "no more connections allowed (max_client_conn)");
@@ -93,7 +93,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   if (!co_await authenticate(state)) co_return false;
 
   if (database_name == kAdminDatabase) {
-    const auto& admins = proxy_.config().admin_users;
+    const auto& admins = config_->admin_users;
     if (std::find(admins.begin(), admins.end(), state.user) == admins.end()) {
       state.result = LoginResult::admin_refused;
       co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
@@ -101,6 +101,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
       co_return false;
     }
     admin_ = true;
+    proxy_.admin_client_count().fetch_add(1, std::memory_order_relaxed);
     std::string out;
     append_auth_request(out, kAuthOk);
     for (auto [name, value] : {std::pair{"server_version", "15.0 (pgmux " PGMUX_VERSION ")"},
@@ -115,19 +116,20 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
     append_ready_for_query(out, 'I');
     co_return !co_await net::write_all(socket_, out);
   }
-  auto db = proxy_.config().databases.find(database_name);
-  if (db == proxy_.config().databases.end()) {
+  auto db = config_->databases.find(database_name);
+  // No pool: a reload removed the database while this client was logging in.
+  pool_ = db == config_->databases.end() ? nullptr : proxy_.pool_for(database_name, state.user);
+  if (!pool_) {
     state.result = LoginResult::unknown_database;
     co_await send_error("FATAL", sqlstate::kUnknownDatabase,
                         "database \"" + database_name + "\" does not exist");
     co_return false;
   }
   database_ = &db->second;
-  pool_ = &proxy_.pool_for(*database_, state.user);
   pool_->client_joined();
   user_ = state.user;
   log::info("login: user=", user_, " database=", database_->name, " from ", peer_);
-  session_mode_ = proxy_.config().pool_mode_for(*database_) == config::PoolMode::session;
+  session_mode_ = config_->pool_mode_for(*database_) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {
       for (const auto& [option, setting] : parse_startup_options(value)) state.wished.set(option, setting);
@@ -189,8 +191,9 @@ asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
 
 asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   const std::string& user = state.user;
-  const config::Config& config = proxy_.config();
-  const auth::UserSecret* secret = proxy_.user_secret(user);
+  const config::Config& config = *config_;
+  auto secret_copy = proxy_.user_secret(user);
+  const auth::UserSecret* secret = secret_copy ? &*secret_copy : nullptr;
   std::string out, body;
   char type;
 
@@ -273,7 +276,7 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
   pool::ServerParameters parameters = pool_->server_parameters();
   if (parameters.empty()) {
     // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).
-    auto acquired = co_await pool_->acquire(proxy_.config().pool.query_wait_timeout);
+    auto acquired = co_await pool_->acquire(config_->pool.query_wait_timeout);
     if (!acquired.lease) {
       state.result = LoginResult::server_unavailable;
       co_await send_error("FATAL", acquired.sqlstate, acquired.message);

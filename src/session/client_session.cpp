@@ -23,13 +23,14 @@ void log_session_failure(std::exception_ptr failure) {
   }
 }
 
-ClientSession::ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport transport)
+ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport transport)
     : proxy_(proxy),
       socket_(std::move(socket)),
       websocket_(transport.websocket),
       cleartext_allowed_(transport.cleartext_allowed),
       peer_(std::move(transport.peer)),
-      connected_at_(pool::Clock::now()) {
+      connected_at_(pool::Clock::now()),
+      config_(proxy.config()) {
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
   if (websocket_) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
   if (!peer_.empty()) return;
@@ -40,6 +41,7 @@ ClientSession::ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport t
 
 ClientSession::~ClientSession() {
   if (client_key_) proxy_.cancels().remove(client_key_);
+  if (admin_) proxy_.admin_client_count().fetch_sub(1, std::memory_order_relaxed);
   if (pool_) {
     pool_->client_left();
     auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
@@ -50,25 +52,27 @@ ClientSession::~ClientSession() {
   proxy_.client_count().fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::awaitable<void> ClientSession::serve(Proxy& proxy, tcp::socket socket, ClientTransport transport) {
+asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, ClientTransport transport) {
   auto session = std::make_unique<ClientSession>(proxy, std::move(socket), std::move(transport));
   if (!co_await session->login_in_time()) co_return;
   if (session->admin_) {
     co_await admin::Console(proxy, session->socket_).run();
     co_return;
   }
-  const config::PoolConfig& settings = proxy.config().pool;
+  const config::PoolConfig& settings = session->config_->pool;
   session->relay_.emplace(
       session->socket_, *session->pool_, session->cancel_target_, session->params_,
       RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
                     settings.client_idle_timeout, settings.max_prepared_statements,
-                    settings.pin_session_state, proxy.config().metrics.enabled, session->websocket_});
+                    settings.pin_session_state, session->config_->metrics.enabled, session->websocket_,
+                    settings.query_timeout});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
   // A drain that began while this client was logging in did not see its relay: catch up. (Same thread as the
-  // drain's walk, which runs after the flag is set, so no relay is missed.)
-  if (proxy.draining()) relay.drain();
+  // drain's walk, which runs after the flag is set, so no relay is missed; likewise for a reload that removed
+  // its database.) It may still run the transaction it came for.
+  if (proxy.draining() || self->pool_->retired()) relay.drain_after_next_transaction();
 }
 
 asio::awaitable<bool> ClientSession::login_in_time() {
@@ -76,7 +80,7 @@ asio::awaitable<bool> ClientSession::login_in_time() {
   socket_.set_option(tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
   LoginState state;
-  auto timeout = proxy_.config().pool.client_login_timeout;
+  auto timeout = config_->pool.client_login_timeout;
   bool logged_in = false;
   if (timeout.count() == 0) {
     logged_in = co_await login(state);
@@ -156,10 +160,16 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::no_backend:
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       co_return;
-    case Relay::End::shutting_down:
+    case Relay::End::shutting_down: {
       if (lease && relay.backend_reusable() && co_await self->clean_up_backend(*lease)) release();
-      co_await self->send_error("FATAL", sqlstate::kAdminShutdown, "pgmux is shutting down");
+      // Built before the co_await: GCC 12 destroys a temporary of a conditional expression inside a co_await
+      // twice.
+      std::string why = self->proxy_.draining() ? std::string("pgmux is shutting down")
+                                                : "database \"" + self->database_->name +
+                                                      "\" was removed from pgmux's configuration";
+      co_await self->send_error("FATAL", sqlstate::kAdminShutdown, why);
       co_return;
+    }
     case Relay::End::killed:
       // Whatever runs on the backend is stopped and the connection dropped, as PgBouncer's KILL does.
       if (lease && relay.state().tracker.outstanding() > 0)
@@ -168,6 +178,21 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown,
                                 "database killed (KILL in the admin console)");
       co_return;
+    case Relay::End::query_timeout: {
+      co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
+      // libpq reports a FATAL only once the connection ends: end our side now, not after the cancel below.
+      // (A shutdown, not a close: unread bytes of the client's would make a close reset the connection and
+      // could lose the error.)
+      error_code ignored;
+      self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      if (!lease) co_return;
+      // The slot goes to whoever waits at once (a frozen server must not hold it for as long as the cancel
+      // may take); the cancel then stops the query if the server is still there to hear it.
+      const std::uint32_t pid = lease->pid, key = lease->secret_key;
+      lease.close(pool::CloseReason::query_timeout);
+      co_await pool::send_cancel_request(*self->database_, pid, key);
+      co_return;
+    }
     case Relay::End::client_idle_timeout:
       co_await self->send_error("FATAL", sqlstate::kIdleSessionTimeout,
                                 "client_idle_timeout: closing an idle connection");
@@ -181,6 +206,10 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   int replies = 0;
   const protocol::TxTracker& tracker = relay_->state().tracker;
   if (tracker.unsynced()) {
+    // A Sync alone would commit what the client's unsynced messages did outside a transaction block: it
+    // never asked for that. A statement that cannot parse fails the batch first, so that the Sync rolls it
+    // back, as Postgres does when a client leaves without one.
+    append_parse(out, "", "pgmux: the client left in the middle of an extended-query batch");
     append_sync(out);
     ++replies;
   }
@@ -190,7 +219,7 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
   }
   // A pinned client's state (LISTEN, temp tables, advisory locks...) must go even if the pool has no reset
   // query of its own.
-  std::string_view reset = proxy_.config().pool.server_reset_query;
+  std::string_view reset = config_->pool.server_reset_query;
   if (relay_->pinned() && reset.empty()) reset = "DISCARD ALL";
   if ((session_mode_ || relay_->pinned()) && !reset.empty()) {
     append_query(out, reset);

@@ -32,13 +32,13 @@ struct ClientTransport {
 
 class ClientSession : private RelayOwner {
  public:
-  ClientSession(Proxy& proxy, tcp::socket socket, ClientTransport transport = {});
+  ClientSession(Proxy& proxy, net::Socket socket, ClientTransport transport = {});
   ~ClientSession();
 
   // The whole life of a connection. The coroutine itself ends after login: from then on the session belongs
   // to its relay's callbacks, so an idle client costs its session object and one pending wait, and no
   // coroutine frame. A short coroutine comes back at the end to clean up.
-  static asio::awaitable<void> serve(Proxy& proxy, tcp::socket socket, ClientTransport transport = {});
+  static asio::awaitable<void> serve(Proxy& proxy, net::Socket socket, ClientTransport transport = {});
 
  private:
   // What the login learns that the pool may need, kept only while logging in.
@@ -81,12 +81,15 @@ class ClientSession : private RelayOwner {
                                    std::string_view message);
 
   Proxy& proxy_;
-  tcp::socket socket_;
+  net::Socket socket_;
   bool websocket_ = false;          // ClientTransport::websocket
   bool cleartext_allowed_ = false;  // ClientTransport::cleartext_allowed
   std::string peer_;                // address:port, for the log
   std::string user_;
   pool::Clock::time_point connected_at_;
+  // The config this client logged in under: it keeps it (and database_ points into it) even if a reload
+  // swaps in another.
+  std::shared_ptr<const config::Config> config_;
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;

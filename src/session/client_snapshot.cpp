@@ -19,7 +19,7 @@ void split_address(const std::string& text, std::string& addr, std::uint16_t& po
   port = parsed;
 }
 
-void fill_endpoints(const tcp::socket& socket, std::string& addr, std::uint16_t& port,
+void fill_endpoints(const net::Socket& socket, std::string& addr, std::uint16_t& port,
                     std::string& local_addr, std::uint16_t& local_port) {
   error_code ec;
   tcp::endpoint remote = socket.remote_endpoint(ec);

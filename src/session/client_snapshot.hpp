@@ -37,7 +37,7 @@ struct ClientSnapshot {
 void split_address(const std::string& text, std::string& addr, std::uint16_t& port);
 // The address and port of a socket's own end and of its peer; left empty when the socket has none (a
 // socketpair).
-void fill_endpoints(const tcp::socket& socket, std::string& addr, std::uint16_t& port,
+void fill_endpoints(const net::Socket& socket, std::string& addr, std::uint16_t& port,
                     std::string& local_addr, std::uint16_t& local_port);
 
 }  // namespace pgmux::session

@@ -43,9 +43,15 @@ struct PendingReply {
   pool::StatementId statement;
 };
 
-// A FIFO on a ring that grows and never shrinks: a session in steady state does not allocate.
+// A FIFO on a ring that grows and never shrinks while a backend is on loan. Between transactions the ring
+// goes back to a per-thread free list, so an idle client holds none and a busy one does not allocate.
 class PendingReplies {
  public:
+  PendingReplies() = default;
+  PendingReplies(const PendingReplies&) = delete;
+  PendingReplies& operator=(const PendingReplies&) = delete;
+  ~PendingReplies() { give_back_storage(); }
+
   bool empty() const { return count_ == 0; }
   std::size_t size() const { return count_; }
   PendingReply& front() { return ring_[head_]; }
@@ -58,10 +64,31 @@ class PendingReplies {
     head_ = (head_ + 1) & (ring_.size() - 1);
     --count_;
   }
+  // Empty: the ring goes back to this thread's free list (a grown one is freed).
+  void give_back_storage() {
+    if (count_ != 0 || ring_.empty()) return;
+    auto& spare = spare_rings();
+    if (ring_.size() == kInitialSize && spare.size() < kMaxSpare) spare.push_back(std::move(ring_));
+    ring_ = {};
+    head_ = 0;
+  }
 
  private:
+  static constexpr std::size_t kInitialSize = 8;
+  static constexpr std::size_t kMaxSpare = 4096;
+  static std::vector<std::vector<PendingReply>>& spare_rings() {
+    thread_local std::vector<std::vector<PendingReply>> spare;
+    return spare;
+  }
+
   void grow() {
-    std::vector<PendingReply> bigger(ring_.empty() ? 8 : ring_.size() * 2);
+    if (ring_.empty() && !spare_rings().empty()) {
+      ring_ = std::move(spare_rings().back());
+      spare_rings().pop_back();
+      head_ = 0;
+      return;
+    }
+    std::vector<PendingReply> bigger(ring_.empty() ? kInitialSize : ring_.size() * 2);
     for (std::size_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) & (ring_.size() - 1)];
     ring_.swap(bigger);
     head_ = 0;

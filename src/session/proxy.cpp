@@ -1,4 +1,4 @@
-// The running proxy's shared state: config, user secrets, pools by (database, user), cancel routing.
+// The running proxy's shared state: the config in force, user secrets, pools by (database, user), cancels.
 #include "session/proxy.hpp"
 
 #include <thread>
@@ -7,50 +7,106 @@
 
 namespace pgmux::session {
 
-Proxy::Proxy(config::Config config)
-    : config_(std::move(config)),
-      workers_(config_.workers > 0 ? config_.workers
-                                   : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
-      mock_secret_(auth::random_string(32)) {
-  for (const auto& user : config_.users) {
+std::shared_ptr<const Proxy::Snapshot> Proxy::make_snapshot(config::Config config) {
+  auto snapshot = std::make_shared<Snapshot>();
+  for (const auto& user : config.users) {
     auto secret = auth::parse_user_secret(user.name, user.password);
     if (!secret) throw config::ConfigError("users." + user.name + ".password: malformed secret");
-    secrets_.emplace(user.name, std::move(*secret));
+    snapshot->secrets.emplace(user.name, std::move(*secret));
   }
-  for (const auto& [name, db] : config_.databases) {
+  for (const auto& [name, db] : config.databases) {
     if (db.password && !auth::parse_user_secret(db.user.value_or(""), *db.password))
       throw config::ConfigError("databases." + name + ".password: malformed secret");
   }
+  snapshot->config = std::make_shared<const config::Config>(std::move(config));
+  return snapshot;
 }
 
-const auth::UserSecret* Proxy::user_secret(const std::string& user) const {
-  auto it = secrets_.find(user);
-  return it == secrets_.end() ? nullptr : &it->second;
+Proxy::Proxy(config::Config config)
+    : snapshot_(make_snapshot(std::move(config))),
+      workers_(snapshot_->config->workers > 0
+                   ? snapshot_->config->workers
+                   : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+      mock_secret_(auth::random_string(32)) {}
+
+std::shared_ptr<const Proxy::Snapshot> Proxy::snapshot() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return snapshot_;
 }
 
-pool::Pool& Proxy::pool_for(const config::DatabaseConfig& database, const std::string& user) {
-  std::lock_guard lock(pools_mutex_);
-  auto& slot = pools_[{database.name, user}];
-  if (!slot) {
-    // Log in to Postgres as the database's forced user if there is one, else as the client's own user.
-    pool::BackendCredentials credentials;
-    if (database.user) {
-      credentials.user = *database.user;
-      if (database.password) credentials.secret = auth::parse_user_secret(*database.user, *database.password);
-    } else {
-      credentials.user = user;
-      if (const auth::UserSecret* secret = user_secret(user)) credentials.secret = *secret;
-    }
-    pool::PoolSettings settings;
-    settings.max_size = config_.pool_size_for(database);
-    settings.workers = workers_;
-    settings.connect_timeout = config_.pool.server_connect_timeout;
-    settings.idle_timeout = config_.pool.server_idle_timeout;
-    settings.lifetime = config_.pool.server_lifetime;
-    slot = std::make_unique<pool::Pool>(database, std::move(credentials), settings);
-    if (held_.count(database.name)) slot->pause();
+std::shared_ptr<const config::Config> Proxy::config() const {
+  return snapshot()->config;
+}
+
+std::optional<auth::UserSecret> Proxy::user_secret(const std::string& user) const {
+  auto current = snapshot();
+  auto it = current->secrets.find(user);
+  if (it == current->secrets.end()) return std::nullopt;
+  return it->second;
+}
+
+pool::BackendCredentials Proxy::credentials_for(const Snapshot& snapshot, const config::DatabaseConfig& db,
+                                                const std::string& user) {
+  // Log in to Postgres as the database's forced user if there is one, else as the client's own user.
+  pool::BackendCredentials credentials;
+  if (db.user) {
+    credentials.user = *db.user;
+    if (db.password) credentials.secret = auth::parse_user_secret(*db.user, *db.password);
+  } else {
+    credentials.user = user;
+    if (auto it = snapshot.secrets.find(user); it != snapshot.secrets.end()) credentials.secret = it->second;
   }
-  return *slot;
+  return credentials;
+}
+
+pool::PoolSettings Proxy::settings_for(const config::Config& config, const config::DatabaseConfig& db) const {
+  pool::PoolSettings settings;
+  settings.max_size = config.pool_size_for(db);
+  settings.workers = workers_;
+  settings.connect_timeout = config.pool.server_connect_timeout;
+  settings.idle_timeout = config.pool.server_idle_timeout;
+  settings.lifetime = config.pool.server_lifetime;
+  return settings;
+}
+
+pool::Pool* Proxy::pool_for(const std::string& database, const std::string& user) {
+  // The snapshot is read under pools_mutex_, which apply() holds while it swaps and walks the pools: a pool
+  // is never created from a config that a reload has already replaced.
+  std::lock_guard lock(pools_mutex_);
+  auto current = snapshot();
+  auto db = current->config->databases.find(database);
+  if (db == current->config->databases.end()) return nullptr;
+  auto& slot = pools_[{database, user}];
+  if (!slot) {
+    slot = std::make_unique<pool::Pool>(db->second, credentials_for(*current, db->second, user),
+                                        settings_for(*current->config, db->second));
+    if (held_.count(database)) slot->pause();
+  } else if (slot->retired()) {
+    // Removed and added back by reloads that raced this login: take the config now in force.
+    slot->reconfigure(db->second, credentials_for(*current, db->second, user),
+                      settings_for(*current->config, db->second));
+  }
+  return slot.get();
+}
+
+void Proxy::apply(config::Config next) {
+  std::shared_ptr<const Snapshot> fresh = make_snapshot(std::move(next));
+  // Under pools_mutex_, so that no pool is created from the old snapshot after this walk.
+  std::lock_guard lock(pools_mutex_);
+  {
+    std::lock_guard swap(snapshot_mutex_);
+    snapshot_ = fresh;
+  }
+  const config::Config& config = *fresh->config;
+  for (auto& [key, pool] : pools_) {
+    auto db = config.databases.find(key.first);
+    if (db == config.databases.end()) {
+      pool->retire();
+      continue;
+    }
+    pool->reconfigure(db->second, credentials_for(*fresh, db->second, key.second),
+                      settings_for(config, db->second));
+  }
 }
 
 std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> Proxy::pools() {

@@ -1,10 +1,11 @@
-// The running proxy's shared state: config, user secrets, pools by (database, user), cancel routing.
+// The running proxy's shared state: the config in force, user secrets, pools by (database, user), cancels.
 #pragma once
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,23 +18,43 @@
 
 namespace pgmux::session {
 
+// What the admin console may ask of the whole process (implemented by lifecycle/, which owns the threads).
+class ProcessControl {
+ public:
+  // Reads the config file again and applies it; the reason it was refused, or empty if it took effect.
+  virtual std::string reload() = 0;
+  // Drains and exits, as SIGTERM does.
+  virtual void shut_down() = 0;
+
+ protected:
+  ~ProcessControl() = default;
+};
+
 class Proxy {
  public:
   explicit Proxy(config::Config config);
 
-  const config::Config& config() const { return config_; }
-  // Worker threads: `workers` from the config, or one per core.
+  // The config in force now. Callers keep the snapshot for as long as they use it: a reload swaps in a new
+  // one without touching the old, so a session that logged in under it goes on reading what it read.
+  std::shared_ptr<const config::Config> config() const;
+  // Worker threads: `workers` from the first config, or one per core (a reload cannot change it).
   int workers() const { return workers_; }
-  // The parsed secret of a configured user, or null.
-  const auth::UserSecret* user_secret(const std::string& user) const;
+  // The parsed secret of a configured user, as of now.
+  std::optional<auth::UserSecret> user_secret(const std::string& user) const;
   // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
   const std::string& mock_secret() const { return mock_secret_; }
 
-  // The pool for a client of `database` logged in as `user`; created on first use.
-  pool::Pool& pool_for(const config::DatabaseConfig& database, const std::string& user);
+  // Puts `next` in force (throws ConfigError, changing nothing, if a secret in it is malformed): new logins
+  // see it at once; pools take their new size, timeouts and server address; pools of removed databases are
+  // retired (their clients are ended at their next transaction boundary by whoever called this).
+  void apply(config::Config next);
+
+  // The pool for a client of `database` logged in as `user`, created on first use; null if the database is
+  // not in the config (any more).
+  pool::Pool* pool_for(const std::string& database, const std::string& user);
   void sweep_pools();
   void close_idle_backends();
-  // (database, user) and pool, for the admin console.
+  // (database, user) and pool, for the admin console. Pools are never destroyed, so the pointers stay valid.
   std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> pools();
 
   // The workers' executors, set once at start-up: the admin console visits each one to list or end the
@@ -49,10 +70,12 @@ class Proxy {
   std::set<std::string> held_databases();
 
   CancelRegistry& cancels() { return cancels_; }
-  // Set once by SIGTERM: sessions end at their next transaction boundary, /readyz says so.
+  // Set once by SIGTERM or SHUTDOWN: sessions end at their next transaction boundary, /readyz says so.
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   void start_draining() { draining_.store(true, std::memory_order_release); }
   std::atomic<int>& client_count() { return client_count_; }
+  // Those of client_count() in the admin console: a drain does not wait for them.
+  std::atomic<int>& admin_client_count() { return admin_client_count_; }
   // Those of client_count() that came over WebSocket.
   std::atomic<int>& websocket_client_count() { return websocket_client_count_; }
   // POST /sql requests being answered: a drain waits for them as it does for wire clients.
@@ -63,10 +86,25 @@ class Proxy {
   // Every finished login attempt of a wire client, by how it ended.
   LoginOutcomes& logins() { return logins_; }
 
+  void set_control(ProcessControl* control) { control_ = control; }
+  ProcessControl* control() const { return control_; }
+
  private:
-  const config::Config config_;
+  // One config and the secrets parsed from it: swapped together.
+  struct Snapshot {
+    std::shared_ptr<const config::Config> config;
+    std::map<std::string, auth::UserSecret> secrets;
+  };
+  static std::shared_ptr<const Snapshot> make_snapshot(config::Config config);
+  std::shared_ptr<const Snapshot> snapshot() const;
+  // Under pools_mutex_: what a pool of (database, user) logs in as and how it behaves under `snapshot`.
+  static pool::BackendCredentials credentials_for(const Snapshot& snapshot, const config::DatabaseConfig& db,
+                                                  const std::string& user);
+  pool::PoolSettings settings_for(const config::Config& config, const config::DatabaseConfig& db) const;
+
+  mutable std::mutex snapshot_mutex_;
+  std::shared_ptr<const Snapshot> snapshot_;
   const int workers_;
-  std::map<std::string, auth::UserSecret> secrets_;
   std::string mock_secret_;
   std::mutex pools_mutex_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> pools_;
@@ -74,12 +112,14 @@ class Proxy {
   std::vector<asio::any_io_executor> worker_executors_;
   CancelRegistry cancels_;
   std::atomic<int> client_count_{0};
+  std::atomic<int> admin_client_count_{0};
   std::atomic<int> websocket_client_count_{0};
   std::atomic<int> http_requests_in_flight_{0};
   std::atomic<int> http_requests_waiting_{0};
   std::atomic<int> http_requests_holding_{0};
   std::atomic<bool> draining_{false};
   LoginOutcomes logins_;
+  ProcessControl* control_ = nullptr;
 };
 
 }  // namespace pgmux::session

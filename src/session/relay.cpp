@@ -3,6 +3,7 @@
 #include "session/relay.hpp"
 
 #include "log.hpp"
+#include "net/handler_memory.hpp"
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/sql_keywords.hpp"
 
@@ -223,7 +224,7 @@ auto Relay::on_client_thread(Handler&& handler) {
   return asio::bind_executor(client_.get_executor(), std::forward<Handler>(handler));
 }
 
-Relay::Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, ParamSet& client_params,
+Relay::Relay(net::Socket& client, pool::Pool& pool, CancelTarget& cancel_target, ParamSet& client_params,
              RelaySettings settings)
     : client_(client),
       pool_(pool),
@@ -254,10 +255,10 @@ void Relay::unlist() {
   listed_ = false;
 }
 
-void Relay::drain_all_on_this_thread() {
+void Relay::drain_all_on_this_thread(bool spare_new_clients) {
   for (Relay* r = t_running; r;) {
     Relay* next = r->next_;  // drain() may end r and take it off the list
-    r->drain();
+    r->drain(spare_new_clients);
     r = next;
   }
 }
@@ -274,7 +275,7 @@ ClientSnapshot Relay::snapshot() const {
   ClientSnapshot out;
   out.id = this;
   if (owner_) owner_->describe(out);
-  out.database = pool_.database().name;
+  out.database = pool_.name();
   out.waiting = acquiring_;
   out.waiting_since = acquiring_since_;
   out.last_request = last_client_activity_;
@@ -295,10 +296,50 @@ ClientSnapshot Relay::snapshot() const {
   return out;
 }
 
-void Relay::drain() {
+void Relay::expire_queries_on_this_thread(pool::Clock::time_point now) {
+  for (Relay* r = t_running; r;) {
+    Relay* next = r->next_;  // expire_query() may end r and take it off the list
+    r->expire_query(now);
+    r = next;
+  }
+}
+
+void Relay::drain_retired_on_this_thread() {
+  for (Relay* r = t_running; r;) {
+    Relay* next = r->next_;
+    if (r->pool_.retired()) r->drain();
+    r = next;
+  }
+}
+
+// The clock starts at the client's last bytes (as PgBouncer's does) or, if later, when the backend was lent:
+// the wait for a backend is query_wait_timeout's to bound.
+void Relay::expire_query(pool::Clock::time_point now) {
+  auto limit = settings_.query_timeout;
+  if (ended_ || !lease_ || limit.count() == 0) return;
+  const TxTracker& tracker = state_.tracker;
+  bool owed = tracker.outstanding() > 0 || tracker.unsynced() || state_.client_writing;
+  if (!owed || now - std::max(last_client_activity_, leased_at_) < limit) return;
+  log::warning("query_timeout: closing a server connection that has not answered for ", limit.count(),
+               " ms (backend pid ", lease_->pid, ")");
+  extras().error_sqlstate = sqlstate::kQueryCanceled;
+  extras().error_message = "query_timeout: the server did not answer within " +
+                           std::to_string(limit.count()) +
+                           " ms; the server connection was closed and the transaction is lost";
+  finish(End::query_timeout);
+}
+
+void Relay::drain(bool spare_new_clients) {
   if (ended_) return;
   draining_ = true;
-  if (!lease_) finish(End::shutting_down);
+  if (lease_ || acquiring_) return;  // ends when the backend goes back
+  // A request that arrived but is not read yet is in flight too: the pending wait reads it and borrows.
+  error_code ec;
+  if (client_.available(ec) > 0 && !ec) return;
+  // A client that just logged in (a serverless function connects per invocation) sends its first request
+  // a round trip later; ending it before it could would fail a transaction that never started.
+  if (spare_new_clients && !served_) return;
+  finish(End::shutting_down);
 }
 
 void Relay::start(RelayOwner& owner) {
@@ -318,13 +359,15 @@ void Relay::wait_client() {
   if (client_waiting_) return;  // armed already: it stays armed across transactions
   client_waiting_ = true;
   ++pending_;
-  client_.async_wait(tcp::socket::wait_read, [this](error_code ec) {
-    --pending_;
-    client_waiting_ = false;
-    if (ended_) return maybe_done();
-    if (ec) return finish(End::client_gone);
-    pump_client();
-  });
+  // This wait stays pending for as long as the client is idle: its operation gets memory of its own size.
+  client_.async_wait(tcp::socket::wait_read,
+                     asio::bind_allocator(net::ExactSizeAllocator<void>(), [this](error_code ec) {
+                       --pending_;
+                       client_waiting_ = false;
+                       if (ended_) return maybe_done();
+                       if (ec) return finish(End::client_gone);
+                       pump_client();
+                     }));
 }
 
 void Relay::pump_client() {
@@ -416,8 +459,8 @@ bool Relay::take_backend() {
           return maybe_done();
         }
         if (failure || !acquired.lease) {
-          error_sqlstate_ = failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
-          error_message_ = failure ? "no server connection" : acquired.message;
+          extras().error_sqlstate = failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
+          extras().error_message = failure ? "no server connection" : acquired.message;
           return finish(End::no_backend);
         }
         if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
@@ -427,6 +470,7 @@ bool Relay::take_backend() {
 }
 
 bool Relay::adopt(pool::BackendLease lease) {
+  served_ = true;
   lease_ = std::move(lease);
   leased_at_ = pool::Clock::now();
   request_sent_ = leased_at_;
@@ -435,7 +479,7 @@ bool Relay::adopt(pool::BackendLease lease) {
   backend_in_.emplace();
   // Another client may have left other settings on this backend (a SET outside a transaction, or its own
   // startup values): put the client's back first, in the same write order as its request, replies hidden.
-  if (client_params_.fingerprint() != lease_->params.fingerprint()) {
+  if (!(client_params_ == lease_->params)) {
     auto settings = settings_to_match(client_params_, lease_->params);
     if (!settings.empty()) {
       std::string queries;
@@ -1095,6 +1139,7 @@ bool Relay::maybe_release() {
   } else {
     lease_.release_clean();
   }
+  replies_.give_back_storage();
   backend_in_.reset();
   if (client_in_ && client_in_->empty()) client_in_.reset();
   last_client_activity_ = now;
@@ -1145,8 +1190,8 @@ void Relay::arm_idle_timer(pool::Clock::duration after) {
 }
 
 void Relay::violation(const char* what) {
-  error_sqlstate_ = sqlstate::kProtocolViolation;
-  error_message_ = what;
+  extras().error_sqlstate = sqlstate::kProtocolViolation;
+  extras().error_message = what;
   finish(End::client_protocol_violation);
 }
 

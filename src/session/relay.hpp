@@ -49,6 +49,9 @@ struct RelaySettings {
   // and touches no counter per message (bench/ measures the difference).
   bool count_traffic = true;
   bool websocket = false;  // the client came over WebSocket (for the metrics' protocol label)
+  // pool.query_timeout: a request still unanswered this long after the client's last bytes ends the session
+  // (0: never). Enforced by expire_queries_on_this_thread(), not by a timer per request.
+  config::Duration query_timeout{0};
 };
 
 // The hot path, as a callback-driven state machine that lives as long as the client's session:
@@ -71,21 +74,32 @@ class Relay {
     client_idle_timeout,
     shutting_down,  // SIGTERM: at a transaction boundary, or at once if it held no backend
     killed,         // KILL of its database in the admin console: at once, whatever it was doing
+    query_timeout,  // a request went unanswered for longer than query_timeout: the backend cannot be trusted
   };
 
   // `client_params`: the client's own session settings, applied to each backend it borrows (and updated as
   // the client changes them).
-  Relay(tcp::socket& client, pool::Pool& pool, CancelTarget& cancel_target, protocol::ParamSet& client_params,
+  Relay(net::Socket& client, pool::Pool& pool, CancelTarget& cancel_target, protocol::ParamSet& client_params,
         RelaySettings settings);
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
   // Runs until the session ends, then calls owner.relay_finished() (possibly before start() returns).
   void start(RelayOwner& owner);
-  // SIGTERM: end at the next transaction boundary, or now if no backend is on loan.
-  void drain();
+  // SIGTERM: end at the next transaction boundary, or now if the client is idle. A client with a request
+  // in flight (queued for a backend, or bytes waiting to be read) is idle only once it is served. With
+  // `spare_new_clients`, one that has not sent its first request since it logged in is left a moment to do
+  // so.
+  void drain(bool spare_new_clients = false);
+  // For a client that logged in while a drain was under way: it may run one transaction, then it ends.
+  void drain_after_next_transaction() { draining_ = !ended_; }
   // drain() for every relay running on the calling worker thread.
-  static void drain_all_on_this_thread();
+  static void drain_all_on_this_thread(bool spare_new_clients = false);
+  // drain() for the relays on this thread whose pool was retired by a reload (their database was removed).
+  static void drain_retired_on_this_thread();
+  // Ends, with End::query_timeout, every relay on the calling worker thread whose backend has owed an answer
+  // for longer than its query_timeout. Called periodically on each worker (session/query_timeout_sweep).
+  static void expire_queries_on_this_thread(pool::Clock::time_point now);
   // KILL: ends the session now; its backend, if any, is closed.
   void kill();
   // Calls `visit(relay)` for every relay running on the calling worker thread (which may kill() it).
@@ -116,9 +130,9 @@ class Relay {
     return backend_stream_intact_ && state_.tracker.outstanding() == 0 && !state_.client_writing &&
            !state_.client_partial;
   }
-  // For End::no_backend and End::client_protocol_violation: what to tell the client.
-  const std::string& error_sqlstate() const { return error_sqlstate_; }
-  const std::string& error_message() const { return error_message_; }
+  // For End::no_backend, End::client_protocol_violation and End::query_timeout: what to tell the client.
+  const std::string& error_sqlstate() const { return extras_ ? extras_->error_sqlstate : kNoError; }
+  const std::string& error_message() const { return extras_ ? extras_->error_message : kNoError; }
 
  private:
   void wait_client();
@@ -191,6 +205,7 @@ class Relay {
   bool maybe_release();
 
   void arm_idle_timer(pool::Clock::duration after);
+  void expire_query(pool::Clock::time_point now);
   void finish(End end);
   void violation(const char* what);  // End::client_protocol_violation, saying what was wrong
   void list();  // on this thread's list of running relays, for drain_all_on_this_thread()
@@ -209,7 +224,7 @@ class Relay {
   struct ClientMessages;
   struct BackendMessages;
 
-  tcp::socket& client_;
+  net::Socket& client_;
   pool::Pool& pool_;
   CancelTarget& cancel_target_;
   protocol::ParamSet& client_params_;
@@ -245,8 +260,10 @@ class Relay {
     std::string out;                         // client bytes rewritten for the backend
     std::string pending_search_path;
     std::vector<protocol::TrackedParam> hidden_params;  // the setting each hidden query sets, in order
+    std::string error_sqlstate, error_message;          // see error_sqlstate()
   };
   std::unique_ptr<Extras> extras_;
+  static inline const std::string kNoError;
   Extras& extras();
   enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
@@ -257,6 +274,7 @@ class Relay {
   const char* pin_at_sync_ = nullptr;  // an unnamed Parse creates session state: pin if its batch succeeds
 
   bool draining_ = false;
+  bool served_ = false;    // has borrowed a backend at least once
   Relay* prev_ = nullptr;  // this thread's list of running relays
   Relay* next_ = nullptr;
   bool listed_ = false;
@@ -265,7 +283,6 @@ class Relay {
   int pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
   bool ended_ = false;
   End end_ = End::client_gone;
-  std::string error_sqlstate_, error_message_;
 };
 
 }  // namespace pgmux::session

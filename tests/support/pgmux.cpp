@@ -11,7 +11,17 @@
 
 namespace pgmux::test {
 
-Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options) : dir_("pgmux-test-mux-") {
+Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running)
+    : dir_("pgmux-test-mux-"),
+      port_(running.port_),
+      http_port_(running.http_port_),
+      postgres_(postgres),
+      metrics_port_(running.metrics_port_) {
+  if (!start(postgres, options, true)) throw std::runtime_error("pgmux --takeover did not start:\n" + log());
+}
+
+Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
+    : dir_("pgmux-test-mux-"), postgres_(postgres) {
   // A free port is free when picked, not necessarily when pgmux binds it (another test's connection may take
   // it as its ephemeral port in between): pick again a few times if that is what stopped pgmux.
   for (int attempt = 1;; ++attempt) {
@@ -24,10 +34,17 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options) : dir_("pgmux-t
   }
 }
 
-bool Pgmux::start(const TestPostgres& postgres, const PgmuxOptions& options) {
+void Pgmux::rewrite_config(const PgmuxOptions& options) {
+  write_config(options);
+}
+
+void Pgmux::write_config(const PgmuxOptions& options) {
+  // Written aside and renamed, so that a reload never reads half a file.
+  const TestPostgres& postgres = postgres_;
   auto config = dir_.path() / "pgmux.yaml";
+  auto partial = dir_.path() / "pgmux.yaml.new";
   {
-    std::ofstream out(config);
+    std::ofstream out(partial);
     out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n";
     if (http_port_) out << "  http: \"127.0.0.1:" << http_port_ << "\"\n";
     if (metrics_port_) out << "  metrics: \"127.0.0.1:" << metrics_port_ << "\"\n";
@@ -45,9 +62,23 @@ bool Pgmux::start(const TestPostgres& postgres, const PgmuxOptions& options) {
         << "  - name: plainuser\n    password: plain-secret\n"
         << options.users_yaml << options.extra_yaml;
   }
-  process_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{PGMUX_BINARY, "--config", config.string()}, dir_.path() / "pgmux.log");
-  return wait_until([&] { return port_accepts(port_) || !process_->running(); }, 10s) && process_->running();
+  std::filesystem::rename(partial, config);
+}
+
+bool Pgmux::start(const TestPostgres&, const PgmuxOptions& options, bool takeover) {
+  write_config(options);
+  std::vector<std::string> argv{PGMUX_BINARY, "--config", config_path()};
+  if (takeover) argv.push_back("--takeover");
+  process_ = std::make_unique<ChildProcess>(argv, dir_.path() / "pgmux.log");
+  // A successor's port accepts already (its predecessor's sockets): wait for its own word instead. pgmux
+  // opens its HTTP listener after the Postgres one: a test must not find the first open and post to the
+  // second before it is.
+  auto up = [&] {
+    if (takeover) return log().find(" listening on ") != std::string::npos;
+    return port_accepts(port_) && (http_port_ == 0 || port_accepts(http_port_)) &&
+           (metrics_port_ == 0 || port_accepts(metrics_port_));
+  };
+  return wait_until([&] { return up() || !process_->running(); }, 10s) && process_->running();
 }
 
 Pgmux::~Pgmux() {

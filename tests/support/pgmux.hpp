@@ -27,6 +27,8 @@ struct PgmuxOptions {
 class Pgmux {
  public:
   Pgmux(const TestPostgres& postgres, PgmuxOptions options = {});
+  // A successor started with --takeover on `running`'s ports: it takes the listening sockets over.
+  Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running);
   ~Pgmux();
 
   int port() const { return port_; }
@@ -35,6 +37,9 @@ class Pgmux {
   std::string conninfo(const std::string& user = "app", const std::string& password = "app-secret",
                        const std::string& dbname = "app") const;
   std::string log() const;
+  // Rewrites the config file with `options` (same ports), for a reload to read.
+  void rewrite_config(const PgmuxOptions& options);
+  std::string config_path() const { return (dir_.path() / "pgmux.yaml").string(); }
   // The last `lines` lines of the log above debug level: evidence for a failure message.
   std::string log_tail(std::size_t lines = 40) const;
   // Whether pgmux is still up, or how it ended (a crash shows as a signal): context for a failure. Stops it
@@ -47,11 +52,13 @@ class Pgmux {
 
  private:
   // Writes the config for the current ports and starts pgmux; false if it did not come up.
-  bool start(const TestPostgres& postgres, const PgmuxOptions& options);
+  bool start(const TestPostgres& postgres, const PgmuxOptions& options, bool takeover = false);
+  void write_config(const PgmuxOptions& options);
 
   TempDir dir_;
   int port_ = 0;
   int http_port_ = 0;
+  const TestPostgres& postgres_;
   int metrics_port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };

@@ -2,7 +2,11 @@
 // down after.
 #include "postgres.hpp"
 
+#include <signal.h>
+
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace pgmux::test {
@@ -60,6 +64,46 @@ void TestPostgres::restart() {
   std::string out;
   if (run_as_postgres(bin_ + "/pg_ctl -D " + data_ + " -l " + log_ + " -m fast -w -t 60 restart", &out) != 0)
     throw std::runtime_error("postgres did not restart: " + out);
+}
+
+bool TestPostgres::start_after_crash(std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        std::string out;
+        return run_as_postgres(
+                   bin_ + "/pg_ctl -D " + data_ + " -l " + log_ + " -w -t 20 start >/dev/null 2>&1", &out) ==
+               0;
+      },
+      timeout);
+}
+
+pid_t TestPostgres::postmaster_pid() const {
+  std::ifstream file(data_ + "/postmaster.pid");
+  pid_t pid = -1;
+  if (!(file >> pid) || pid <= 0 || kill(pid, 0) != 0) return -1;
+  return pid;
+}
+
+std::vector<pid_t> TestPostgres::server_children() const {
+  std::vector<pid_t> children;
+  pid_t parent = postmaster_pid();
+  if (parent <= 0) return children;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // /proc/PID/stat: pid (comm) state ppid ...; comm may hold spaces, so read after the last ')'.
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    pid_t ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) children.push_back(std::stoi(name));
+  }
+  return children;
 }
 
 std::string TestPostgres::conninfo(const std::string& user, const std::string& password,

@@ -2,8 +2,11 @@
 // down after.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "process.hpp"
 
@@ -29,6 +32,14 @@ class TestPostgres {
   void restart();  // pg_ctl restart -m fast
   void stop();
   void start();
+  // start() once the last server processes of a killed postmaster have gone (until then Postgres refuses to
+  // start: its shared memory is still in use). False if it did not start within `timeout`.
+  bool start_after_crash(std::chrono::milliseconds timeout);
+
+  // The postmaster's pid (postmaster.pid), or -1 when it is not running.
+  pid_t postmaster_pid() const;
+  // The postmaster's child processes (backends and background workers), from /proc.
+  std::vector<pid_t> server_children() const;
 
   // One instance shared by the tests that do not stop or restart it.
   static TestPostgres& shared();

@@ -109,6 +109,7 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(p.server_connect_timeout == d.server_connect_timeout);
   CHECK(p.client_login_timeout == d.client_login_timeout);
   CHECK(p.client_idle_timeout == d.client_idle_timeout);
+  CHECK(p.query_timeout == d.query_timeout);
   CHECK(p.server_reset_query == d.server_reset_query);
   CHECK(p.max_packet_size == d.max_packet_size);
   CHECK(example.metrics.enabled == defaults.metrics.enabled);
@@ -133,6 +134,7 @@ TEST_CASE("absent keys take their defaults", "[config]") {
   CHECK(c.pool.server_connect_timeout == 15s);
   CHECK(c.pool.client_login_timeout == 60s);
   CHECK(c.pool.client_idle_timeout == 0s);
+  CHECK(c.pool.query_timeout == 0s);
   CHECK(c.pool.server_reset_query == "DISCARD ALL");
   CHECK(c.pool.max_packet_size == 64u * 1024 * 1024);
 
@@ -161,6 +163,7 @@ pool:
   server_connect_timeout: 3
   client_login_timeout: 0
   client_idle_timeout: 90s
+  query_timeout: 45s
   server_reset_query: ""
   max_packet_size: 1048576
 databases:
@@ -187,6 +190,7 @@ users:
   CHECK(c.pool.server_connect_timeout == 3s);
   CHECK(c.pool.client_login_timeout == 0ms);
   CHECK(c.pool.client_idle_timeout == 90s);
+  CHECK(c.pool.query_timeout == 45s);
   CHECK(c.pool.server_reset_query.empty());
   CHECK(c.pool.max_packet_size == 1048576u);
   const DatabaseConfig& app = c.databases.at("app");

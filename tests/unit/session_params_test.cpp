@@ -2,6 +2,8 @@
 // it.
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include "pgmux/protocol/session_params.hpp"
 
 using namespace pgmux::protocol;
@@ -16,18 +18,50 @@ TEST_CASE("tracked settings are recognised whatever their case, others are not",
   CHECK(param_name(TrackedParam::IntervalStyle) == "IntervalStyle");
 }
 
-TEST_CASE("equal settings have equal fingerprints and need no statement", "[params]") {
+TEST_CASE("equal settings compare equal and need no statement", "[params]") {
   ParamSet a, b;
   for (ParamSet* p : {&a, &b}) {
     p->set("client_encoding", "UTF8");
     p->set("TimeZone", "UTC");
     p->set("server_version", "15.18");  // not tracked: ignored
   }
-  CHECK(a.fingerprint() == b.fingerprint());
+  CHECK(a == b);
   CHECK(statements_to_match(a, b).empty());
   b.set(TrackedParam::TimeZone, "Asia/Tokyo");
-  CHECK(a.fingerprint() != b.fingerprint());
+  CHECK_FALSE(a == b);
   CHECK(statements_to_match(a, b) == "SET TimeZone = 'UTC';");
+}
+
+TEST_CASE("clients with the same settings share one interned copy, freed with its last holder", "[params]") {
+  std::size_t before = interned_param_sets();
+  {
+    std::vector<ParamSet> clients(1000);
+    for (ParamSet& p : clients) {
+      p.set(TrackedParam::application_name, "lambda-intern-test");
+      p.set(TrackedParam::TimeZone, "UTC");
+    }
+    CHECK(interned_param_sets() == before + 1);
+    CHECK(clients.front() == clients.back());
+    CHECK(clients.back().get(TrackedParam::TimeZone) == "UTC");
+
+    // A copy that changes leaves the others as they were.
+    ParamSet changed = clients.back();
+    changed.set(TrackedParam::TimeZone, "Asia/Tokyo");
+    CHECK(interned_param_sets() == before + 2);
+    CHECK(clients.back().get(TrackedParam::TimeZone) == "UTC");
+    CHECK_FALSE(changed == clients.back());
+    changed.set(TrackedParam::TimeZone, "UTC");
+    CHECK(changed == clients.back());
+    CHECK(interned_param_sets() == before + 1);
+  }
+  CHECK(interned_param_sets() == before);
+
+  // Back to all defaults: no shared copy at all.
+  ParamSet p;
+  p.set(TrackedParam::TimeZone, "UTC");
+  p.set(TrackedParam::TimeZone, "");
+  CHECK(p == ParamSet{});
+  CHECK(interned_param_sets() == before);
 }
 
 TEST_CASE("values are sent as quoted literals, never as SQL", "[params]") {

@@ -21,23 +21,52 @@ TEST_CASE("statement resets are recognised in any case, after comments, and only
 }
 
 TEST_CASE("statements that leave session state behind pin; transaction-scoped ones do not") {
-  for (const char* sql :
-       {"LISTEN x", "listen \"X\"", "PREPARE p AS SELECT 1", "CREATE TEMP TABLE t (n int)",
-        "create local temporary table t (n int)", "SELECT pg_advisory_lock(1)",
-        "select pg_try_advisory_lock_shared(1, 2)", "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SET ROLE app",
-        "SET SESSION AUTHORIZATION app", "SET work_mem = '8MB'", "set session statement_timeout to 5",
-        "SELECT set_config('search_path', 'x', false)", "SELECT 1; SET search_path TO x",
-        "LOAD 'auto_explain'"}) {
+  for (const char* sql : {"LISTEN x",
+                          "listen \"X\"",
+                          "PREPARE p AS SELECT 1",
+                          "CREATE TEMP TABLE t (n int)",
+                          "create local temporary table t (n int)",
+                          "SELECT pg_advisory_lock(1)",
+                          "select pg_try_advisory_lock_shared(1, 2)",
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                          "SET ROLE app",
+                          "SET SESSION AUTHORIZATION app",
+                          "SET work_mem = '8MB'",
+                          "set session statement_timeout to 5",
+                          "SELECT set_config('search_path', 'x', false)",
+                          "SELECT 1; SET search_path TO x",
+                          "LOAD 'auto_explain'",
+                          "advisory_lock",
+                          "SELECT x_y_z, PG_ADVISORY_LOCK(1)",
+                          "select 1 from __t where pg_advisory_lock(2)",
+                          "/* c */ Listen x",
+                          "\tprepare\np as select 1"}) {
     INFO(sql);
     CHECK(session_effect(sql).kind == Kind::pins);
     CHECK_FALSE(session_effect(sql).what.empty());
   }
-  for (const char* sql :
-       {"SELECT 1", "SET LOCAL work_mem = '8MB'", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-        "SET TimeZone = 'UTC'", "SET TIME ZONE 'UTC'", "set application_name to 'x'", "SET NAMES 'UTF8'",
-        "SELECT pg_advisory_xact_lock(1)", "DECLARE c CURSOR FOR SELECT 1", "CREATE TABLE t (n int)",
-        "SHOW search_path", "SELECT current_setting('search_path')", "RESET work_mem",
-        "INSERT INTO listen_log VALUES (1)"}) {
+  for (const char* sql : {"SELECT 1",
+                          "SET LOCAL work_mem = '8MB'",
+                          "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                          "SET TimeZone = 'UTC'",
+                          "SET TIME ZONE 'UTC'",
+                          "set application_name to 'x'",
+                          "SET NAMES 'UTF8'",
+                          "SELECT pg_advisory_xact_lock(1)",
+                          "DECLARE c CURSOR FOR SELECT 1",
+                          "CREATE TABLE t (n int)",
+                          "SHOW search_path",
+                          "SELECT current_setting('search_path')",
+                          "RESET work_mem",
+                          "INSERT INTO listen_log VALUES (1)",
+                          "SELECT advisory_loc",
+                          "SELECT 'advisory lock'",
+                          "_",
+                          "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+                          "listening",
+                          "prepared",
+                          "settle x",
+                          "SELECT search_path_x FROM t_search_path"}) {
     INFO(sql);
     CHECK(session_effect(sql).kind == Kind::none);
   }

@@ -47,6 +47,9 @@ struct PoolConfig {
   // temp tables, session advisory locks, SET of other settings...) is pinned to that backend ("pin") or the
   // statement is refused ("error").
   bool pin_session_state = true;
+  // A request a backend has not finished answering this long after the client's last bytes: the backend is
+  // closed and the client gets an error (PgBouncer: query_timeout). 0 = never.
+  Duration query_timeout{0};
 };
 
 struct DatabaseConfig {

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,20 +32,28 @@ std::optional<TrackedParam> tracked_param(std::string_view name);
 std::string_view param_name(TrackedParam param);
 
 // The values of the tracked settings on one side: a client's own, or a backend's current ones.
+//
+// Thousands of clients usually share a handful of distinct settings, so the values are interned: equal sets
+// share one immutable copy, a ParamSet is one pointer, and comparing two is a pointer compare. Changing a
+// value (a SET, a ParameterStatus) finds or makes the shared copy under a process-wide lock, which is off the
+// hot path: it happens at login and when settings actually change.
 class ParamSet {
  public:
+  struct Values;
+
   void set(TrackedParam param, std::string_view value);
   // For a ParameterStatus name: records it if tracked, ignores it otherwise.
   void set(std::string_view name, std::string_view value);
-  const std::string& get(TrackedParam param) const { return values_[static_cast<std::size_t>(param)]; }
-  // Equal fingerprints mean equal values (up to a 64-bit hash collision): the per-transaction check is one
-  // compare.
-  std::uint64_t fingerprint() const { return fingerprint_; }
+  const std::string& get(TrackedParam param) const;
+  // The same values (the per-transaction check).
+  bool operator==(const ParamSet& other) const { return values_ == other.values_; }
 
  private:
-  std::array<std::string, kTrackedParamCount> values_;
-  std::uint64_t fingerprint_ = 0;
+  std::shared_ptr<const Values> values_;  // null: every value empty
 };
+
+// How many distinct settings sets are alive (interned), for tests.
+std::size_t interned_param_sets();
 
 // The simple-query text that makes a backend's settings match a client's ("" when they match). Values are
 // sent as quoted literals, never spliced as SQL.

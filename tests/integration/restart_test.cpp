@@ -1,0 +1,124 @@
+// Zero-downtime restart: a pgmux started with --takeover receives the running one's listening sockets, the
+// old one drains and exits 0, and clients connecting all the while never see a failure.
+#include <sys/wait.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <optional>
+#include <thread>
+
+#include "bounded.hpp"
+#include "http_get.hpp"
+#include "libpq.hpp"
+#include "pgmux.hpp"
+#include "raw_socket.hpp"
+
+using namespace pgmux::test;
+
+TEST_CASE("a restart with --takeover under a client loop loses no transaction", "[restart]") {
+  TestPostgres& postgres = TestPostgres::shared();
+  const PgmuxOptions options{.extra_yaml = "shutdown_timeout: 20s\n", .http = true};
+  auto old_mux = std::make_unique<Pgmux>(postgres, options);
+
+  // Serverless clients: a new connection for every transaction, as a function invocation makes.
+  Failures failures;
+  std::atomic<bool> stop{false};
+  std::atomic<int> committed{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      for (int n = 0; n < 5000 && !stop.load(); ++n) {  // bounded; stopped by the main thread long before
+        Connection c(old_mux->conninfo());
+        if (!c.ok()) return failures.add("client " + std::to_string(i) + " connect: " + c.error());
+        // The old process says 57P01 after a transaction it let finish: expected, and not worth printing.
+        PQsetNoticeProcessor(
+            c.get(), [](void*, const char*) {}, nullptr);
+        for (const char* sql : {"BEGIN", "SELECT 1", "COMMIT"}) {
+          Outcome o = exec_bounded(c.get(), sql, 20s);
+          if (!o.ok()) return failures.add("client " + std::to_string(i) + ": " + sql + ": " + o.error);
+        }
+        committed.fetch_add(1);
+      }
+    });
+  }
+  // And bare connections as fast as they go, so that some are sure to wait in an accept queue at the switch:
+  // each must get its answer (pgmux declines TLS with 'N', then refuses a startup packet without a user with
+  // 28000), never a reset.
+  std::atomic<int> probes{0};
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      const std::string ssl_request = be32(8) + be32(80877103);
+      const std::string no_user =
+          be32(4 + 4 + 9 + 4 + 1) + be32(196608) + std::string("database\0app\0\0", 14);
+      for (int n = 0; n < 200000 && !stop.load(); ++n) {  // bounded
+        RawSocket probe(old_mux->port());
+        std::string got;
+        if (!probe.connected() || !probe.send_all(ssl_request + no_user) ||
+            !probe.read_until_closed(got, 10s) || got.empty() || got[0] != 'N' ||
+            error_response_sqlstate(got.substr(1)) != "28000")
+          return failures.add("probe " + std::to_string(i) + " after " + std::to_string(n) + ": got " +
+                              std::to_string(got.size()) + " byte(s)");
+        probes.fetch_add(1);
+      }
+    });
+  }
+  // And one client in the middle of a transaction across the switch: it commits on the old process.
+  Connection long_lived(old_mux->conninfo());
+  REQUIRE(long_lived.ok());
+  long_lived.value("BEGIN");
+  long_lived.value("SELECT 1");
+
+  CHECK(wait_until([&] { return committed.load() >= 50; }, 30s));
+  Pgmux new_mux(postgres, options, *old_mux);
+  CHECK(new_mux.log().find("takeover: received") != std::string::npos);
+  CHECK(long_lived.value("SELECT 2") == "2");
+  CHECK(exec_bounded(long_lived.get(), "COMMIT", 10s).ok());
+
+  int status = old_mux->wait_exit(25s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(old_mux->log().find("handed the listeners over") != std::string::npos);
+
+  int at_exit = committed.load();
+  CHECK(wait_until([&] { return committed.load() >= at_exit + 50; }, 30s));
+  stop = true;
+  for (auto& t : clients) t.join();
+  INFO(old_mux->log_tail());
+  INFO(new_mux.log_tail());
+  INFO(failures.summary());
+  CHECK(failures.list().empty());
+  CHECK(probes.load() > 100);
+  // The new process serves on its own: a second takeover finds it and a fresh client gets in.
+  Connection after(new_mux.conninfo());
+  REQUIRE(after.ok());
+  CHECK(after.value("SELECT 3") == "3");
+}
+
+TEST_CASE("--takeover with no pgmux on the port starts as usual", "[restart]") {
+  // A successor of nobody: the harness's own start, with the flag, must simply listen.
+  Pgmux first(TestPostgres::shared());
+  REQUIRE(first.stop(SIGTERM) != -1);
+  Pgmux successor(TestPostgres::shared(), {}, first);
+  CHECK(successor.log().find("no pgmux serves these addresses") != std::string::npos);
+  Connection c(successor.conninfo());
+  REQUIRE(c.ok());
+  CHECK(c.value("SELECT 1") == "1");
+}
+
+TEST_CASE("--takeover hands the listen.metrics socket over too", "[restart]") {
+  PgmuxOptions options{.metrics = true};
+  auto old_mux = std::make_unique<Pgmux>(TestPostgres::shared(), options);
+  REQUIRE(http_get(old_mux->metrics_port(), "/healthz").status == 200);
+  Pgmux new_mux(TestPostgres::shared(), options, *old_mux);
+  CHECK(new_mux.metrics_port() == old_mux->metrics_port());
+  CHECK(new_mux.log().find("takeover: received") != std::string::npos);
+  int status = old_mux->wait_exit(25s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The old process is gone: whoever answers on the metrics port now is the successor.
+  CHECK(http_get(new_mux.metrics_port(), "/healthz").status == 200);
+  CHECK(http_get(new_mux.metrics_port(), "/metrics").status == 200);
+  Connection c(new_mux.conninfo());
+  REQUIRE(c.ok());
+  CHECK(c.value("SELECT 1") == "1");
+}
