@@ -35,6 +35,7 @@ function describe(s) {
 function label(s, t, args) {
   if (t == "pgbouncer" && s == "S5" && args ~ /-M simple/) return "PgBouncer (`-M simple`)"
   if (t == "pgbouncer") return "PgBouncer"
+  if (t == "pgmux-nometrics") return "pgmux, metrics off"
   return t
 }
 
@@ -70,10 +71,10 @@ END {
   printf "### Throughput, latency and pooler cost (median of %s x %s s; pool %s)\n\n", reps, secs, pool
   print "| scenario | clients | target | TPS | p50 ms | p99 ms | pooler CPU s / 10k tx | pooler peak RSS MiB | failed tx | aborted clients | error lines | pgmux / PgBouncer | pgmux / direct |"
   print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  split("direct pgbouncer pgmux", tg, " ")
+  ntg = split("direct pgbouncer pgmux pgmux-nometrics", tg, " ")
   for (i = 1; i <= ns; i++) {
     s = order[i]
-    for (j = 1; j <= 3; j++) {
+    for (j = 1; j <= ntg; j++) {
       t = tg[j]; k = s SUBSEP t
       if (!(k in ran)) continue
       if (k in skipped) {
@@ -101,6 +102,23 @@ END {
   if (aborted_rows) print "\\* pgbench clients aborted on errors: the TPS counts only what ran before they did (see the notes)."
   for (k in skipped) { split(k, p, SUBSEP); print "n/a for " p[1] " " p[2] ": " skipped[k] "." }
   for (i = 1; i <= nn; i++) print "- " notes[i] " (rep " note_reps[notes[i]] ")"
+
+  # METRICS=1: what counting costs, as the ratio of the two pgmux runs of each scenario.
+  metrics_rows = 0
+  for (i = 1; i <= ns; i++) if ((order[i] SUBSEP "pgmux-nometrics") in ran && (order[i] SUBSEP "pgmux") in ran) metrics_rows++
+  if (metrics_rows > 0) {
+    print ""
+    print "### pgmux with metrics on vs off (metrics.enabled: false)"
+    print ""
+    print "| scenario | TPS on | TPS off | on / off | CPU s / 10k tx on | CPU s / 10k tx off |"
+    print "|---|---:|---:|---:|---:|---:|"
+    for (i = 1; i <= ns; i++) {
+      s = order[i]; on = s SUBSEP "pgmux"; off = s SUBSEP "pgmux-nometrics"
+      if (!(on in ran) || !(off in ran)) continue
+      printf "| %s | %s | %s | %s | %s | %s |\n", describe(s), fmt(median(tps[on]), "%.0f"), fmt(median(tps[off]), "%.0f"),
+        ratio(median(tps[on]), median(tps[off])), fmt(median(cpu[on]), "%.2f"), fmt(median(cpu[off]), "%.2f")
+    }
+  }
 
   if (ni > 0) {
     print ""

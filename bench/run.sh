@@ -4,6 +4,7 @@
 #   bench/run.sh                                  # defaults: REPS=3 SECS=10, all scenarios, idle 1000 and 10000
 #   QUICK=1 bench/run.sh                          # smoke run: 1 repetition of 5 s, idle 1000 only
 #   SCENARIOS="S1 S3" REPS=5 SECS=20 POOL=20 bench/run.sh
+#   METRICS=1 bench/run.sh                        # pgmux with metrics on vs off (metrics.enabled: false)
 #
 # Markdown tables go to stdout, progress to stderr, every measurement to the TSV at $OUT.
 set -euo pipefail
@@ -18,8 +19,14 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   REPS=1 SECS=5
   IDLE_CLIENTS=${IDLE_CLIENTS-1000}
 fi
+if [ -n "${METRICS:-}" ] && [ "${METRICS}" != 0 ]; then
+  # What counting costs: the same pgmux with and without metrics.enabled, alternating, in one run.
+  SCENARIOS=${SCENARIOS:-"S1 S4 S6"}
+  TARGETS=${TARGETS:-"pgmux pgmux-nometrics"}
+  IDLE_CLIENTS=${IDLE_CLIENTS-}
+fi
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6"}
-TARGETS=${TARGETS:-"direct pgbouncer pgmux"}
+TARGETS=${TARGETS:-"direct pgbouncer pgmux"}   # also pgmux-nometrics: pgmux with metrics.enabled: false
 IDLE_CLIENTS=${IDLE_CLIENTS-"1000 10000"}   # empty string skips the idle-memory phase
 POOL=${POOL:-20}                            # backend connections per pooler (both poolers get the same)
 CLIENTS=${CLIENTS:-32}                      # clients in S1, S2, S4, S5, S6
@@ -198,8 +205,12 @@ users:
   - name: bench
     password: "$verifier"
 YAML
+  # The same pgmux, counting nothing per message: the metrics-off side of METRICS=1.
+  { cat "$work/pgmux.yaml"; printf 'metrics:\n  enabled: false\n'; } >"$work/pgmux-nometrics.yaml"
   [ "$(id -u)" -eq 0 ] && chown -R postgres "$work"
   "$PGMUX_BIN" --check-config "$work/pgmux.yaml" >/dev/null || die "pgmux rejected $work/pgmux.yaml"
+  "$PGMUX_BIN" --check-config "$work/pgmux-nometrics.yaml" >/dev/null ||
+    die "pgmux rejected $work/pgmux-nometrics.yaml"
 }
 
 # Ready = a real query answered through the port, so the pool has logged in to Postgres at least once.
@@ -231,8 +242,9 @@ stop_pgbouncer() {
   return 0
 }
 
+# $1: which config, pgmux (the default) or pgmux-nometrics; both listen on PGMUX_PORT, one at a time.
 start_pgmux() {
-  "$PGMUX_BIN" --config "$work/pgmux.yaml" >>"$work/pgmux.log" 2>&1 &
+  "$PGMUX_BIN" --config "$work/${1:-pgmux}.yaml" >>"$work/pgmux.log" 2>&1 &
   pgmux_pid=$!
   wait_ready "$PGMUX_PORT" pgmux
 }
@@ -240,8 +252,8 @@ start_pgmux() {
 stop_pgmux() { stop_pid "$pgmux_pid" INT; pgmux_pid=""; }   # INT: pgmux stops at once, no drain
 
 # ---- per-process measurements -----------------------------------------------------------------------------------
-pooler_pid() { case $1 in pgbouncer) bouncer_pid ;; pgmux) echo "$pgmux_pid" ;; *) echo "" ;; esac; }
-port_of() { case $1 in direct) echo "$PGPORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; pgmux) echo "$PGMUX_PORT" ;; esac; }
+pooler_pid() { case $1 in pgbouncer) bouncer_pid ;; pgmux | pgmux-nometrics) echo "$pgmux_pid" ;; *) echo "" ;; esac; }
+port_of() { case $1 in direct) echo "$PGPORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; pgmux | pgmux-nometrics) echo "$PGMUX_PORT" ;; esac; }
 
 # utime + stime of every thread, in clock ticks.
 cpu_ticks() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
@@ -289,7 +301,7 @@ forget_child() {
 fresh_target() {
   case $1 in
     pgbouncer) stop_pgbouncer; start_pgbouncer ;;
-    pgmux) stop_pgmux; start_pgmux ;;
+    pgmux | pgmux-nometrics) stop_pgmux; start_pgmux "$1" ;;
   esac
 }
 

@@ -88,11 +88,16 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
   if (takeover) {
     handover = lifecycle::request_takeover(cfg);
     if (handover)
-      log::info("takeover: received ", handover->sockets.postgres.size() + handover->sockets.http.size(),
+      log::info("takeover: received ",
+                handover->sockets.postgres.size() + handover->sockets.http.size() +
+                    handover->sockets.metrics.size(),
                 " listening socket(s) from pid ", handover->old_pid);
     else
       log::info("takeover: no pgmux serves these addresses; starting on free ports");
   }
+  std::vector<asio::any_io_executor> executors;
+  for (auto& io : contexts) executors.push_back(io->get_executor());
+  proxy.set_worker_executors(std::move(executors));
   std::vector<lifecycle::WorkerListeners> listeners =
       lifecycle::open_listeners(cfg, contexts, handover ? &handover->sockets : nullptr);
   for (int i = 0; i < workers; ++i) {
@@ -113,6 +118,11 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
   for (int i = 0; i < workers; ++i)
     for (auto& acceptor : listeners[i].http)
       asio::co_spawn(*contexts[i], http::serve_http(acceptor, proxy, metrics, sql_endpoint), asio::detached);
+
+  // listen.metrics: Prometheus and probes on a port of their own, apart from client traffic; one worker
+  // (lifecycle::open_listeners puts it on worker 0) is plenty for them.
+  for (auto& acceptor : listeners[0].metrics)
+    asio::co_spawn(*contexts[0], http::serve_http(acceptor, proxy, metrics, nullptr), asio::detached);
 
   // The janitor closes idle backends past server_idle_timeout / server_lifetime, once a second.
   asio::steady_timer janitor(*contexts[0]);

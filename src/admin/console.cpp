@@ -24,21 +24,48 @@ std::string millis(config::Duration d) {
 
 }  // namespace
 
-std::string normalize_command(std::string_view text) {
-  std::string out;
-  bool space = false;
-  for (char c : text) {
-    if (c == ';') break;
-    if (std::isspace(static_cast<unsigned char>(c))) {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
+std::string ConsoleCommand::upper(std::size_t i) const {
+  std::string out = i < words.size() ? words[i] : std::string();
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
+
+ConsoleCommand parse_console_command(std::string_view text) {
+  ConsoleCommand command;
+  std::size_t i = 0;
+  while (i < text.size() && text[i] != ';') {
+    if (std::isspace(static_cast<unsigned char>(text[i]))) {
+      ++i;
+      continue;
+    }
+    std::string word;
+    if (text[i] == '"') {  // a quoted name, as psql users write identifiers
+      for (++i; i < text.size() && text[i] != '"'; ++i) word += text[i];
+      ++i;
+    } else {
+      for (; i < text.size() && text[i] != ';' && !std::isspace(static_cast<unsigned char>(text[i])); ++i)
+        word += text[i];
+    }
+    command.words.push_back(std::move(word));
+  }
+  return command;
+}
+
+const std::vector<Console::Command> Console::kCommands = {
+    {"SHOW HELP", 0, 0, &Console::show_help},
+    {"SHOW POOLS", 0, 0, &Console::show_pools},
+    {"SHOW STATS", 0, 0, &Console::show_stats},
+    {"SHOW CLIENTS", 0, 0, &Console::show_clients},
+    {"SHOW SERVERS", 0, 0, &Console::show_servers},
+    {"SHOW DATABASES", 0, 0, &Console::show_databases},
+    {"SHOW CONFIG", 0, 0, &Console::show_config},
+    {"SHOW VERSION", 0, 0, &Console::show_version},
+    {"PAUSE", 0, 1, &Console::pause},
+    {"RESUME", 0, 1, &Console::resume},
+    {"KILL", 1, 1, &Console::kill},
+    {"RELOAD", 0, 0, &Console::reload},
+    {"SHUTDOWN", 0, 0, &Console::shutdown},
+};
 
 asio::awaitable<void> Console::run() {
   std::string body;
@@ -50,8 +77,8 @@ asio::awaitable<void> Console::run() {
       case 'X':
         co_return;
       case 'Q':
-        out = answer(std::string_view(body.data(),
-                                      body.find('\0') == std::string::npos ? body.size() : body.find('\0')));
+        out = co_await answer(std::string_view(
+            body.data(), body.find('\0') == std::string::npos ? body.size() : body.find('\0')));
         append_ready_for_query(out, 'I');
         break;
       case 'S':
@@ -67,35 +94,65 @@ asio::awaitable<void> Console::run() {
   }
 }
 
-std::string Console::answer(std::string_view command_text) {
-  std::string command = normalize_command(command_text);
+asio::awaitable<std::string> Console::answer(std::string_view text) {
+  ConsoleCommand command = parse_console_command(text);
   std::string out;
-  if (command == "SHOW POOLS") {
-    show_pools(out);
-  } else if (command == "SHOW STATS") {
-    show_stats(out);
-  } else if (command == "SHOW DATABASES") {
-    show_databases(out);
-  } else if (command == "SHOW CONFIG") {
-    show_config(out);
-  } else if (command == "SHOW VERSION") {
-    append_row_description(out, {"version"});
-    append_data_row(out, {"pgmux " PGMUX_VERSION});
-    append_command_complete(out, "SHOW");
-  } else if (command == "SHOW HELP" || command == "SHOW") {
-    append_row_description(out, {"command"});
-    for (const char* c : {"SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW VERSION",
-                          "SHOW HELP", "RELOAD", "SHUTDOWN"})
-      append_data_row(out, {c});
-    append_command_complete(out, "SHOW");
-  } else if (command == "RELOAD" || command == "SHUTDOWN") {
-    process_command(command, out);
-  } else if (command.empty()) {
+  if (command.words.empty()) {
     MessageBuilder(out, 'I');  // EmptyQueryResponse
-  } else {
-    append_error(out, "ERROR", "42601", "invalid admin command \"" + command + "\" (try SHOW HELP)");
+    co_return out;
   }
-  return out;
+  std::string one = command.upper(0), two = one + " " + command.upper(1);
+  if (one == "SHOW" && command.words.size() == 1) two = "SHOW HELP";
+  for (const Command& c : kCommands) {
+    const bool two_words = c.name.find(' ') != std::string_view::npos;
+    if (c.name != (two_words ? two : one)) continue;
+    std::vector<std::string> args(command.words.begin() + (two_words ? 2 : 1), command.words.end());
+    if (one == "SHOW" && command.words.size() == 1) args.clear();
+    if (args.size() < c.min_args || args.size() > c.max_args) {
+      append_error(out, "ERROR", sqlstate::kSyntaxError,
+                   std::string(c.name) + (c.max_args == 0   ? " takes no argument"
+                                          : c.min_args == 1 ? " needs a database name"
+                                                            : " takes at most a database name"));
+      co_return out;
+    }
+    co_await (this->*c.run)(args, out);
+    co_return out;
+  }
+  std::string shown = one == "SHOW" ? two : one;
+  append_error(out, "ERROR", sqlstate::kSyntaxError,
+               "invalid admin command \"" + shown + "\" (try SHOW HELP)");
+  co_return out;
+}
+
+asio::awaitable<void> Console::show_help(const std::vector<std::string>&, std::string& out) {
+  append_row_description(out, {"command"});
+  for (const Command& c : kCommands)
+    append_data_row(out, {std::string(c.name) + (c.max_args == 0 ? "" : c.min_args == 1 ? " db" : " [db]")});
+  append_command_complete(out, "SHOW");
+  co_return;
+}
+
+asio::awaitable<void> Console::show_version(const std::vector<std::string>&, std::string& out) {
+  append_row_description(out, {"version"});
+  append_data_row(out, {"pgmux " PGMUX_VERSION});
+  append_command_complete(out, "SHOW");
+  co_return;
+}
+
+bool Console::known_database(const std::string& name, std::string& out) const {
+  if (proxy_.config()->databases.count(name)) return true;
+  append_error(out, "ERROR", sqlstate::kUnknownDatabase, "no such database: \"" + name + "\"");
+  return false;
+}
+
+asio::awaitable<void> Console::reload(const std::vector<std::string>&, std::string& out) {
+  process_command("RELOAD", out);
+  co_return;
+}
+
+asio::awaitable<void> Console::shutdown(const std::vector<std::string>&, std::string& out) {
+  process_command("SHUTDOWN", out);
+  co_return;
 }
 
 void Console::process_command(const std::string& command, std::string& out) {
@@ -117,7 +174,7 @@ void Console::process_command(const std::string& command, std::string& out) {
     append_error(out, "ERROR", "F0000", "the configuration was not reloaded: " + refused);
 }
 
-void Console::show_pools(std::string& out) {
+asio::awaitable<void> Console::show_pools(const std::vector<std::string>&, std::string& out) {
   // PgBouncer's column names; the counts pgmux does not keep yet are 0.
   append_row_description(out, {"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle",
                                "sv_used", "sv_login", "maxwait", "maxwait_us", "pool_mode"});
@@ -131,14 +188,15 @@ void Console::show_pools(std::string& out) {
               mode_name(config->pool_mode_for(pool->database()))});
   }
   append_command_complete(out, "SHOW");
+  co_return;
 }
 
-void Console::show_stats(std::string& out) {
+asio::awaitable<void> Console::show_stats(const std::vector<std::string>&, std::string& out) {
   // PgBouncer's names; times in microseconds. Transaction time is the time a backend was lent (transaction
   // mode).
-  append_row_description(out,
-                         {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
-                          "total_xact_time", "total_wait_time", "avg_xact_time", "avg_wait_time"});
+  append_row_description(out, {"database", "total_xact_count", "total_query_count", "total_received",
+                               "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
+                               "avg_xact_time", "avg_query_time", "avg_wait_time"});
   std::map<std::string, pool::TrafficTotals> by_database;
   for (const auto& [key, pool] : proxy_.pools()) {
     pool::TrafficTotals t = pool->traffic().totals();
@@ -149,20 +207,26 @@ void Console::show_stats(std::string& out) {
     sum.bytes_sent += t.bytes_sent;
     sum.transaction_us += t.transaction_us;
     sum.wait_us += t.wait_us;
+    sum.query_us += t.query_us;
+    for (std::size_t b = 0; b < t.answered.size(); ++b) sum.answered[b] += t.answered[b];
   }
   for (const auto& [database, t] : by_database) {
+    std::uint64_t answered = 0;  // requests timed (ReadyForQuery messages), query_us's count
+    for (std::uint64_t n : t.answered) answered += n;
     auto average = [](std::uint64_t total, std::uint64_t count) {
       return std::to_string(count ? total / count : 0);
     };
     append_data_row(out, {database, std::to_string(t.transactions), std::to_string(t.queries),
                           std::to_string(t.bytes_received), std::to_string(t.bytes_sent),
-                          std::to_string(t.transaction_us), std::to_string(t.wait_us),
-                          average(t.transaction_us, t.transactions), average(t.wait_us, t.transactions)});
+                          std::to_string(t.transaction_us), std::to_string(t.query_us),
+                          std::to_string(t.wait_us), average(t.transaction_us, t.transactions),
+                          average(t.query_us, answered), average(t.wait_us, t.transactions)});
   }
   append_command_complete(out, "SHOW");
+  co_return;
 }
 
-void Console::show_databases(std::string& out) {
+asio::awaitable<void> Console::show_databases(const std::vector<std::string>&, std::string& out) {
   append_row_description(out, {"name", "host", "port", "database", "force_user", "pool_size", "pool_mode",
                                "current_connections"});
   std::shared_ptr<const config::Config> snapshot = proxy_.config();
@@ -180,9 +244,10 @@ void Console::show_databases(std::string& out) {
                           std::to_string(connections)});
   }
   append_command_complete(out, "SHOW");
+  co_return;
 }
 
-void Console::show_config(std::string& out) {
+asio::awaitable<void> Console::show_config(const std::vector<std::string>&, std::string& out) {
   std::shared_ptr<const config::Config> snapshot = proxy_.config();
   const config::Config& c = *snapshot;
   append_row_description(out, {"key", "value"});
@@ -207,6 +272,9 @@ void Console::show_config(std::string& out) {
       {"pool.session_state", c.pool.pin_session_state ? "pin" : "error"},
       {"listen.http",
        c.listen.http ? c.listen.http->host + ":" + std::to_string(c.listen.http->port) : std::string()},
+      {"listen.metrics", c.listen.metrics
+                             ? c.listen.metrics->host + ":" + std::to_string(c.listen.metrics->port)
+                             : std::string()},
       {"shutdown_timeout", millis(c.shutdown_timeout)},
       {"http.max_body_size", std::to_string(c.http.max_body_size)},
       {"http.max_response_size", std::to_string(c.http.max_response_size)},
@@ -217,9 +285,11 @@ void Console::show_config(std::string& out) {
       {"http.auth_cache_size", std::to_string(c.http.auth_cache_size)},
       {"http.websocket_path", c.http.websocket_path},
       {"http.allow_cleartext_password", c.http.allow_cleartext_password ? "true" : "false"},
+      {"metrics.enabled", c.metrics.enabled ? "true" : "false"},
   };
   for (const auto& [key, value] : rows) append_data_row(out, {key, value});
   append_command_complete(out, "SHOW");
+  co_return;
 }
 
 }  // namespace pgmux::admin

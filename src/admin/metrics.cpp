@@ -9,6 +9,9 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "session/relay.hpp"
+#include "session/worker_visits.hpp"
+
 namespace pgmux::admin {
 
 using prometheus::BuildCounter;
@@ -62,6 +65,36 @@ Metrics::Metrics(session::Proxy& proxy)
                     .Name("pgmux_pool_backends")
                     .Help("Backend connections, by state (idle, active, connecting)")
                     .Register(registry_)),
+      clients_active_(BuildGauge()
+                          .Name("pgmux_clients_active")
+                          .Help("Clients holding a backend connection, by protocol")
+                          .Register(registry_)),
+      clients_waiting_(BuildGauge()
+                           .Name("pgmux_clients_waiting")
+                           .Help("Clients waiting for a backend connection, by protocol")
+                           .Register(registry_)),
+      pool_paused_(BuildGauge()
+                       .Name("pgmux_pool_paused")
+                       .Help("1 while the pool's database is held by PAUSE or KILL in the admin console")
+                       .Register(registry_)),
+      backend_connects_(BuildCounter()
+                            .Name("pgmux_backend_connects_total")
+                            .Help("Server connections opened (logged in)")
+                            .Register(registry_)),
+      backend_connect_failures_(BuildCounter()
+                                    .Name("pgmux_backend_connect_failures_total")
+                                    .Help("Server logins that failed, by reason (unreachable, auth_failed, "
+                                          "server_full, server_unavailable, other)")
+                                    .Register(registry_)),
+      backend_closes_(BuildCounter()
+                          .Name("pgmux_backend_closes_total")
+                          .Help("Server connections closed, by reason")
+                          .Register(registry_)),
+      query_seconds_(prometheus::BuildHistogram()
+                         .Name("pgmux_query_duration_seconds")
+                         .Help("How long a request (a Query, or extended-protocol messages up to their Sync) "
+                               "took from pgmux forwarding it to its ReadyForQuery")
+                         .Register(registry_)),
       transactions_(BuildCounter()
                         .Name("pgmux_transactions_total")
                         .Help("Transactions (blocks or single statements) completed through pgmux")
@@ -148,14 +181,65 @@ Metrics::Metrics(session::Proxy& proxy)
       .Set(1);
 }
 
-std::string Metrics::scrape() {
+asio::awaitable<std::string> Metrics::scrape() {
+  ClientStates states = co_await client_states();
   std::lock_guard lock(mutex_);
+  update_clients(states);
   update_pools();
   update_process();
   update_logins();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_.Collect());
-  return out.str();
+  co_return out.str();
+}
+
+asio::awaitable<Metrics::ClientStates> Metrics::client_states() {
+  // Counted where the sessions live, from the relays' own state: nothing to keep up to date per transaction.
+  auto count_here = [] {
+    ClientStates here;
+    session::Relay::for_each_on_this_thread([&](session::Relay& relay) {
+      const int protocol = relay.websocket() ? 1 : 0;
+      here.active[protocol] += relay.holds_backend();
+      here.waiting[protocol] += relay.waiting_for_backend();
+    });
+    return here;
+  };
+  auto per_worker = co_await session::visit_workers(proxy_, count_here);
+  ClientStates all;
+  for (const ClientStates& s : per_worker) {
+    for (std::size_t p = 0; p < all.active.size(); ++p) {
+      all.active[p] += s.active[p];
+      all.waiting[p] += s.waiting[p];
+    }
+  }
+  all.active[2] = proxy_.http_requests_holding().load(std::memory_order_relaxed);
+  all.waiting[2] = proxy_.http_requests_waiting().load(std::memory_order_relaxed);
+  co_return all;
+}
+
+void Metrics::update_clients(const ClientStates& states) {
+  static constexpr const char* kProtocols[] = {"postgres", "websocket", "http-sql"};
+  for (std::size_t p = 0; p < states.active.size(); ++p) {
+    clients_active_.Add({{"protocol", kProtocols[p]}}).Set(states.active[p]);
+    clients_waiting_.Add({{"protocol", kProtocols[p]}}).Set(states.waiting[p]);
+  }
+}
+
+void Metrics::update_backends(const prometheus::Labels& labels, const pool::PoolCounts& now,
+                              const pool::PoolCounts& before) {
+  pool_paused_.Add(labels).Set(now.paused ? 1 : 0);
+  backend_connects_.Add(labels).Increment(static_cast<double>(now.connects - before.connects));
+  for (std::size_t f = 0; f < now.connect_failures.size(); ++f) {
+    prometheus::Labels with_reason = labels;
+    with_reason["reason"] = pool::kConnectFailureNames[f];
+    backend_connect_failures_.Add(with_reason)
+        .Increment(static_cast<double>(now.connect_failures[f] - before.connect_failures[f]));
+  }
+  for (std::size_t r = 0; r < now.closes.size(); ++r) {
+    prometheus::Labels with_reason = labels;
+    with_reason["reason"] = pool::kCloseReasonNames[r];
+    backend_closes_.Add(with_reason).Increment(static_cast<double>(now.closes[r] - before.closes[r]));
+  }
 }
 
 void Metrics::record_http_sql(int status, double seconds) {
@@ -173,6 +257,8 @@ void Metrics::update_pools() {
   for (const auto& [key, pool] : proxy_.pools()) {
     const prometheus::Labels labels{{"database", key.first}, {"user", key.second}};
     pool::PoolCounts c = pool->counts();
+    update_backends(labels, c, last_counts_[key]);
+    last_counts_[key] = c;
     pool_clients_.Add(labels).Set(c.clients);
     pool_waiting_.Add(labels).Set(c.waiting);
     pool_size_.Add(labels).Set(pool->max_size());
@@ -205,6 +291,8 @@ void Metrics::update_pools() {
             now.transaction_us - before.transaction_us);
     observe(wait_seconds_.Add(labels, bucket_bounds()), now.waited, before.waited,
             now.wait_us - before.wait_us);
+    observe(query_seconds_.Add(labels, bucket_bounds()), now.answered, before.answered,
+            now.query_us - before.query_us);
     before = now;
   }
 }

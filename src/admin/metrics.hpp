@@ -14,6 +14,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "net/asio.hpp"
 #include "pool/traffic.hpp"
 #include "session/proxy.hpp"
 
@@ -24,12 +25,21 @@ namespace pgmux::admin {
 class Metrics {
  public:
   explicit Metrics(session::Proxy& proxy);
-  std::string scrape();  // Prometheus text format
+  // Prometheus text format. Visits each worker first, for the clients' states.
+  asio::awaitable<std::string> scrape();
   // One answered POST /sql: its status and how long it took (prometheus-cpp's own atomics, no lock of ours).
   void record_http_sql(int status, double seconds);
 
  private:
+  // Clients holding a backend and waiting for one, by protocol (postgres, websocket, http-sql).
+  struct ClientStates {
+    std::array<int, 3> active{}, waiting{};
+  };
+  asio::awaitable<ClientStates> client_states();
+  void update_clients(const ClientStates& states);
   void update_pools();
+  void update_backends(const prometheus::Labels& labels, const pool::PoolCounts& now,
+                       const pool::PoolCounts& before);
   void update_process();
   void update_logins();
 
@@ -41,6 +51,13 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& pool_waiting_;
   prometheus::Family<prometheus::Gauge>& pool_size_;
   prometheus::Family<prometheus::Gauge>& backends_;
+  prometheus::Family<prometheus::Gauge>& clients_active_;
+  prometheus::Family<prometheus::Gauge>& clients_waiting_;
+  prometheus::Family<prometheus::Gauge>& pool_paused_;
+  prometheus::Family<prometheus::Counter>& backend_connects_;
+  prometheus::Family<prometheus::Counter>& backend_connect_failures_;
+  prometheus::Family<prometheus::Counter>& backend_closes_;
+  prometheus::Family<prometheus::Histogram>& query_seconds_;
   prometheus::Family<prometheus::Counter>& transactions_;
   prometheus::Family<prometheus::Counter>& queries_;
   prometheus::Family<prometheus::Counter>& lazy_prepares_;
@@ -60,6 +77,7 @@ class Metrics {
   std::array<std::array<std::uint64_t, session::kLoginResults>, session::LoginOutcomes::transports>
       last_logins_{};
   std::map<std::pair<std::string, std::string>, pool::TrafficTotals> last_;
+  std::map<std::pair<std::string, std::string>, pool::PoolCounts> last_counts_;
 };
 
 }  // namespace pgmux::admin

@@ -369,6 +369,8 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
           config.listen.postgres = endpoint(v, p, env);
         else if (k == "http")
           config.listen.http = endpoint(v, p, env);
+        else if (k == "metrics")
+          config.listen.metrics = endpoint(v, p, env);
         else
           return false;
         return true;
@@ -394,6 +396,12 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       read_users(value, env, config);
     } else if (key == "http") {  // HTTP-SQL
       read_http(value, env, config.http);
+    } else if (key == "metrics") {
+      for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
+        if (k != "enabled") return false;
+        config.metrics.enabled = boolean(v, p, env);
+        return true;
+      });
     } else if (key == "admin_users") {
       if (value.IsNull()) return true;
       if (!value.IsSequence())

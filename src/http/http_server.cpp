@@ -65,10 +65,10 @@ asio::awaitable<Response> serve_sql(const HttpRequest& req, SqlEndpoint& sql, se
 }
 
 asio::awaitable<Response> route(const HttpRequest& req, session::Proxy& proxy, admin::Metrics& metrics,
-                                SqlEndpoint& sql) {
+                                SqlEndpoint* sql) {
   std::string_view target = req.target();
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-  if (target == "/sql") co_return co_await serve_sql(req, sql, proxy, metrics);
+  if (target == "/sql" && sql) co_return co_await serve_sql(req, *sql, proxy, metrics);
   if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
     co_return json(bhttp::status::method_not_allowed, R"({"error":"only GET is served here"})");
   if (target == "/healthz") co_return json(bhttp::status::ok, R"({"status":"ok"})");
@@ -87,7 +87,7 @@ asio::awaitable<Response> route(const HttpRequest& req, session::Proxy& proxy, a
   if (target == "/metrics") {
     Response res{bhttp::status::ok, 11};
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4");
-    res.body() = metrics.scrape();
+    res.body() = co_await metrics.scrape();
     co_return res;
   }
   co_return json(bhttp::status::not_found,
@@ -130,7 +130,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
       break;
     } else {
       const auto& req = parser.get();
-      if (is_websocket_request(req, proxy.config()->http)) {
+      if (sql && is_websocket_request(req, proxy.config()->http)) {
         if (beast::websocket::is_upgrade(req) && !proxy.draining()) {
           co_await serve_websocket(std::move(stream), parser.release(), proxy);
           co_return;
@@ -142,7 +142,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
         res.keep_alive(false);
       } else {
         stream.expires_never();  // a query may take as long as its statement_timeout allows
-        res = co_await route(req, proxy, metrics, *sql);
+        res = co_await route(req, proxy, metrics, sql.get());
       }
       // While draining, each connection ends after its answer so that the process can exit.
       res.keep_alive(res.keep_alive() && req.keep_alive() && !proxy.draining());

@@ -12,7 +12,8 @@
 namespace pgmux::http {
 
 // Accepts on `acceptor` until it closes, one coroutine per connection (keep-alive, 30 s idle limit). The
-// listeners of all workers share one SqlEndpoint (and so one credential cache).
+// listeners of all workers share one SqlEndpoint (and so one credential cache). Without one (`sql` null: the
+// listen.metrics port) only /metrics, /healthz and /readyz are served.
 asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
                                  std::shared_ptr<SqlEndpoint> sql);
 

@@ -41,7 +41,7 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
 
   std::shared_ptr<const config::Config> snapshot = proxy_.config();
   const config::Config& config = *snapshot;
-  // Counted for the whole answer, so that a SIGTERM drain lets it finish.
+  // Counted for the whole answer, so that a SIGTERM drain lets it finish; once per request, not per message.
   struct InFlight {
     std::atomic<int>& count;
     explicit InFlight(std::atomic<int>& c) : count(c) { count.fetch_add(1, std::memory_order_relaxed); }
@@ -68,6 +68,7 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
   const auto asked = pool::Clock::now();
   pool::BackendLease lease = pool.try_acquire_idle();
   if (!lease) {
+    InFlight waiting(proxy_.http_requests_waiting());
     pool::AcquireResult acquired = co_await pool.acquire(config.pool.query_wait_timeout);
     pool.traffic().add_wait_time(microseconds_since(asked));
     if (!acquired.lease)
@@ -77,6 +78,7 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
   pool::move_to(*lease, co_await asio::this_coro::executor);
 
   const auto lent = pool::Clock::now();
+  InFlight holding(proxy_.http_requests_holding());
   SqlAnswer answer;
   co_await run_sql(std::move(lease), pool, request, config.http.max_response_size, answer);
   pool.traffic().add_queries(request.queries.size());

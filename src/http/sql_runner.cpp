@@ -112,7 +112,7 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
     answer.status = 503;
     answer.body = error_json(protocol::sqlstate::kConnectionFailure,
                              "the server connection failed: " + std::string(why));
-    lease.close();
+    lease.close(pool::CloseReason::broken);
   };
 
   std::string out;

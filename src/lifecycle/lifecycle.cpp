@@ -62,8 +62,10 @@ void Lifecycle::begin_drain(const std::string& why, bool handed_over) {
     asio::post(*contexts_[i], [this, i, handed_over] {
       error_code ignored;
       for (auto& acceptor : listeners_[i].postgres) acceptor.close(ignored);
-      if (handed_over)
+      if (handed_over) {
         for (auto& acceptor : listeners_[i].http) acceptor.close(ignored);
+        for (auto& acceptor : listeners_[i].metrics) acceptor.close(ignored);
+      }
       session::Relay::drain_all_on_this_thread(/*spare_new_clients=*/true);
     });
   }
@@ -105,6 +107,8 @@ InheritedSockets Lifecycle::listening_sockets() const {
         sockets.postgres.push_back(const_cast<net::Acceptor&>(acceptor).native_handle());
     for (const auto& acceptor : worker.http)
       if (acceptor.is_open()) sockets.http.push_back(const_cast<net::Acceptor&>(acceptor).native_handle());
+    for (const auto& acceptor : worker.metrics)
+      if (acceptor.is_open()) sockets.metrics.push_back(const_cast<net::Acceptor&>(acceptor).native_handle());
   }
   return sockets;
 }

@@ -8,8 +8,8 @@ namespace pgmux::lifecycle {
 namespace {
 
 void open_for(const config::Endpoint& where, const std::vector<int>* inherited, Contexts& contexts,
-              std::vector<WorkerListeners>& out, std::vector<net::Acceptor> WorkerListeners::*which) {
-  const int workers = static_cast<int>(contexts.size());
+              std::vector<WorkerListeners>& out, std::vector<net::Acceptor> WorkerListeners::*which,
+              int workers) {
   const auto protocol = tcp::endpoint(asio::ip::make_address(where.host), where.port).protocol();
   int adopted = 0;
   if (inherited) {
@@ -31,11 +31,15 @@ void open_for(const config::Endpoint& where, const std::vector<int>* inherited, 
 std::vector<WorkerListeners> open_listeners(const config::Config& config, Contexts& contexts,
                                             const InheritedSockets* inherited) {
   std::vector<WorkerListeners> out(contexts.size());
+  const int workers = static_cast<int>(contexts.size());
   open_for(config.listen.postgres, inherited ? &inherited->postgres : nullptr, contexts, out,
-           &WorkerListeners::postgres);
+           &WorkerListeners::postgres, workers);
   if (config.listen.http)
     open_for(*config.listen.http, inherited ? &inherited->http : nullptr, contexts, out,
-             &WorkerListeners::http);
+             &WorkerListeners::http, workers);
+  if (config.listen.metrics)
+    open_for(*config.listen.metrics, inherited ? &inherited->metrics : nullptr, contexts, out,
+             &WorkerListeners::metrics, 1);
   return out;
 }
 

@@ -20,6 +20,9 @@ std::vector<std::string> keys_needing_restart(const config::Config& running, con
   if (running.listen.http.has_value() != next.listen.http.has_value() ||
       (running.listen.http && !same(*running.listen.http, *next.listen.http)))
     keys.push_back("listen.http");
+  if (running.listen.metrics.has_value() != next.listen.metrics.has_value() ||
+      (running.listen.metrics && !same(*running.listen.metrics, *next.listen.metrics)))
+    keys.push_back("listen.metrics");
   if (running.workers != next.workers) keys.push_back("workers");
   return keys;
 }

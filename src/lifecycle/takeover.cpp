@@ -26,9 +26,9 @@ constexpr char kConfirm = 'K';
 constexpr int kMaxSockets = 200;  // SCM_RIGHTS carries up to 253 descriptors in one message
 
 struct Greeting {  // what the old process sends along with its descriptors
-  char magic[8] = {'p', 'g', 'm', 'u', 'x', 'T', 'O', '1'};
+  char magic[8] = {'p', 'g', 'm', 'u', 'x', 'T', 'O', '2'};
   std::int32_t pid = 0;
-  std::int32_t postgres = 0, http = 0;  // how many of the descriptors are of each kind, in that order
+  std::int32_t postgres = 0, http = 0, metrics = 0;  // how many of the descriptors are of each kind, in order
 };
 
 sockaddr_un abstract_address(const std::string& name, socklen_t& length) {
@@ -51,8 +51,10 @@ bool send_sockets(int connection, const InheritedSockets& sockets) {
   greeting.pid = static_cast<std::int32_t>(getpid());
   greeting.postgres = static_cast<std::int32_t>(sockets.postgres.size());
   greeting.http = static_cast<std::int32_t>(sockets.http.size());
+  greeting.metrics = static_cast<std::int32_t>(sockets.metrics.size());
   std::vector<int> fds = sockets.postgres;
   fds.insert(fds.end(), sockets.http.begin(), sockets.http.end());
+  fds.insert(fds.end(), sockets.metrics.begin(), sockets.metrics.end());
   if (fds.empty() || fds.size() > kMaxSockets) return false;
   std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
   iovec part{&greeting, sizeof greeting};
@@ -118,14 +120,19 @@ std::optional<Handover> request_takeover(const config::Config& config) {
   }
   if (n != static_cast<ssize_t>(sizeof greeting) || std::memcmp(greeting.magic, Greeting{}.magic, 8) != 0)
     return fail(n < 0 ? errno_text() : "unexpected answer");
-  if (greeting.postgres < 1 || greeting.http < 0 ||
-      static_cast<std::size_t>(greeting.postgres + greeting.http) != fds.size())
+  if (greeting.postgres < 1 || greeting.http < 0 || greeting.metrics < 0 ||
+      static_cast<std::size_t>(greeting.postgres + greeting.http + greeting.metrics) != fds.size())
     return fail("the descriptors do not match the greeting");
   // The old process's HTTP listener is reused only if this config listens on HTTP too.
   bool http_wanted = config.listen.http.has_value();
   if (http_wanted != (greeting.http > 0)) return fail("listen.http differs from the running pgmux's");
+  bool metrics_wanted = config.listen.metrics.has_value();
+  if (metrics_wanted != (greeting.metrics > 0))
+    return fail("listen.metrics differs from the running pgmux's");
+  auto http_end = fds.begin() + greeting.postgres + greeting.http;
   handover.sockets.postgres.assign(fds.begin(), fds.begin() + greeting.postgres);
-  handover.sockets.http.assign(fds.begin() + greeting.postgres, fds.end());
+  handover.sockets.http.assign(fds.begin() + greeting.postgres, http_end);
+  handover.sockets.metrics.assign(http_end, fds.end());
   handover.old_pid = greeting.pid;
   return handover;
 }

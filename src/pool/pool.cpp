@@ -15,7 +15,8 @@ struct Pool::Waiter {
   asio::steady_timer timer;
   std::unique_ptr<Backend> backend;  // handed over
   bool may_connect = false;          // or: a slot was freed, connect yourself
-  bool served = false;
+  bool killed = false;               // or: KILL, give up
+  bool served = false;               // neither of them: try again (RESUME)
   Waiter* next = nullptr;
   Waiter* prev = nullptr;
   std::shared_ptr<Waiter> self;  // the queue's reference while queued
@@ -34,8 +35,17 @@ void BackendLease::release_clean() {
   if (backend_) pool_->give_back(std::move(backend_));
 }
 
-void BackendLease::close() {
-  if (backend_) pool_->discard(std::move(backend_));
+void BackendLease::close(CloseReason reason) {
+  if (backend_) pool_->discard(std::move(backend_), reason);
+}
+
+std::size_t connect_failure_index(std::string_view sqlstate) {
+  std::string_view cls = sqlstate.substr(0, 2);
+  if (cls == "08") return 0;
+  if (cls == "28") return 1;
+  if (cls == "53") return 2;
+  if (cls == "57") return 3;
+  return 4;
 }
 
 Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, PoolSettings settings)
@@ -50,12 +60,14 @@ Pool::~Pool() = default;
 
 BackendLease Pool::try_acquire_idle() {
   std::unique_lock lock(mutex_);
+  if (paused_) return {};
   while (!idle_.empty()) {
     std::unique_ptr<Backend> backend = std::move(idle_.back());
     idle_.pop_back();
     if (looks_healthy(*backend)) return BackendLease(this, std::move(backend));
     // It spoke while idle (a FATAL from a restarting server) or hung up: never reuse it.
     --total_;
+    count_close(CloseReason::server_closed);
     lock.unlock();
     log::info("closing an idle server connection to ", name_, " that the server closed");
     backend.reset();
@@ -93,7 +105,7 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
     {
       if (BackendLease idle = try_acquire_idle()) co_return AcquireResult{std::move(idle), {}, {}};
       std::unique_lock lock(mutex_);
-      if (total_ < settings_.max_size) {
+      if (total_ < settings_.max_size && !paused_) {
         ++total_;
         ++connecting_;
       } else {
@@ -121,8 +133,13 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
       waiter->self.reset();
       co_return AcquireResult{{},
                               protocol::sqlstate::kQueryCanceled,
-                              "query_wait_timeout: no server connection became free in time"};
+                              paused_
+                                  ? "query_wait_timeout: the database is paused (PAUSE in the admin console)"
+                                  : "query_wait_timeout: no server connection became free in time"};
     }
+    if (waiter->killed)
+      co_return AcquireResult{
+          {}, protocol::sqlstate::kAdminShutdown, "database killed (KILL in the admin console)"};
     if (waiter->backend) co_return AcquireResult{BackendLease(this, std::move(waiter->backend)), {}, {}};
     if (waiter->may_connect) {
       lock.unlock();
@@ -149,10 +166,13 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
   --connecting_;
   if (!login.backend) {
     --total_;
+    ++connect_failures_[connect_failure_index(login.sqlstate)];
     offer_free_slots();  // the slot is free again: let the next waiter try
+    wake_quiet_watchers();
     log::warning("server connection to ", name_, " failed: ", login.message);
     co_return AcquireResult{{}, std::move(login.sqlstate), std::move(login.message)};
   }
+  ++connects_;
   login.backend->generation = generation;
   if (server_parameters_.empty()) server_parameters_ = std::move(login.parameters);
   co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
@@ -160,7 +180,7 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
 
 bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
   Waiter* waiter = waiters_head_;
-  if (!waiter) return false;
+  if (!waiter || paused_) return false;  // paused: backends stay idle, freed slots stay free until RESUME
   // Prefer, among the oldest few, a waiter on the backend's own worker: it is woken without crossing threads
   // and keeps the socket where it is. Looking only a few places down bounds how far anyone can be passed
   // over.
@@ -210,22 +230,88 @@ void Pool::give_back(std::unique_ptr<Backend> backend) {
     std::lock_guard lock(mutex_);
     if (!must_close(*backend, now)) {
       if (!hand_to_waiter(backend)) idle_.push_back(std::move(backend));
+      wake_quiet_watchers();
       return;
     }
     --total_;
+    bool too_old = settings_.lifetime.count() > 0 && now - backend->created > settings_.lifetime;
+    count_close(too_old ? CloseReason::lifetime : CloseReason::reload);
     offer_free_slots();
+    wake_quiet_watchers();
     closing.push_back(std::move(backend));
   }
   say_goodbye(closing);
 }
 
-void Pool::discard(std::unique_ptr<Backend> backend) {
+void Pool::discard(std::unique_ptr<Backend> backend, CloseReason reason) {
   error_code ignored;
   backend->socket.close(ignored);
   backend.reset();
   std::lock_guard lock(mutex_);
   --total_;
+  count_close(reason);
   offer_free_slots();
+  wake_quiet_watchers();
+}
+
+void Pool::pause() {
+  std::lock_guard lock(mutex_);
+  paused_ = true;
+}
+
+void Pool::resume() {
+  std::lock_guard lock(mutex_);
+  paused_ = false;
+  // Every queued client tries again, in queue order: an idle backend, a new connection, or the queue anew.
+  while (Waiter* waiter = waiters_head_) {
+    waiters_head_ = waiter->next;
+    waiter->next = waiter->prev = nullptr;
+    waiter->served = true;
+    std::shared_ptr<Waiter> keep = std::move(waiter->self);
+    asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+  }
+  waiters_tail_ = nullptr;
+  waiting_ = 0;
+}
+
+void Pool::kill() {
+  std::vector<std::unique_ptr<Backend>> closing;
+  {
+    std::lock_guard lock(mutex_);
+    paused_ = true;
+    while (Waiter* waiter = waiters_head_) {
+      waiters_head_ = waiter->next;
+      waiter->next = waiter->prev = nullptr;
+      waiter->served = waiter->killed = true;
+      std::shared_ptr<Waiter> keep = std::move(waiter->self);
+      asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+    }
+    waiters_tail_ = nullptr;
+    waiting_ = 0;
+    total_ -= static_cast<int>(idle_.size());
+    count_close(CloseReason::killed, idle_.size());
+    closing.swap(idle_);
+  }
+  say_goodbye(closing);
+}
+
+asio::awaitable<bool> Pool::wait_until_quiet(Clock::time_point deadline) {
+  auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
+  {
+    std::lock_guard lock(mutex_);
+    if (total_ == static_cast<int>(idle_.size())) co_return true;
+    quiet_watchers_.push_back(timer);
+  }
+  co_await timer->async_wait(use_nothrow);
+  std::lock_guard lock(mutex_);
+  std::erase(quiet_watchers_, timer);
+  co_return total_ == static_cast<int>(idle_.size());
+}
+
+void Pool::wake_quiet_watchers() {
+  if (quiet_watchers_.empty() || total_ != static_cast<int>(idle_.size())) return;
+  for (auto& timer : quiet_watchers_) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+  quiet_watchers_.clear();
 }
 
 ServerParameters Pool::server_parameters() const {
@@ -251,6 +337,7 @@ void Pool::sweep(Clock::time_point now) {
       bool idle_too_long = settings_.idle_timeout.count() > 0 && now - b->last_used > settings_.idle_timeout;
       bool too_old = settings_.lifetime.count() > 0 && now - b->created > settings_.lifetime;
       if (!idle_too_long && !too_old) return false;
+      count_close(too_old ? CloseReason::lifetime : CloseReason::idle_timeout);
       expired.push_back(std::move(b));
       return true;
     });
@@ -323,21 +410,24 @@ void Pool::reconfigure(const config::DatabaseConfig& database, const BackendCred
       idle_.erase(idle_.begin());
     }
     total_ -= static_cast<int>(closing.size());
+    count_close(CloseReason::reload, closing.size());
     offer_free_slots();  // a bigger pool lets waiters connect at once
+    wake_quiet_watchers();
   }
   say_goodbye(closing);
 }
 
 void Pool::retire() {
   retired_.store(true, std::memory_order_release);
-  close_idle();
+  close_idle(CloseReason::reload);
 }
 
-void Pool::close_idle() {
+void Pool::close_idle(CloseReason reason) {
   std::vector<std::unique_ptr<Backend>> closing;
   {
     std::lock_guard lock(mutex_);
     total_ -= static_cast<int>(idle_.size());
+    count_close(reason, idle_.size());
     closing.swap(idle_);
   }
   say_goodbye(closing);
@@ -345,8 +435,15 @@ void Pool::close_idle() {
 
 PoolCounts Pool::counts() const {
   std::lock_guard lock(mutex_);
-  return {clients_.load(std::memory_order_relaxed), static_cast<int>(idle_.size()),
-          total_ - static_cast<int>(idle_.size()) - connecting_, connecting_, waiting_};
+  return {clients_.load(std::memory_order_relaxed),
+          static_cast<int>(idle_.size()),
+          total_ - static_cast<int>(idle_.size()) - connecting_,
+          connecting_,
+          waiting_,
+          paused_,
+          connects_,
+          connect_failures_,
+          closes_};
 }
 
 }  // namespace pgmux::pool

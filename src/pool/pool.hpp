@@ -1,10 +1,13 @@
 // The backends of one (database, user): idle ones reused newest first, a bounded total, and a wait queue.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pool/backend.hpp"
@@ -13,6 +16,32 @@
 namespace pgmux::pool {
 
 class Pool;
+
+// Why a server connection was closed, for pgmux_backend_closes_total. A closed list: the series are known.
+enum class CloseReason : std::uint8_t {
+  idle_timeout,    // server_idle_timeout
+  lifetime,        // server_lifetime
+  server_closed,   // an idle one the server had closed (or spoke on) meanwhile
+  broken,          // its connection failed mid-use, or its replies could not be trusted
+  unclean,         // its client left it in an unknown state and cleaning it up failed
+  cancel_pending,  // a cancel request may still reach it
+  killed,          // KILL in the admin console
+  shutdown,        // pgmux stopping
+  query_timeout,   // pool.query_timeout: the server did not answer in time
+  reload,          // a reload changed its server or credentials, shrank the pool, or removed the database
+};
+inline constexpr std::array<const char*, 10> kCloseReasonNames = {
+    "idle_timeout",   "lifetime", "server_closed", "broken",        "unclean",
+    "cancel_pending", "killed",   "shutdown",      "query_timeout", "reload"};
+using CloseCounts = std::array<std::uint64_t, kCloseReasonNames.size()>;
+
+// Why a server login failed, for pgmux_backend_connect_failures_total, from the SQLSTATE it ended with: 08
+// (no connection, or it broke or timed out), 28 (credentials refused), 53 (server full), 57 (starting or
+// stopping), anything else.
+inline constexpr std::array<const char*, 5> kConnectFailureNames = {
+    "unreachable", "auth_failed", "server_full", "server_unavailable", "other"};
+using ConnectFailureCounts = std::array<std::uint64_t, kConnectFailureNames.size()>;
+std::size_t connect_failure_index(std::string_view sqlstate);
 
 // A backend on loan to one client. Move-only. If it is destroyed without release_clean(), the backend is
 // closed: a connection in an unknown state can never go back to the pool by forgetting something.
@@ -29,7 +58,8 @@ class BackendLease {
   Backend* operator->() const { return backend_.get(); }
 
   void release_clean();  // the backend is idle and reusable by anyone
-  void close();          // the backend is dropped; its slot goes to whoever waits
+  // The backend is dropped; its slot goes to whoever waits.
+  void close(CloseReason reason = CloseReason::unclean);
 
  private:
   Pool* pool_ = nullptr;
@@ -52,6 +82,12 @@ struct AcquireResult {
 struct PoolCounts {
   int clients = 0;  // logged in to this pool
   int idle = 0, active = 0, connecting = 0, waiting = 0;
+  bool paused = false;  // PAUSE or KILL in the admin console, until RESUME
+  // Since the pool was created: server logins that succeeded, those that failed (by SQLSTATE class) and
+  // connections closed (by reason). Counted under the pool's mutex, which connecting and closing take anyway.
+  std::uint64_t connects = 0;
+  ConnectFailureCounts connect_failures{};
+  CloseCounts closes{};
 };
 
 class Pool {
@@ -77,7 +113,16 @@ class Pool {
   // Closes idle backends past server_idle_timeout or server_lifetime. Called by the janitor.
   void sweep(Clock::time_point now);
   // Closes every idle backend (shutdown, or Postgres restarted).
-  void close_idle();
+  void close_idle(CloseReason reason = CloseReason::shutdown);
+
+  // PAUSE: no new transaction gets a backend (clients queue, bounded by their query_wait_timeout) until
+  // resume(); transactions under way finish. kill() also fails the queued clients and closes the idle
+  // backends; the clients holding one are the caller's to end.
+  void pause();
+  void resume();
+  void kill();
+  // True once no backend is lent or connecting (every one idle or closed); false if `deadline` came first.
+  asio::awaitable<bool> wait_until_quiet(Clock::time_point deadline);
 
   // A reload: the pool takes the new size and timeouts at once. If the server address or the credentials
   // changed, backends opened before are closed as they come back and new ones go to the new server.
@@ -90,6 +135,12 @@ class Pool {
   int max_size() const;
 
   PoolCounts counts() const;
+  // Calls `visit(backend)` for each idle backend, under the pool's lock (for SHOW SERVERS).
+  template <class Visit>
+  void for_each_idle(Visit&& visit) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& backend : idle_) visit(*backend);
+  }
   TrafficCounters& traffic() { return traffic_; }
   const TrafficCounters& traffic() const { return traffic_; }
   void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
@@ -103,7 +154,7 @@ class Pool {
   struct Waiter;
 
   void give_back(std::unique_ptr<Backend> backend);
-  void discard(std::unique_ptr<Backend> backend);
+  void discard(std::unique_ptr<Backend> backend, CloseReason reason);
   // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
   bool hand_to_waiter(std::unique_ptr<Backend>& backend);
   // Under mutex_: lets waiters connect while the pool is under its size.
@@ -113,6 +164,11 @@ class Pool {
   bool must_close(const Backend& backend, Clock::time_point now) const;
   asio::awaitable<AcquireResult> connect_new();
   static void say_goodbye(std::vector<std::unique_ptr<Backend>>& backends);
+  // Under mutex_: wakes the wait_until_quiet() callers once nothing is lent or connecting.
+  void wake_quiet_watchers();
+  void count_close(CloseReason reason, std::uint64_t n = 1) {
+    closes_[static_cast<std::size_t>(reason)] += n;
+  }
 
   const std::string name_;
 
@@ -130,6 +186,11 @@ class Pool {
   Waiter* waiters_head_ = nullptr;
   Waiter* waiters_tail_ = nullptr;
   int waiting_ = 0;
+  bool paused_ = false;
+  std::vector<std::shared_ptr<asio::steady_timer>> quiet_watchers_;
+  std::uint64_t connects_ = 0;
+  ConnectFailureCounts connect_failures_{};
+  CloseCounts closes_{};
   std::atomic<int> clients_{0};
   TrafficCounters traffic_;
 };

@@ -33,6 +33,7 @@ TrafficTotals TrafficCounters::totals() const {
     t.bytes_sent += s.bytes_sent.load(std::memory_order_relaxed);
     t.transaction_us += s.transaction_us.load(std::memory_order_relaxed);
     t.wait_us += s.wait_us.load(std::memory_order_relaxed);
+    t.query_us += s.query_us.load(std::memory_order_relaxed);
     t.lazy_prepares += s.lazy_prepares.load(std::memory_order_relaxed);
     t.statement_evictions += s.statement_evictions.load(std::memory_order_relaxed);
     t.pinned_sessions += s.pinned_sessions.load(std::memory_order_relaxed);
@@ -41,6 +42,7 @@ TrafficTotals TrafficCounters::totals() const {
     for (std::size_t b = 0; b < t.lent.size(); ++b) {
       t.lent[b] += s.lent[b].load(std::memory_order_relaxed);
       t.waited[b] += s.waited[b].load(std::memory_order_relaxed);
+      t.answered[b] += s.answered[b].load(std::memory_order_relaxed);
     }
   }
   return t;

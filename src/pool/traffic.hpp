@@ -30,9 +30,10 @@ std::size_t error_class_index(std::string_view sqlstate);
 
 struct TrafficTotals {
   std::uint64_t transactions = 0, queries = 0, bytes_received = 0, bytes_sent = 0, transaction_us = 0,
-                wait_us = 0, lazy_prepares = 0, statement_evictions = 0, pinned_sessions = 0;
-  LatencyBuckets lent{}, waited{};  // how long backends were lent, how long clients waited for one
-  ErrorCounts errors{};             // ErrorResponses from servers to clients, by SQLSTATE class
+                wait_us = 0, query_us = 0, lazy_prepares = 0, statement_evictions = 0, pinned_sessions = 0;
+  // How long backends were lent, how long clients waited for one, how long requests took to be answered.
+  LatencyBuckets lent{}, waited{}, answered{};
+  ErrorCounts errors{};  // ErrorResponses from servers to clients, by SQLSTATE class
 };
 
 class TrafficCounters {
@@ -60,14 +61,22 @@ class TrafficCounters {
     bump(s.wait_us, us);
     bump(s.waited[bucket_of(us)], 1);
   }
+  // One request (a Query, or extended-protocol messages up to their Sync) from when pgmux forwarded it to its
+  // ReadyForQuery.
+  void add_query_time(std::uint64_t us) {
+    Slot& s = slot();
+    bump(s.query_us, us);
+    bump(s.answered[bucket_of(us)], 1);
+  }
 
   TrafficTotals totals() const;  // summed over the workers, for the admin console and metrics
 
  private:
   struct alignas(64) Slot {
     std::atomic<std::uint64_t> transactions{0}, queries{0}, bytes_received{0}, bytes_sent{0},
-        transaction_us{0}, wait_us{0}, lazy_prepares{0}, statement_evictions{0}, pinned_sessions{0};
-    std::array<std::atomic<std::uint64_t>, kLatencyBucketsUs.size() + 1> lent{}, waited{};
+        transaction_us{0}, wait_us{0}, query_us{0}, lazy_prepares{0}, statement_evictions{0},
+        pinned_sessions{0};
+    std::array<std::atomic<std::uint64_t>, kLatencyBucketsUs.size() + 1> lent{}, waited{}, answered{};
     std::array<std::atomic<std::uint64_t>, kErrorClasses.size()> errors{};
   };
   static std::size_t bucket_of(std::uint64_t us) {

@@ -64,7 +64,8 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, Cli
       session->socket_, *session->pool_, session->cancel_target_, session->params_,
       RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
                     settings.client_idle_timeout, settings.max_prepared_statements,
-                    settings.pin_session_state, settings.query_timeout});
+                    settings.pin_session_state, session->config_->metrics.enabled, session->websocket_,
+                    settings.query_timeout});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -98,6 +99,19 @@ asio::awaitable<bool> ClientSession::login_in_time() {
   co_return logged_in;
 }
 
+void ClientSession::describe(ClientSnapshot& out) const {
+  out.user = user_;
+  out.websocket = websocket_;
+  out.connected_at = connected_at_;
+  split_address(peer_, out.addr, out.port);
+  error_code ec;
+  tcp::endpoint local = socket_.local_endpoint(ec);
+  if (!ec) {
+    out.local_addr = local.address().to_string();
+    out.local_port = local.port();
+  }
+}
+
 void ClientSession::relay_finished() {
   // co_spawn starts the coroutine later, from the executor, so the relay's handler unwinds first.
   asio::co_spawn(socket_.get_executor(), wind_up(std::unique_ptr<ClientSession>(this)), log_session_failure);
@@ -110,7 +124,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
   pool::BackendLease& lease = relay.lease();
   auto release = [&] {
     if (cancel_pending)
-      lease.close();
+      lease.close(pool::CloseReason::cancel_pending);
     else
       lease.release_clean();
   };
@@ -134,7 +148,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_await settle_backend();
       co_return;
     case Relay::End::backend_gone:
-      lease.close();
+      lease.close(pool::CloseReason::broken);
       co_await self->send_error("FATAL", sqlstate::kConnectionFailure,
                                 "server closed the connection unexpectedly; the transaction is lost");
       co_return;
@@ -156,6 +170,14 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, why);
       co_return;
     }
+    case Relay::End::killed:
+      // Whatever runs on the backend is stopped and the connection dropped, as PgBouncer's KILL does.
+      if (lease && relay.state().tracker.outstanding() > 0)
+        co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+      lease.close(pool::CloseReason::killed);
+      co_await self->send_error("FATAL", sqlstate::kAdminShutdown,
+                                "database killed (KILL in the admin console)");
+      co_return;
     case Relay::End::query_timeout: {
       co_await self->send_error("FATAL", relay.error_sqlstate(), relay.error_message());
       // libpq reports a FATAL only once the connection ends: end our side now, not after the cancel below.
@@ -167,7 +189,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // The slot goes to whoever waits at once (a frozen server must not hold it for as long as the cancel
       // may take); the cancel then stops the query if the server is still there to hear it.
       const std::uint32_t pid = lease->pid, key = lease->secret_key;
-      lease.close();
+      lease.close(pool::CloseReason::query_timeout);
       co_await pool::send_cancel_request(*self->database_, pid, key);
       co_return;
     }

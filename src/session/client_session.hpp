@@ -64,6 +64,7 @@ class ClientSession : private RelayOwner {
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);
 
   void relay_finished() override;
+  void describe(ClientSnapshot& out) const override;
   // Ends the session as the relay's end calls for: errors to the client, the backend cleaned, returned or
   // closed.
   static asio::awaitable<void> wind_up(std::unique_ptr<ClientSession> self);

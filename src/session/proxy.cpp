@@ -80,6 +80,7 @@ pool::Pool* Proxy::pool_for(const std::string& database, const std::string& user
   if (!slot) {
     slot = std::make_unique<pool::Pool>(db->second, credentials_for(*current, db->second, user),
                                         settings_for(*current->config, db->second));
+    if (held_.count(database)) slot->pause();
   } else if (slot->retired()) {
     // Removed and added back by reloads that raced this login: take the config now in force.
     slot->reconfigure(db->second, credentials_for(*current, db->second, user),
@@ -113,6 +114,26 @@ std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> Proxy::
   std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> out;
   for (auto& [key, pool] : pools_) out.emplace_back(key, pool.get());
   return out;
+}
+
+void Proxy::hold_database(const std::string& name) {
+  std::lock_guard lock(pools_mutex_);
+  held_.insert(name);
+  for (auto& [key, pool] : pools_)
+    if (key.first == name) pool->pause();
+}
+
+bool Proxy::release_database(const std::string& name) {
+  std::lock_guard lock(pools_mutex_);
+  if (!held_.erase(name)) return false;
+  for (auto& [key, pool] : pools_)
+    if (key.first == name) pool->resume();
+  return true;
+}
+
+std::set<std::string> Proxy::held_databases() {
+  std::lock_guard lock(pools_mutex_);
+  return held_;
 }
 
 void Proxy::close_idle_backends() {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,18 @@ class Proxy {
   // (database, user) and pool, for the admin console. Pools are never destroyed, so the pointers stay valid.
   std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> pools();
 
+  // The workers' executors, set once at start-up: the admin console visits each one to list or end the
+  // sessions that live there.
+  void set_worker_executors(std::vector<asio::any_io_executor> executors) {
+    worker_executors_ = std::move(executors);
+  }
+  const std::vector<asio::any_io_executor>& worker_executors() const { return worker_executors_; }
+
+  // PAUSE and KILL hold a database until RESUME: its pools, and any created meanwhile, stay paused.
+  void hold_database(const std::string& name);
+  bool release_database(const std::string& name);  // false if it was not held
+  std::set<std::string> held_databases();
+
   CancelRegistry& cancels() { return cancels_; }
   // Set once by SIGTERM or SHUTDOWN: sessions end at their next transaction boundary, /readyz says so.
   bool draining() const { return draining_.load(std::memory_order_acquire); }
@@ -67,6 +80,9 @@ class Proxy {
   std::atomic<int>& websocket_client_count() { return websocket_client_count_; }
   // POST /sql requests being answered: a drain waits for them as it does for wire clients.
   std::atomic<int>& http_requests_in_flight() { return http_requests_in_flight_; }
+  // Of those: waiting for a backend, and holding one (pgmux_clients_waiting / _active, protocol http-sql).
+  std::atomic<int>& http_requests_waiting() { return http_requests_waiting_; }
+  std::atomic<int>& http_requests_holding() { return http_requests_holding_; }
   // Every finished login attempt of a wire client, by how it ended.
   LoginOutcomes& logins() { return logins_; }
 
@@ -92,11 +108,15 @@ class Proxy {
   std::string mock_secret_;
   std::mutex pools_mutex_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> pools_;
+  std::set<std::string> held_;  // under pools_mutex_
+  std::vector<asio::any_io_executor> worker_executors_;
   CancelRegistry cancels_;
   std::atomic<int> client_count_{0};
   std::atomic<int> admin_client_count_{0};
   std::atomic<int> websocket_client_count_{0};
   std::atomic<int> http_requests_in_flight_{0};
+  std::atomic<int> http_requests_waiting_{0};
+  std::atomic<int> http_requests_holding_{0};
   std::atomic<bool> draining_{false};
   LoginOutcomes logins_;
   ProcessControl* control_ = nullptr;

@@ -140,6 +140,7 @@ struct Relay::BackendMessages {
   bool hidden_done = false;
   bool hidden_error = false;
   std::uint64_t transactions = 0;
+  std::uint32_t answered = 0;  // ReadyForQuery messages for the client's own requests
 
   bool wants_body(char type) const { return type == 'Z' || type == 'S'; }
   ScanStep on_message(char type, std::string_view body) {
@@ -161,6 +162,7 @@ struct Relay::BackendMessages {
       return ScanStep::kForward;
     }
     saw_ready = true;
+    ++answered;
     transactions += status == 'I';  // a transaction (block or single statement) has ended
     if (relay.track_replies_) relay.on_backend_ready();
     return relay.reply_mismatch_ ? ScanStep::kStop : ScanStep::kForward;
@@ -259,6 +261,39 @@ void Relay::drain_all_on_this_thread(bool spare_new_clients) {
     r->drain(spare_new_clients);
     r = next;
   }
+}
+
+Relay* Relay::running_on_this_thread() {
+  return t_running;
+}
+
+void Relay::kill() {
+  if (!ended_) finish(End::killed);
+}
+
+ClientSnapshot Relay::snapshot() const {
+  ClientSnapshot out;
+  out.id = this;
+  if (owner_) owner_->describe(out);
+  out.database = pool_.name();
+  out.waiting = acquiring_;
+  out.waiting_since = acquiring_since_;
+  out.last_request = last_client_activity_;
+  out.application_name = client_params_.get(TrackedParam::application_name);
+  if (lease_) {
+    ServerSnapshot& server = out.server.emplace();
+    server.id = &*lease_;
+    server.link = this;
+    server.database = out.database;
+    server.user = out.user;
+    server.active = true;
+    server.pid = lease_->pid;
+    server.connected_at = lease_->created;
+    server.last_used = leased_at_;
+    server.application_name = lease_->params.get(TrackedParam::application_name);
+    fill_endpoints(lease_->socket, server.addr, server.port, server.local_addr, server.local_port);
+  }
+  return out;
 }
 
 void Relay::expire_queries_on_this_thread(pool::Clock::time_point now) {
@@ -409,14 +444,16 @@ bool Relay::take_backend() {
   // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
   // not. Meanwhile the client is watched, so that one that leaves is not served later.
   acquiring_ = true;
+  acquiring_since_ = pool::Clock::now();
   ++pending_;
   asio::co_spawn(
       client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
-      [this, since = pool::Clock::now()](std::exception_ptr failure, pool::AcquireResult acquired) {
+      [this](std::exception_ptr failure, pool::AcquireResult acquired) {
         --pending_;
         acquiring_ = false;
         pool_.traffic().add_wait_time(
-            std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - since).count());
+            std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - acquiring_since_)
+                .count());
         if (ended_) {
           if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
           return maybe_done();
@@ -436,6 +473,7 @@ bool Relay::adopt(pool::BackendLease lease) {
   served_ = true;
   lease_ = std::move(lease);
   leased_at_ = pool::Clock::now();
+  request_sent_ = leased_at_;
   pool::move_to(*lease_, client_.get_executor());
   cancel_target_.set(lease_->pid, lease_->secret_key);
   backend_in_.emplace();
@@ -470,6 +508,7 @@ bool Relay::adopt(pool::BackendLease lease) {
 
 bool Relay::forward_client_bytes() {
   net::IoBuffer& in = *client_in_;
+  const std::uint32_t outstanding_before = state_.tracker.outstanding();
   ClientMessages messages{*this};
   std::size_t pos = 0;         // bytes of `in` dealt with
   bool rewritten = false;      // from the first rewrite on, everything to send is gathered in extras().out
@@ -510,9 +549,12 @@ bool Relay::forward_client_bytes() {
     }
     pos += used;
   }
-  pool::TrafficCounters& traffic = pool_.traffic();
-  traffic.add_received(pos);
-  if (messages.queries) traffic.add_queries(messages.queries);
+  if (settings_.count_traffic) {
+    pool::TrafficCounters& traffic = pool_.traffic();
+    traffic.add_received(pos);
+    if (messages.queries) traffic.add_queries(messages.queries);
+    note_requests_sent(outstanding_before);
+  }
   if (rewritten) {
     in.consume(pos);
     if (!extras().out.empty() && !write_rewritten_to_backend()) return false;
@@ -1037,9 +1079,12 @@ bool Relay::forward_backend_bytes() {
     edit_ = Edit::none;
   }
   backend_saw_ready_ = messages.saw_ready;
-  pool::TrafficCounters& traffic = pool_.traffic();
-  traffic.add_sent(pos);
-  if (messages.transactions) traffic.add_transactions(messages.transactions);
+  if (settings_.count_traffic) {
+    pool::TrafficCounters& traffic = pool_.traffic();
+    traffic.add_sent(pos);
+    if (messages.transactions) traffic.add_transactions(messages.transactions);
+    if (messages.answered) note_requests_answered(messages.answered);
+  }
   if (pos > 0 && !write_to_client(pos)) return false;
   return !maybe_release();
 }
@@ -1085,11 +1130,12 @@ bool Relay::maybe_release() {
   }
   bool cancel_pending = cancel_target_.clear();
   auto now = pool::Clock::now();
-  pool_.traffic().add_transaction_time(
-      std::chrono::duration_cast<std::chrono::microseconds>(now - leased_at_).count());
+  if (settings_.count_traffic)
+    pool_.traffic().add_transaction_time(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - leased_at_).count());
   if (cancel_pending) {
     log::info("closing a server connection a cancel request may still reach");
-    lease_.close();
+    lease_.close(pool::CloseReason::cancel_pending);
   } else {
     lease_.release_clean();
   }
@@ -1099,6 +1145,22 @@ bool Relay::maybe_release() {
   last_client_activity_ = now;
   if (draining_) finish(End::shutting_down);
   return true;
+}
+
+void Relay::note_requests_sent(std::uint32_t outstanding_before) {
+  // The backend was answering none of the client's requests (pgmux's own hidden ones aside): the clock of the
+  // first one starts now.
+  if (outstanding_before > static_cast<std::uint32_t>(hidden_replies_)) return;
+  if (state_.tracker.outstanding() > outstanding_before) request_sent_ = pool::Clock::now();
+}
+
+void Relay::note_requests_answered(std::uint32_t answered) {
+  // Pipelined requests are timed from the previous answer: the backend worked on them one after the other.
+  const auto now = pool::Clock::now();
+  pool::TrafficCounters& traffic = pool_.traffic();
+  traffic.add_query_time(std::chrono::duration_cast<std::chrono::microseconds>(now - request_sent_).count());
+  for (std::uint32_t i = 1; i < answered; ++i) traffic.add_query_time(0);
+  request_sent_ = now;
 }
 
 // ---- the session's life ----

@@ -17,6 +17,7 @@
 #include "pool/pool.hpp"
 #include "pool/prepared_statements.hpp"
 #include "session/cancel_registry.hpp"
+#include "session/client_snapshot.hpp"
 #include "session/pending_replies.hpp"
 
 namespace pgmux::session {
@@ -25,6 +26,8 @@ namespace pgmux::session {
 class RelayOwner {
  public:
   virtual void relay_finished() = 0;
+  // Who the client is (user, database, addresses, connect time), for the admin console.
+  virtual void describe(ClientSnapshot& out) const = 0;
 
  protected:
   ~RelayOwner() = default;
@@ -42,6 +45,10 @@ struct RelaySettings {
   // Transaction mode, a statement that leaves state only its backend can hold (LISTEN, temp tables...): true
   // keeps the client on that backend until it leaves, false refuses the statement.
   bool pin_session_state = true;
+  // metrics.enabled: count bytes, queries, transactions and their durations. Off, the relay reads no clock
+  // and touches no counter per message (bench/ measures the difference).
+  bool count_traffic = true;
+  bool websocket = false;  // the client came over WebSocket (for the metrics' protocol label)
   // pool.query_timeout: a request still unanswered this long after the client's last bytes ends the session
   // (0: never). Enforced by expire_queries_on_this_thread(), not by a timer per request.
   config::Duration query_timeout{0};
@@ -66,6 +73,7 @@ class Relay {
     no_backend,                 // query_wait_timeout, or the server could not be reached
     client_idle_timeout,
     shutting_down,  // SIGTERM: at a transaction boundary, or at once if it held no backend
+    killed,         // KILL of its database in the admin console: at once, whatever it was doing
     query_timeout,  // a request went unanswered for longer than query_timeout: the backend cannot be trusted
   };
 
@@ -92,6 +100,23 @@ class Relay {
   // Ends, with End::query_timeout, every relay on the calling worker thread whose backend has owed an answer
   // for longer than its query_timeout. Called periodically on each worker (session/query_timeout_sweep).
   static void expire_queries_on_this_thread(pool::Clock::time_point now);
+  // KILL: ends the session now; its backend, if any, is closed.
+  void kill();
+  // Calls `visit(relay)` for every relay running on the calling worker thread (which may kill() it).
+  template <class Visit>
+  static void for_each_on_this_thread(Visit&& visit) {
+    for (Relay* r = running_on_this_thread(); r;) {
+      Relay* next = r->next_;
+      visit(*r);
+      r = next;
+    }
+  }
+  // The client and the backend it holds as they are now, for SHOW CLIENTS and SHOW SERVERS.
+  ClientSnapshot snapshot() const;
+  const pool::Pool& pool() const { return pool_; }
+  bool holds_backend() const { return static_cast<bool>(lease_); }
+  bool waiting_for_backend() const { return acquiring_; }
+  bool websocket() const { return settings_.websocket; }
   End end() const { return end_; }
   // The client created session state (pool.session_state: pin): its backend must be reset before reuse.
   bool pinned() const { return pinned_; }
@@ -186,6 +211,10 @@ class Relay {
   void list();  // on this thread's list of running relays, for drain_all_on_this_thread()
   void unlist();
   void maybe_done();
+  static Relay* running_on_this_thread();
+  // Times the requests being answered (metrics): from when the backend got one to its ReadyForQuery.
+  void note_requests_sent(std::uint32_t outstanding_before);
+  void note_requests_answered(std::uint32_t answered);
   template <class Handler>
   auto on_client_thread(Handler&& handler);
   // Lets other sessions on this thread run after this many reads in a row (a long COPY must not starve them).
@@ -214,7 +243,9 @@ class Relay {
   bool client_stop_ = false;     // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;  // a wait on the client is armed
   bool acquiring_ = false;       // queued in the pool for a backend
-  int hidden_replies_ = 0;       // replies due to settings pgmux sent itself: the client never sees them
+  pool::Clock::time_point acquiring_since_;
+  pool::Clock::time_point request_sent_;  // the oldest request the backend is answering, or its last answer
+  int hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
 
   // Transaction mode: the replies in flight are followed, for named prepared statements (the client's, and

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "bounded.hpp"
+#include "http_get.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
 #include "raw_socket.hpp"
@@ -100,6 +101,24 @@ TEST_CASE("--takeover with no pgmux on the port starts as usual", "[restart]") {
   Pgmux successor(TestPostgres::shared(), {}, first);
   CHECK(successor.log().find("no pgmux serves these addresses") != std::string::npos);
   Connection c(successor.conninfo());
+  REQUIRE(c.ok());
+  CHECK(c.value("SELECT 1") == "1");
+}
+
+TEST_CASE("--takeover hands the listen.metrics socket over too", "[restart]") {
+  PgmuxOptions options{.metrics = true};
+  auto old_mux = std::make_unique<Pgmux>(TestPostgres::shared(), options);
+  REQUIRE(http_get(old_mux->metrics_port(), "/healthz").status == 200);
+  Pgmux new_mux(TestPostgres::shared(), options, *old_mux);
+  CHECK(new_mux.metrics_port() == old_mux->metrics_port());
+  CHECK(new_mux.log().find("takeover: received") != std::string::npos);
+  int status = old_mux->wait_exit(25s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The old process is gone: whoever answers on the metrics port now is the successor.
+  CHECK(http_get(new_mux.metrics_port(), "/healthz").status == 200);
+  CHECK(http_get(new_mux.metrics_port(), "/metrics").status == 200);
+  Connection c(new_mux.conninfo());
   REQUIRE(c.ok());
   CHECK(c.value("SELECT 1") == "1");
 }

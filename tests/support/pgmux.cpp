@@ -12,7 +12,11 @@
 namespace pgmux::test {
 
 Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running)
-    : dir_("pgmux-test-mux-"), port_(running.port_), http_port_(running.http_port_), postgres_(postgres) {
+    : dir_("pgmux-test-mux-"),
+      port_(running.port_),
+      http_port_(running.http_port_),
+      postgres_(postgres),
+      metrics_port_(running.metrics_port_) {
   if (!start(postgres, options, true)) throw std::runtime_error("pgmux --takeover did not start:\n" + log());
 }
 
@@ -23,6 +27,7 @@ Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
   for (int attempt = 1;; ++attempt) {
     port_ = free_port();
     http_port_ = options.http ? free_port() : 0;
+    metrics_port_ = options.metrics ? free_port() : 0;
     if (start(postgres, options)) return;
     if (attempt == 3 || log().find("Address already in use") == std::string::npos)
       throw std::runtime_error("pgmux did not start:\n" + log());
@@ -42,6 +47,7 @@ void Pgmux::write_config(const PgmuxOptions& options) {
     std::ofstream out(partial);
     out << "listen:\n  postgres: \"127.0.0.1:" << port_ << "\"\n";
     if (http_port_) out << "  http: \"127.0.0.1:" << http_port_ << "\"\n";
+    if (metrics_port_) out << "  metrics: \"127.0.0.1:" << metrics_port_ << "\"\n";
     out << "workers: 2\nlog_level: debug\nauth_type: " << options.auth_type << "\n"
         << "pool:\n  mode: " << options.pool_mode << "\n  default_pool_size: " << options.pool_size
         << "\n  max_client_conn: " << options.max_client_conn
@@ -69,7 +75,8 @@ bool Pgmux::start(const TestPostgres&, const PgmuxOptions& options, bool takeove
   // second before it is.
   auto up = [&] {
     if (takeover) return log().find(" listening on ") != std::string::npos;
-    return port_accepts(port_) && (http_port_ == 0 || port_accepts(http_port_));
+    return port_accepts(port_) && (http_port_ == 0 || port_accepts(http_port_)) &&
+           (metrics_port_ == 0 || port_accepts(metrics_port_));
   };
   return wait_until([&] { return up() || !process_->running(); }, 10s) && process_->running();
 }

@@ -19,6 +19,7 @@ struct PgmuxOptions {
   std::string extra_yaml;      // appended verbatim at the top level
   bool http = false;           // also listen.http on a free port
   std::string users_yaml;      // more entries inside users:, e.g. "  - name: bob\n    password: x\n"
+  bool metrics = false;        // also listen.metrics on a free port
 };
 
 // Users configured: app (Postgres's own SCRAM verifier: pass-through login), md5user (its md5 hash),
@@ -32,6 +33,7 @@ class Pgmux {
 
   int port() const { return port_; }
   int http_port() const { return http_port_; }
+  int metrics_port() const { return metrics_port_; }
   std::string conninfo(const std::string& user = "app", const std::string& password = "app-secret",
                        const std::string& dbname = "app") const;
   std::string log() const;
@@ -57,6 +59,7 @@ class Pgmux {
   int port_ = 0;
   int http_port_ = 0;
   const TestPostgres& postgres_;
+  int metrics_port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
 

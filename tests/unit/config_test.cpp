@@ -112,6 +112,7 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(p.query_timeout == d.query_timeout);
   CHECK(p.server_reset_query == d.server_reset_query);
   CHECK(p.max_packet_size == d.max_packet_size);
+  CHECK(example.metrics.enabled == defaults.metrics.enabled);
 }
 
 TEST_CASE("absent keys take their defaults", "[config]") {
@@ -491,4 +492,21 @@ TEST_CASE("admin_users must be configured users", "[config]") {
   } catch (const pgmux::config::ConfigError& e) {
     CHECK(std::string(e.what()).starts_with("admin_users[0]: \"root\" is not listed in users"));
   }
+}
+
+TEST_CASE("metrics.enabled turns per-message counting off, and is on by default", "[config]") {
+  CHECK(parse(kOneDatabase).metrics.enabled);
+  CHECK_FALSE(parse("metrics:\n  enabled: false\n" + kOneDatabase).metrics.enabled);
+  CHECK(parse("metrics: {enabled: true}\n" + kOneDatabase).metrics.enabled);
+  CHECK_THAT(error_of("metrics:\n  enabled: maybe\n" + kOneDatabase), StartsWith("metrics.enabled: "));
+  CHECK_THAT(error_of("metrics:\n  enable: false\n" + kOneDatabase), Equals("metrics.enable: unknown key"));
+}
+
+TEST_CASE("listen.metrics is an optional address of its own", "[config]") {
+  CHECK_FALSE(parse(kOneDatabase).listen.metrics);
+  const Config c = parse("listen:\n  metrics: \"0.0.0.0:9127\"\n" + kOneDatabase);
+  REQUIRE(c.listen.metrics);
+  CHECK(c.listen.metrics->host == "0.0.0.0");
+  CHECK(c.listen.metrics->port == 9127);
+  CHECK_THAT(error_of("listen:\n  metrics: nowhere\n" + kOneDatabase), StartsWith("listen.metrics: "));
 }

@@ -25,6 +25,7 @@ struct Endpoint {
 struct ListenConfig {
   Endpoint postgres{"127.0.0.1", 6432};  // listen.postgres: "host:port" or "[v6]:port"
   std::optional<Endpoint> http;          // listen.http: /metrics, /healthz, /readyz; off when absent
+  std::optional<Endpoint> metrics;       // listen.metrics: /metrics, /healthz, /readyz only; off when absent
 };
 
 struct PoolConfig {
@@ -88,6 +89,13 @@ struct HttpSqlConfig {
   bool allow_cleartext_password = false;
 };
 
+// --- Observability: the metrics: section ---
+struct MetricsConfig {
+  // metrics.enabled: false stops the per-message counting (bytes, queries, transactions, their durations);
+  // /metrics then shows only gauges, logins and process figures. For measuring what counting costs.
+  bool enabled = true;
+};
+
 struct Config {
   ListenConfig listen;
   PoolConfig pool;
@@ -100,6 +108,7 @@ struct Config {
   std::string log_level = "info";     // debug | info | warning | error
   std::string log_format = "text";    // text | json (one object per line: ts, level, msg)
   HttpSqlConfig http;                 // --- HTTP-SQL (POST /sql) ---
+  MetricsConfig metrics;              // --- observability ---
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }

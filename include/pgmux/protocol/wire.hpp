@@ -37,6 +37,8 @@ inline constexpr const char* kAdminShutdown = "57P01";
 inline constexpr const char* kIdleSessionTimeout = "57P05";
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kFeatureNotSupported = "0A000";
+inline constexpr const char* kSyntaxError = "42601";
+inline constexpr const char* kObjectNotInPrerequisiteState = "55000";
 }  // namespace sqlstate
 
 inline std::uint32_t read_u32(const char* p) {
