@@ -158,8 +158,8 @@ Metrics::Metrics(session::Proxy& proxy)
                     .Help("Open file descriptors")
                     .Register(registry_)
                     .Add({})),
-      cpu_seconds_(BuildGauge()
-                       .Name("pgmux_process_cpu_seconds")
+      cpu_seconds_(BuildCounter()
+                       .Name("pgmux_process_cpu_seconds_total")
                        .Help("User and system CPU time used")
                        .Register(registry_)
                        .Add({})),
@@ -331,7 +331,9 @@ void Metrics::update_process() {
     if (i == 14) utime = std::stol(field);
     if (i == 15) stime = std::stol(field);
   }
-  cpu_seconds_.Set(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+  // A counter, as Prometheus names CPU time: it advances by what was used since the last scrape.
+  double used = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+  if (used > cpu_seconds_.Value()) cpu_seconds_.Increment(used - cpu_seconds_.Value());
 }
 
 }  // namespace pgmux::admin

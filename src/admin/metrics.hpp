@@ -72,7 +72,7 @@ class Metrics {
   prometheus::Histogram& http_sql_seconds_;
   prometheus::Gauge& resident_bytes_;
   prometheus::Gauge& open_fds_;
-  prometheus::Gauge& cpu_seconds_;
+  prometheus::Counter& cpu_seconds_;
   prometheus::Family<prometheus::Counter>& logins_;
   std::array<std::array<std::uint64_t, session::kLoginResults>, session::LoginOutcomes::transports>
       last_logins_{};
