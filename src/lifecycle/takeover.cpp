@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -71,6 +72,27 @@ bool send_sockets(int connection, const InheritedSockets& sockets) {
   return sendmsg(connection, &message, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof greeting);
 }
 
+// recvmsg of the greeting and its descriptors, given up at `deadline`. A receive timeout makes Linux end the
+// call with EINTR when the process is stopped and continued (signal(7)), as a SIGSTOP or a container freeze
+// during a restart does: nothing was read then, so ask again for the time left.
+ssize_t receive_before(int connection, msghdr& message, std::chrono::steady_clock::time_point deadline) {
+  const auto control_size = message.msg_controllen;
+  for (;;) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      errno = EAGAIN;
+      return -1;
+    }
+    timeval timeout{static_cast<time_t>(left.count() / 1'000'000),
+                    static_cast<suseconds_t>(left.count() % 1'000'000)};
+    setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    message.msg_controllen = control_size;
+    ssize_t n = recvmsg(connection, &message, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    if (n >= 0 || errno != EINTR) return n;
+  }
+}
+
 }  // namespace
 
 std::string takeover_address(const config::Endpoint& postgres) {
@@ -87,9 +109,6 @@ std::optional<Handover> request_takeover(const config::Config& config) {
     close(connection);
     return std::nullopt;  // nobody serves these addresses
   }
-  timeval timeout{10, 0};  // an old process that does not answer must not hang this one's start
-  setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-
   Greeting greeting;
   std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxSockets));
   iovec part{&greeting, sizeof greeting};
@@ -98,7 +117,9 @@ std::optional<Handover> request_takeover(const config::Config& config) {
   message.msg_iovlen = 1;
   message.msg_control = control.data();
   message.msg_controllen = control.size();
-  ssize_t n = recvmsg(connection, &message, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  // An old process that does not answer must not hang this one's start.
+  ssize_t n =
+      receive_before(connection, message, std::chrono::steady_clock::now() + std::chrono::seconds(10));
   Handover handover;
   handover.connection = connection;
   std::vector<int> fds;
@@ -166,6 +187,7 @@ asio::awaitable<void> offer_takeover(std::string address, std::function<Inherite
     pause.expires_after(std::chrono::milliseconds(200));
     if (std::get<0>(co_await pause.async_wait(use_nothrow))) co_return;
   }
+  log::info("takeover: offering the listening sockets on @", address);
   for (;;) {
     auto [ec, peer] = co_await acceptor.async_accept(use_nothrow);
     if (ec) co_return;
@@ -177,10 +199,14 @@ asio::awaitable<void> offer_takeover(std::string address, std::function<Inherite
       continue;
     }
     log::info("takeover: pid ", credentials.pid, " asks for the listening sockets");
-    if (!send_sockets(peer.native_handle(), sockets())) {
+    InheritedSockets offered = sockets();
+    if (!send_sockets(peer.native_handle(), offered)) {
       log::warning("takeover: could not send the listening sockets to pid ", credentials.pid);
       continue;
     }
+    // From here the sockets wait in the new process's receive queue, shared already: either may accept.
+    log::info("takeover: sent ", offered.postgres.size() + offered.http.size() + offered.metrics.size(),
+              " listening socket(s) to pid ", credentials.pid, "; serving on until it confirms");
     // Until the new process confirms, this one goes on accepting: if it dies while starting, nothing changes.
     char answer = 0;
     asio::steady_timer deadline(executor, std::chrono::seconds(60));

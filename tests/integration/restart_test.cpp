@@ -1,17 +1,22 @@
 // Zero-downtime restart: a pgmux started with --takeover receives the running one's listening sockets, the
 // old one drains and exits 0, and clients connecting all the while never see a failure.
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <numeric>
 #include <optional>
 #include <thread>
 
 #include "bounded.hpp"
 #include "http_get.hpp"
 #include "libpq.hpp"
+#include "pending_logins.hpp"
 #include "pgmux.hpp"
 #include "raw_socket.hpp"
+#include "tcp_listeners.hpp"
 
 using namespace pgmux::test;
 
@@ -92,6 +97,96 @@ TEST_CASE("a restart with --takeover under a client loop loses no transaction", 
   Connection after(new_mux.conninfo());
   REQUIRE(after.ok());
   CHECK(after.value("SELECT 3") == "3");
+}
+
+TEST_CASE("connections waiting in the old process's accept queues at a takeover are served by the new one",
+          "[restart][handover]") {
+  // A listener that closes resets the connections still in its accept queue; a takeover hands the very
+  // sockets over so that none is lost. To have connections certainly waiting at the switch, both processes
+  // are held (SIGSTOP) at the point of the handover where the old one has sent its sockets and waits for the
+  // new one's word, and the new one has not read them yet: only the old process's listeners are on the port
+  // then, and nobody accepts. Connections made now wait in their accept queues (the kernel alone completes a
+  // handshake). Then the new process goes on while the old one stays stopped: it can serve them only if it
+  // accepts on the very sockets they wait in. A successor with listeners of its own would leave them there,
+  // for the old process to reset when it closes its listeners.
+  TestPostgres& postgres = TestPostgres::shared();
+  Pgmux old_mux(postgres);
+  const std::string old_pid = std::to_string(old_mux.pid());
+  // Its port accepts before its workers run; the offer is made once they do.
+  REQUIRE(wait_until([&] { return old_mux.log().find("takeover: offering") != std::string::npos; }, 10s));
+  std::optional<PausedProcess> old_held(std::in_place, old_mux.process());
+  // The old process cannot answer while stopped: the new one connects and waits for the sockets in recvmsg.
+  Pgmux new_mux(postgres, {}, old_mux, /*wait=*/false);
+  const std::string new_pid = std::to_string(new_mux.pid());
+  std::optional<PausedProcess> new_held;
+  auto logs = [&] { return "old " + old_mux.log_tail(15) + "\nnew " + new_mux.log_tail(15); };
+  bool waits_for_sockets = wait_until([&] { return new_mux.process().blocked_in_syscall(SYS_recvmsg); }, 10s);
+  {
+    INFO(logs());
+    REQUIRE(waits_for_sockets);
+  }
+  new_held.emplace(new_mux.process());
+  old_held.reset();
+  bool sent =
+      wait_until([&] { return old_mux.log().find("socket(s) to pid " + new_pid) != std::string::npos; }, 10s);
+  {
+    INFO(logs());
+    REQUIRE(sent);
+  }
+  old_held.emplace(old_mux.process());
+  const std::vector<int> listeners_before = accept_queues(old_mux.port());
+  CHECK(listeners_before.size() == 2);  // the old process's, one per worker
+
+  constexpr int kWaiting = 24;
+  PendingLogins waiting;
+  for (int i = 0; i < kWaiting; ++i) {
+    INFO("connection " << i << ": " << waiting.error());
+    REQUIRE(waiting.start(old_mux.conninfo() + " gssencmode=disable", 5s));
+  }
+  std::vector<int> queues = accept_queues(old_mux.port());
+  INFO("accept queues: " << Catch::Detail::stringify(queues));
+  CHECK(std::accumulate(queues.begin(), queues.end(), 0) == kWaiting);
+  // Spread by the kernel over both (all in one has odds of 2 in 2^24): each handed-over socket must be
+  // served.
+  CHECK(std::count(queues.begin(), queues.end(), 0) == 0);
+
+  // The new process takes the sockets over, confirms (the old one reads it later) and serves.
+  new_held.reset();
+  const int served_by_new = waiting.finish(10s);
+  {
+    INFO(logs());
+    INFO("logged in while the old process was stopped: " << served_by_new << " of " << kWaiting << "; "
+                                                         << waiting.summary());
+    CHECK(served_by_new == kWaiting);
+    // Shared, not added to: the port has the same two listeners as before.
+    CHECK(accept_queues(old_mux.port()).size() == 2);
+  }
+  if (served_by_new < kWaiting) {
+    // Say what became of the others once the old process goes on: served by it before it closed its
+    // listeners, or reset when it did.
+    old_held.reset();
+    int served = waiting.finish(10s);
+    FAIL("once the old process went on, " << served - served_by_new << " more logged in; "
+                                          << waiting.summary());
+  }
+  for (int i = 0; i < kWaiting; ++i) {
+    Outcome o = exec_bounded(waiting.get(i), "SELECT " + std::to_string(i), 10s);
+    CHECK(o.error == "");
+    CHECK(o.value() == std::to_string(i));
+  }
+  CHECK(new_mux.log().find("takeover: received 2 listening socket(s) from pid " + old_pid) !=
+        std::string::npos);
+
+  // The old process reads the confirmation, drains (none of those clients is its own) and exits 0.
+  old_held.reset();
+  int status = old_mux.wait_exit(25s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(old_mux.log().find("handed the listeners over to pid " + new_pid) != std::string::npos);
+  for (int i = 0; i < kWaiting; ++i) CHECK(exec_bounded(waiting.get(i), "SELECT 1", 10s).value() == "1");
+  Connection after(new_mux.conninfo());
+  REQUIRE(after.ok());
+  CHECK(after.value("SELECT 2") == "2");
 }
 
 TEST_CASE("--takeover with no pgmux on the port starts as usual", "[restart]") {

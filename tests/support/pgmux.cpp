@@ -11,13 +11,17 @@
 
 namespace pgmux::test {
 
-Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running)
+Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running, bool wait)
     : dir_("pgmux-test-mux-"),
       port_(running.port_),
       http_port_(running.http_port_),
       postgres_(postgres),
       metrics_port_(running.metrics_port_) {
-  if (!start(postgres, options, true)) throw std::runtime_error("pgmux --takeover did not start:\n" + log());
+  takeover_ = true;
+  if (!wait)
+    launch(options);
+  else if (!start(postgres, options, true))
+    throw std::runtime_error("pgmux --takeover did not start:\n" + log());
 }
 
 Pgmux::Pgmux(const TestPostgres& postgres, PgmuxOptions options)
@@ -66,19 +70,28 @@ void Pgmux::write_config(const PgmuxOptions& options) {
 }
 
 bool Pgmux::start(const TestPostgres&, const PgmuxOptions& options, bool takeover) {
+  takeover_ = takeover;
+  launch(options);
+  return wait_listening(10s);
+}
+
+void Pgmux::launch(const PgmuxOptions& options) {
   write_config(options);
   std::vector<std::string> argv{PGMUX_BINARY, "--config", config_path()};
-  if (takeover) argv.push_back("--takeover");
+  if (takeover_) argv.push_back("--takeover");
   process_ = std::make_unique<ChildProcess>(argv, dir_.path() / "pgmux.log");
+}
+
+bool Pgmux::wait_listening(std::chrono::milliseconds timeout) {
   // A successor's port accepts already (its predecessor's sockets): wait for its own word instead. pgmux
   // opens its HTTP listener after the Postgres one: a test must not find the first open and post to the
   // second before it is.
   auto up = [&] {
-    if (takeover) return log().find(" listening on ") != std::string::npos;
+    if (takeover_) return log().find(" listening on ") != std::string::npos;
     return port_accepts(port_) && (http_port_ == 0 || port_accepts(http_port_)) &&
            (metrics_port_ == 0 || port_accepts(metrics_port_));
   };
-  return wait_until([&] { return up() || !process_->running(); }, 10s) && process_->running();
+  return wait_until([&] { return up() || !process_->running(); }, timeout) && process_->running();
 }
 
 Pgmux::~Pgmux() {

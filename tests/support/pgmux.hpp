@@ -27,8 +27,10 @@ struct PgmuxOptions {
 class Pgmux {
  public:
   Pgmux(const TestPostgres& postgres, PgmuxOptions options = {});
-  // A successor started with --takeover on `running`'s ports: it takes the listening sockets over.
-  Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running);
+  // A successor started with --takeover on `running`'s ports: it takes the listening sockets over. With
+  // `wait` false it returns as soon as the process is started (a test may hold the takeover up on purpose);
+  // wait_listening() then tells when it serves.
+  Pgmux(const TestPostgres& postgres, PgmuxOptions options, const Pgmux& running, bool wait = true);
   ~Pgmux();
 
   int port() const { return port_; }
@@ -47,12 +49,16 @@ class Pgmux {
   std::string state();
   int stop(int signal);
   pid_t pid() const { return process_->pid(); }
+  ChildProcess& process() { return *process_; }
+  // Whether it has come up (a successor: says it listens) within `timeout`, and still runs.
+  bool wait_listening(std::chrono::milliseconds timeout);
   // Waits for pgmux to exit by itself; the wait status, or -1 (and SIGKILL) on timeout.
   int wait_exit(std::chrono::milliseconds timeout);
 
  private:
   // Writes the config for the current ports and starts pgmux; false if it did not come up.
   bool start(const TestPostgres& postgres, const PgmuxOptions& options, bool takeover = false);
+  void launch(const PgmuxOptions& options);
   void write_config(const PgmuxOptions& options);
 
   TempDir dir_;
@@ -60,6 +66,7 @@ class Pgmux {
   int http_port_ = 0;
   const TestPostgres& postgres_;
   int metrics_port_ = 0;
+  bool takeover_ = false;
   std::unique_ptr<ChildProcess> process_;
 };
 

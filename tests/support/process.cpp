@@ -107,11 +107,42 @@ bool ChildProcess::running() {
 int ChildProcess::stop(int signal, std::chrono::milliseconds timeout) {
   if (reaped_) return status_;
   kill(pid_, signal);
+  // A process a test left stopped would act on nothing but SIGKILL.
+  if (signal != 0 && signal != SIGKILL) kill(pid_, SIGCONT);
   if (wait_until([&] { return !running(); }, timeout)) return status_;
   kill(pid_, SIGKILL);
   waitpid(pid_, &status_, 0);
   reaped_ = true;
   return -1;
+}
+
+bool ChildProcess::pause(std::chrono::milliseconds timeout) {
+  if (!running() || kill(pid_, SIGSTOP) != 0) return false;
+  // WSTOPPED without WEXITED: an exit stays for running() to reap.
+  return wait_until(
+      [&] {
+        siginfo_t info{};
+        return waitid(P_PID, static_cast<id_t>(pid_), &info, WSTOPPED | WNOHANG) == 0 && info.si_pid == pid_;
+      },
+      timeout);
+}
+
+void ChildProcess::resume() {
+  if (!reaped_) kill(pid_, SIGCONT);
+}
+
+PausedProcess::PausedProcess(ChildProcess& process) : process_(process) {
+  if (!process_.pause(10s)) {
+    process_.resume();
+    throw std::runtime_error("pid " + std::to_string(process_.pid()) + " did not stop on SIGSTOP");
+  }
+}
+
+bool ChildProcess::blocked_in_syscall(long number) const {
+  // The first field is the number of the system call the thread sleeps in ("running" if it does not).
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/syscall");
+  long current = -1;
+  return static_cast<bool>(in >> current) && current == number;
 }
 
 bool port_accepts(int port) {

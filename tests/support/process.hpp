@@ -47,11 +47,31 @@ class ChildProcess {
   bool running();
   // Sends `signal` and waits up to `timeout` for the exit; returns the wait status, or -1 on timeout.
   int stop(int signal, std::chrono::milliseconds timeout);
+  // SIGSTOP, then waits until every thread has stopped (the kernel tells the parent only then); false if
+  // that takes longer than `timeout` or the process is gone.
+  bool pause(std::chrono::milliseconds timeout);
+  void resume();  // SIGCONT
+  // Whether the main thread is blocked in system call `number` (SYS_... from <sys/syscall.h>), as
+  // /proc/PID/syscall says.
+  bool blocked_in_syscall(long number) const;
 
  private:
   pid_t pid_ = -1;
   bool reaped_ = false;
   int status_ = 0;
+};
+
+// Stops a child (SIGSTOP) for as long as it lives, and lets it go on (SIGCONT) when it goes, however the test
+// leaves. Throws std::runtime_error if the process did not stop within 10 s.
+class PausedProcess {
+ public:
+  explicit PausedProcess(ChildProcess& process);
+  ~PausedProcess() { process_.resume(); }
+  PausedProcess(const PausedProcess&) = delete;
+  PausedProcess& operator=(const PausedProcess&) = delete;
+
+ private:
+  ChildProcess& process_;
 };
 
 // Polls `ready` every 20 ms until it returns true or `timeout` passes.
