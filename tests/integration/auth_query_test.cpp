@@ -10,19 +10,17 @@ using namespace pgmux::test;
 
 namespace {
 
-// Roles in the shared Postgres, created once: an auth_user allowed to read pg_shadow, and a user pgmux's
-// config never lists, with a SCRAM password.
-void create_roles() {
-  static bool created = false;
-  if (created) return;
+// A role in the shared Postgres, created on first use (psql runs through a shell, so no $$ quoting).
+void ensure_role(const std::string& name, const std::string& options) {
   const TestPostgres& postgres = TestPostgres::shared();
-  postgres.psql(
-      "DO $$ BEGIN CREATE ROLE pgmux_auth LOGIN SUPERUSER PASSWORD 'auth-secret'; "
-      "EXCEPTION WHEN duplicate_object THEN NULL; END $$");
-  postgres.psql(
-      "DO $$ BEGIN CREATE ROLE pg_only LOGIN PASSWORD 'only-secret'; "
-      "EXCEPTION WHEN duplicate_object THEN NULL; END $$");
-  created = true;
+  if (postgres.psql("SELECT count(*) FROM pg_roles WHERE rolname = '" + name + "'") == "0")
+    postgres.psql("CREATE ROLE " + name + " " + options);
+}
+
+// An auth_user allowed to read pg_shadow, and a user pgmux's config never lists, with a SCRAM password.
+void create_roles() {
+  ensure_role("pgmux_auth", "LOGIN SUPERUSER PASSWORD 'auth-secret'");
+  ensure_role("db_only", "LOGIN PASSWORD 'only-secret'");
 }
 
 PgmuxOptions with_auth_query(PgmuxOptions options = {}) {
@@ -44,16 +42,16 @@ TEST_CASE("a user only Postgres knows logs in through auth_query with SCRAM and 
           "[auth-query]") {
   create_roles();
   Pgmux mux(TestPostgres::shared(), with_auth_query());
-  Connection first(mux.conninfo("pg_only", "only-secret"));
+  Connection first(mux.conninfo("db_only", "only-secret"));
   REQUIRE(first.ok());
-  CHECK(first.value("SELECT current_user") == "pg_only");
+  CHECK(first.value("SELECT current_user") == "db_only");
   // pgmux logged in to Postgres with the keys from the client's own proof, as for a listed verifier; a
   // second client of the same user reuses or opens backends the same way.
-  Connection second(mux.conninfo("pg_only", "only-secret"));
+  Connection second(mux.conninfo("db_only", "only-secret"));
   REQUIRE(second.ok());
   first.value("BEGIN");
   first.value("SELECT 1");  // holds one backend, so the second needs its own
-  CHECK(second.value("SELECT current_user") == "pg_only");
+  CHECK(second.value("SELECT current_user") == "db_only");
   first.value("COMMIT");
   // Listed users are untouched by auth_query.
   Connection listed(mux.conninfo("app", "app-secret"));
@@ -64,19 +62,18 @@ TEST_CASE("through auth_query a wrong password and a user Postgres lacks are ref
           "[auth-query]") {
   create_roles();
   Pgmux mux(TestPostgres::shared(), with_auth_query());
-  Connection wrong(mux.conninfo("pg_only", "not-it"));
+  Connection wrong(mux.conninfo("db_only", "not-it"));
   REQUIRE_FALSE(wrong.ok());
-  CHECK(wrong.error().find("password authentication failed for user \"pg_only\"") != std::string::npos);
+  CHECK(wrong.error().find("password authentication failed for user \"db_only\"") != std::string::npos);
   Connection missing(mux.conninfo("no_such_role", "not-it"));
   REQUIRE_FALSE(missing.ok());
-  CHECK(error_with_user(missing, "no_such_role") == error_with_user(wrong, "pg_only"));
+  CHECK(error_with_user(missing, "no_such_role") == error_with_user(wrong, "db_only"));
   // A role without a password (NULL in pg_shadow) is the same as no role.
-  TestPostgres::shared().psql(
-      "DO $$ BEGIN CREATE ROLE no_password LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+  ensure_role("no_password", "LOGIN");
   Connection nopass(mux.conninfo("no_password", "not-it"));
   REQUIRE_FALSE(nopass.ok());
-  CHECK(error_with_user(nopass, "no_password") == error_with_user(wrong, "pg_only"));
-  Connection right(mux.conninfo("pg_only", "only-secret"));
+  CHECK(error_with_user(nopass, "no_password") == error_with_user(wrong, "db_only"));
+  Connection right(mux.conninfo("db_only", "only-secret"));
   CHECK(right.ok());
 }
 
@@ -89,14 +86,14 @@ TEST_CASE("when auth_user's server cannot be reached the login fails with a clea
                                                             "    dbname: app\n"});
   Pgmux mux(TestPostgres::shared(), options);
   auto start = std::chrono::steady_clock::now();
-  Connection lost(mux.conninfo("pg_only", "only-secret", "down"));
+  Connection lost(mux.conninfo("db_only", "only-secret", "down"));
   auto took = std::chrono::steady_clock::now() - start;
   REQUIRE_FALSE(lost.ok());
   INFO(lost.error());
   CHECK(lost.error().find("authentication lookup failed (auth_query)") != std::string::npos);
   CHECK(took < 8s);
   // The rest of pgmux is unaffected.
-  Connection fine(mux.conninfo("pg_only", "only-secret"));
+  Connection fine(mux.conninfo("db_only", "only-secret"));
   REQUIRE(fine.ok());
   CHECK(fine.value("SELECT 1") == "1");
 }
