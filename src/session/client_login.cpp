@@ -177,22 +177,9 @@ asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
   if (co_await net::write_all(socket_, out)) co_return false;
   if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
   std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
-  bool ok = false;
-  // An unknown user's password is checked against a verifier nothing matches: one PBKDF2, as for a SCRAM
-  // user.
-  auth::UserSecret unknown{Kind::scram, {}, {}};
-  if (!secret) unknown.verifier = unknown_user_verifier(state.user, proxy_.mock_secret());
-  if (!secret) secret = &unknown;
-  if (secret && secret->kind == Kind::plain)
-    ok = auth::constant_time_equal(password, secret->text);
-  else if (secret && secret->kind == Kind::md5)
-    ok = auth::constant_time_equal(auth::md5_stored_hash(state.user, password), secret->text);
-  else if (secret) {
-    auto derived =
-        auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
-    ok = auth::constant_time_equal(auth::as_view(derived.stored_key),
-                                   auth::as_view(secret->verifier.stored_key));
-  }
+  // One PBKDF2 whatever the secret and whether the user exists: the time a wrong password takes tells
+  // neither.
+  const bool ok = cleartext_password_matches(state.user, password, secret, proxy_.mock_secret());
   if (!ok) co_return co_await refuse_password(state);
   state.password = std::string(password);
   co_return true;

@@ -3,6 +3,7 @@
 #include "session/unknown_user.hpp"
 
 #include "pgmux/auth/crypto.hpp"
+#include "pgmux/auth/md5.hpp"
 
 namespace pgmux::session {
 
@@ -40,6 +41,22 @@ auth::ScramVerifier unknown_user_verifier(std::string_view user, std::string_vie
   auth::random_bytes(verifier.stored_key);
   auth::random_bytes(verifier.server_key);
   return verifier;
+}
+
+bool cleartext_password_matches(std::string_view user, std::string_view password,
+                                const auth::UserSecret* secret, std::string_view mock_secret) {
+  const bool has_verifier = secret && secret->kind != Kind::md5;
+  auth::ScramVerifier mock;
+  if (!has_verifier) mock = unknown_user_verifier(user, mock_secret);
+  const auth::ScramVerifier& verifier = has_verifier ? secret->verifier : mock;
+  auth::ScramVerifier derived =
+      auth::scram_verifier_from_password(password, verifier.salt, verifier.iterations);
+  const bool verifier_matches =
+      auth::constant_time_equal(auth::as_view(derived.stored_key), auth::as_view(verifier.stored_key));
+  if (!secret) return false;
+  if (secret->kind == Kind::md5)
+    return auth::constant_time_equal(auth::md5_stored_hash(user, password), secret->text);
+  return verifier_matches;
 }
 
 }  // namespace pgmux::session

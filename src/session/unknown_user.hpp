@@ -27,4 +27,10 @@ bool challenge_with_md5(config::AuthType auth_type, const auth::UserSecret* secr
 // password sent in clear for an unknown user against it costs one PBKDF2, as for a SCRAM user.
 auth::ScramVerifier unknown_user_verifier(std::string_view user, std::string_view mock_secret);
 
+// Whether a password sent in clear is the one `secret` stands for (null: an unknown user, never). Every call
+// costs one PBKDF2: against the user's verifier (a SCRAM secret's, or the one derived from a plain
+// password), else (an md5 hash, an unknown user) against unknown_user_verifier's.
+bool cleartext_password_matches(std::string_view user, std::string_view password,
+                                const auth::UserSecret* secret, std::string_view mock_secret);
+
 }  // namespace pgmux::session

@@ -2,6 +2,7 @@
 // counts, and the challenge an unknown user gets.
 #include <catch2/catch.hpp>
 
+#include "pgmux/auth/md5.hpp"
 #include "session/client_limits.hpp"
 #include "session/connection_rate.hpp"
 #include "session/unknown_user.hpp"
@@ -78,4 +79,19 @@ TEST_CASE("the unknown user's verifier has a stable salt per user and Postgres's
   CHECK(a.salt.size() == 16);
   CHECK(a.iterations == 4096);
   CHECK(unknown_user_verifier("someone", "secret").salt != a.salt);
+}
+
+TEST_CASE(
+    "a password sent in clear is checked against every kind of secret, and never matches an unknown user",
+    "[limits][login]") {
+  auto plain = *pgmux::auth::parse_user_secret("alice", "s3cret");
+  auto md5 = *pgmux::auth::parse_user_secret("alice", pgmux::auth::md5_stored_hash("alice", "s3cret"));
+  auto scram = *pgmux::auth::parse_user_secret(
+      "alice", pgmux::auth::format_scram_verifier(pgmux::auth::new_scram_verifier("s3cret", 4096)));
+  for (const auto* secret : {&plain, &md5, &scram}) {
+    CHECK(cleartext_password_matches("alice", "s3cret", secret, "mock"));
+    CHECK_FALSE(cleartext_password_matches("alice", "wrong", secret, "mock"));
+  }
+  CHECK_FALSE(cleartext_password_matches("alice", "s3cret", nullptr, "mock"));
+  CHECK_FALSE(cleartext_password_matches("alice", "", nullptr, "mock"));
 }
