@@ -182,6 +182,16 @@ void for_each_entry(const YAML::Node& map, const std::string& path, OnEntry&& on
   }
 }
 
+// A rate per second: a plain non-negative number, fractions allowed ("0.5": one every two seconds).
+double rate(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !(value >= 0) || value > 1e9)
+    fail(path, "expected a number of connections per second between 0 and 1000000000, got \"" + text + "\"");
+  return value;
+}
+
 void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
   for_each_entry(node, "pool", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "mode") {
@@ -217,6 +227,14 @@ void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
       pool.pin_session_state = policy == "pin";
     } else if (key == "max_prepared_statements") {
       pool.max_prepared_statements = static_cast<std::uint32_t>(integer(value, path, env, 0, 100'000));
+    } else if (key == "max_db_client_connections") {
+      pool.max_db_client_connections = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+    } else if (key == "max_user_client_connections") {
+      pool.max_user_client_connections = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+    } else if (key == "client_connection_rate_per_ip") {
+      pool.client_connection_rate_per_ip = rate(value, path, env);
+    } else if (key == "client_connection_burst_per_ip") {
+      pool.client_connection_burst_per_ip = static_cast<int>(integer(value, path, env, 1, 1'000'000));
     } else {
       return false;
     }
@@ -245,6 +263,10 @@ DatabaseConfig read_database(const std::string& name, const YAML::Node& node, co
                      db.pool_size = static_cast<int>(integer(value, path, env, 1, INT_MAX));
                    } else if (key == "pool_mode") {
                      db.pool_mode = pool_mode(value, path, env);
+                   } else if (key == "max_db_client_connections") {
+                     db.max_db_client_connections = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+                   } else if (key == "auth_user") {
+                     db.auth_user = non_empty(value, path, env);
                    } else {
                      return false;
                    }
@@ -290,6 +312,8 @@ void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http
       http.max_queries_per_batch = static_cast<int>(integer(value, path, env, 1, INT_MAX));
     } else if (key == "max_params_per_query") {
       http.max_params_per_query = static_cast<int>(integer(value, path, env, 0, 65535));
+    } else if (key == "max_header_size") {
+      http.max_header_size = static_cast<std::uint32_t>(integer(value, path, env, 1024, 1 << 20));
     } else if (key == "statement_timeout") {
       http.statement_timeout = duration(value, path, env);
     } else if (key == "cors_allowed_origins") {
@@ -334,20 +358,22 @@ void read_users(const YAML::Node& node, const EnvLookup& env, Config& config) {
     if (!item.IsMap()) fail(user_path, std::string("expected a map, got ") + kind_of(item));
     UserConfig user;
     bool has_name = false;
-    for_each_entry(item, user_path,
-                   [&](const std::string& key, const YAML::Node& value, const std::string& path) {
-                     if (key == "name") {
-                       user.name = non_empty(value, path, env);
-                       has_name = true;
-                     } else if (key == "password") {
-                       user.password = scalar(value, path, env);
-                     } else if (key == "http_tokens") {  // HTTP-SQL
-                       user.http_tokens = string_list(value, path, env);
-                     } else {
-                       return false;
-                     }
-                     return true;
-                   });
+    for_each_entry(
+        item, user_path, [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+          if (key == "name") {
+            user.name = non_empty(value, path, env);
+            has_name = true;
+          } else if (key == "password") {
+            user.password = scalar(value, path, env);
+          } else if (key == "http_tokens") {  // HTTP-SQL
+            user.http_tokens = string_list(value, path, env);
+          } else if (key == "max_user_client_connections") {
+            user.max_user_client_connections = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+          } else {
+            return false;
+          }
+          return true;
+        });
     if (!has_name) fail(user_path + ".name", "is required");
     for (std::size_t j = 0; j < i; ++j) {
       if (config.users[j].name == user.name) {
@@ -388,6 +414,14 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
     } else if (key == "auth_type") {
       config.auth_type = auth_type(value, path, env);
       has_auth_type = true;
+    } else if (key == "auth_user") {
+      config.auth_user = non_empty(value, path, env);
+    } else if (key == "auth_query") {
+      config.auth_query = non_empty(value, path, env);
+      if (config.auth_query.find("$1") == std::string::npos)
+        fail(
+            path,
+            "must take the user name as $1, e.g. \"SELECT usename, passwd FROM pg_shadow WHERE usename=$1\"");
     } else if (key == "pool") {
       read_pool(value, env, config.pool);
     } else if (key == "databases") {
@@ -421,6 +455,14 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
       fail("admin_users[" + std::to_string(i) + "]",
            "\"" + config.admin_users[i] + "\" is not listed in users (admins log in like everyone else)");
   }
+  // The auth_user logs in to Postgres with its own secret, so it must have one.
+  auto check_auth_user = [&](const std::optional<std::string>& name, const std::string& path) {
+    if (name && !config.find_user(*name))
+      fail(path, "\"" + *name + "\" is not listed in users (pgmux logs in as it with its password there)");
+  };
+  check_auth_user(config.auth_user, "auth_user");
+  for (const auto& [name, db] : config.databases)
+    check_auth_user(db.auth_user, "databases." + name + ".auth_user");
   // An empty secret would let "plain" accept an empty password; only trust may go without one.
   if (config.auth_type != AuthType::trust) {
     for (std::size_t i = 0; i < config.users.size(); ++i) {

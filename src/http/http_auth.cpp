@@ -3,11 +3,9 @@
 #include "http/http_auth.hpp"
 
 #include "pgmux/auth/crypto.hpp"
-#include "pgmux/auth/md5.hpp"
+#include "session/unknown_user.hpp"
 
 namespace pgmux::http {
-
-using Kind = auth::UserSecret::Kind;
 
 CredentialCache::CredentialCache(std::size_t max_entries, config::Duration ttl)
     : max_entries_(max_entries), ttl_(ttl), hash_key_(auth::random_string(32)) {}
@@ -48,19 +46,8 @@ void CredentialCache::remember(std::string_view user, std::string_view password,
 }
 
 bool password_matches(std::string_view user, std::string_view password, const auth::UserSecret& secret) {
-  switch (secret.kind) {
-    case Kind::plain:
-      return auth::constant_time_equal(password, secret.text);
-    case Kind::md5:
-      return auth::constant_time_equal(auth::md5_stored_hash(user, password), secret.text);
-    case Kind::scram: {
-      auth::ScramVerifier derived =
-          auth::scram_verifier_from_password(password, secret.verifier.salt, secret.verifier.iterations);
-      return auth::constant_time_equal(auth::as_view(derived.stored_key),
-                                       auth::as_view(secret.verifier.stored_key));
-    }
-  }
-  return false;
+  // One PBKDF2 whatever the kind of secret, as for wire logins: the time taken does not tell them apart.
+  return session::cleartext_password_matches(user, password, &secret, {});
 }
 
 HttpAuthenticator::HttpAuthenticator(const session::Proxy& proxy)
@@ -89,7 +76,13 @@ AuthOutcome HttpAuthenticator::authenticate(const SqlRequest& request) {
                        {401, "28P01", "password authentication failed for user \"" + request.user + "\""}};
   };
   std::optional<auth::UserSecret> secret = proxy_.user_secret(request.user);
-  if (!secret) return failed();
+  if (!secret) {
+    // The PBKDF2 a listed user's wrong password costs (wrong passwords are never cached): the time taken
+    // does not say that the user is missing.
+    if (request.password && config.auth_type != config::AuthType::trust)
+      session::cleartext_password_matches(request.user, *request.password, nullptr, proxy_.mock_secret());
+    return failed();
+  }
   // trust: a listed user is enough, as for wire clients; an unchecked password must not reach the pool.
   if (config.auth_type == config::AuthType::trust) return {HttpIdentity{request.user, std::nullopt}, {}};
   if (!request.password) return failed();

@@ -104,16 +104,28 @@ Response body_too_large(std::uint64_t limit) {
   return res;
 }
 
+// 431 for a request line and headers over http.max_header_size (connection strings and tokens fit easily in
+// the default); the connection closes, as the rest of the request is not read.
+Response header_too_large(std::uint32_t limit) {
+  Response res =
+      json(bhttp::status::request_header_fields_too_large,
+           error_json("54000", "the request line and headers are larger than http.max_header_size (" +
+                                   std::to_string(limit) + " bytes)"));
+  res.keep_alive(false);
+  return res;
+}
+
 asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, admin::Metrics& metrics,
                                    std::shared_ptr<SqlEndpoint> sql) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   const std::uint64_t body_limit = proxy.config()->http.max_body_size;
+  const std::uint32_t header_limit = proxy.config()->http.max_header_size;
   bool body_left_unread = false;
   for (;;) {
     stream.expires_after(std::chrono::seconds(30));
     bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(16 * 1024);  // connection strings and tokens fit easily
+    parser.header_limit(header_limit);
     parser.body_limit(body_limit);
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_nothrow);
     if (!ec && parser.get()[bhttp::field::expect] == "100-continue") {
@@ -125,6 +137,9 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
     if (ec == bhttp::error::body_limit) {
       res = body_too_large(body_limit);
       metrics.record_http_sql(413, 0);
+      body_left_unread = true;
+    } else if (ec == bhttp::error::header_limit) {
+      res = header_too_large(header_limit);
       body_left_unread = true;
     } else if (ec) {
       break;

@@ -321,9 +321,14 @@ ServerParameters Pool::server_parameters() const {
 
 void Pool::learn_from_login(const std::string& user,
                             const std::optional<std::pair<auth::Key256, auth::Key256>>& keys,
-                            const std::optional<std::string>& password) {
+                            const std::optional<std::string>& password,
+                            const std::optional<auth::UserSecret>& looked_up) {
   std::lock_guard lock(mutex_);
   if (user != credentials_.user) return;
+  // What Postgres holds now (it may have changed since the last login), unless a password is known.
+  if (looked_up && !configured_.secret &&
+      !(credentials_.secret && credentials_.secret->kind == auth::UserSecret::Kind::plain))
+    credentials_.secret = looked_up;
   if (credentials_.secret && credentials_.secret->kind == auth::UserSecret::Kind::plain) return;
   if (keys) credentials_.scram_keys = keys;
   if (password) credentials_.secret = auth::UserSecret{auth::UserSecret::Kind::plain, *password, {}};

@@ -105,10 +105,12 @@ class Pool {
   ServerParameters server_parameters() const;
   // What a client's login taught pgmux about its own user: keys from its SCRAM proof, or its password sent in
   // clear. Either lets pgmux log in to Postgres as that user when the config holds only a verifier or a hash.
-  // Ignored when the pool logs in as another (forced) user.
+  // Ignored when the pool logs in as another (forced) user. `looked_up`: the secret auth_query fetched for a
+  // user the config does not list (an md5 hash answers Postgres's md5 challenge with it).
   void learn_from_login(const std::string& user,
                         const std::optional<std::pair<auth::Key256, auth::Key256>>& keys,
-                        const std::optional<std::string>& password);
+                        const std::optional<std::string>& password,
+                        const std::optional<auth::UserSecret>& looked_up = std::nullopt);
 
   // Closes idle backends past server_idle_timeout or server_lifetime. Called by the janitor.
   void sweep(Clock::time_point now);

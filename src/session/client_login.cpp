@@ -12,6 +12,7 @@
 #include "pgmux/protocol/startup.hpp"
 #include "pgmux/protocol/wire.hpp"
 #include "session/client_session.hpp"
+#include "session/unknown_user.hpp"
 
 namespace pgmux::session {
 
@@ -53,6 +54,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
     }
     break;
   }
+  if (!co_await admit_connection(state)) co_return false;
 
   // Protocol 3.x with x > 0, or _pq_ options: answer with what we speak, as Postgres does.
   std::vector<std::string> unknown_options;
@@ -74,6 +76,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   state.user = *user;
   const std::string* database = startup.param("database");
   std::string database_name = database && !database->empty() ? *database : state.user;
+  state.database = database_name;
   if (startup.param("replication")) {
     state.result = LoginResult::not_supported;
     co_await send_error("FATAL", sqlstate::kFeatureNotSupported,
@@ -117,6 +120,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
     co_return !co_await net::write_all(socket_, out);
   }
   auto db = config_->databases.find(database_name);
+  if (db != config_->databases.end() && !co_await admit_client(state, db->second)) co_return false;
   // No pool: a reload removed the database while this client was logging in.
   pool_ = db == config_->databases.end() ? nullptr : proxy_.pool_for(database_name, state.user);
   if (!pool_) {
@@ -173,17 +177,9 @@ asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
   if (co_await net::write_all(socket_, out)) co_return false;
   if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
   std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
-  bool ok = false;
-  if (secret && secret->kind == Kind::plain)
-    ok = auth::constant_time_equal(password, secret->text);
-  else if (secret && secret->kind == Kind::md5)
-    ok = auth::constant_time_equal(auth::md5_stored_hash(state.user, password), secret->text);
-  else if (secret) {
-    auto derived =
-        auth::scram_verifier_from_password(password, secret->verifier.salt, secret->verifier.iterations);
-    ok = auth::constant_time_equal(auth::as_view(derived.stored_key),
-                                   auth::as_view(secret->verifier.stored_key));
-  }
+  // One PBKDF2 whatever the secret and whether the user exists: the time a wrong password takes tells
+  // neither.
+  const bool ok = cleartext_password_matches(state.user, password, secret, proxy_.mock_secret());
   if (!ok) co_return co_await refuse_password(state);
   state.password = std::string(password);
   co_return true;
@@ -192,7 +188,8 @@ asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
 asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   const std::string& user = state.user;
   const config::Config& config = *config_;
-  auto secret_copy = proxy_.user_secret(user);
+  std::optional<auth::UserSecret> secret_copy;
+  if (!co_await find_secret(state, secret_copy)) co_return false;
   const auth::UserSecret* secret = secret_copy ? &*secret_copy : nullptr;
   std::string out, body;
   char type;
@@ -220,11 +217,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (!secret) co_return co_await refuse_password(state);
   } else if (config.auth_type == AuthType::plain) {
     co_return co_await check_cleartext_password(state, secret);
-  } else if ((config.auth_type == AuthType::md5 && (!secret || secret->kind != Kind::scram)) ||
-             (secret && secret->kind == Kind::md5)) {
-    // md5 needs the password or its md5 hash: a user with only a SCRAM verifier gets SCRAM (as PgBouncer
-    // does), and a user stored as an md5 hash gets md5 whatever auth_type says, as a hash cannot answer
-    // SCRAM.
+  } else if (challenge_with_md5(config.auth_type, secret, proxy_.listed_secret_kinds())) {
     auth::Md5Salt salt;
     auth::random_bytes(salt);
     append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
@@ -272,7 +265,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
 }
 
 asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
-  pool_->learn_from_login(state.user, state.scram_keys, state.password);
+  pool_->learn_from_login(state.user, state.scram_keys, state.password, state.looked_up);
   pool::ServerParameters parameters = pool_->server_parameters();
   if (parameters.empty()) {
     // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).

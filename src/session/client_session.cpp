@@ -41,6 +41,7 @@ ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport t
 
 ClientSession::~ClientSession() {
   if (client_key_) proxy_.cancels().remove(client_key_);
+  if (limited_database_) proxy_.client_limits().leave(limited_database_->name, user_);
   if (admin_) proxy_.admin_client_count().fetch_sub(1, std::memory_order_relaxed);
   if (pool_) {
     pool_->client_left();

@@ -47,6 +47,8 @@ class ClientSession : private RelayOwner {
     protocol::ParamSet wished;  // tracked settings from the startup packet (application_name, TimeZone, ...)
     std::optional<std::pair<auth::Key256, auth::Key256>> scram_keys;  // ClientKey, ServerKey
     std::optional<std::string> password;                              // sent in clear (auth_type plain)
+    std::string database;                       // as the client asked (its user name if it named none)
+    std::optional<auth::UserSecret> looked_up;  // fetched with auth_query: the pool logs in with it too
     // How the attempt ended, for the metrics; unset while no startup packet came (a port probe, a cancel).
     std::optional<LoginResult> result;
   };
@@ -55,6 +57,14 @@ class ClientSession : private RelayOwner {
   // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
   asio::awaitable<bool> login(LoginState& login);
   asio::awaitable<bool> authenticate(LoginState& login);
+  // client_connection_rate_per_ip: false (after a FATAL 53300) when the client's address is over its rate.
+  asio::awaitable<bool> admit_connection(LoginState& login);
+  // max_db_client_connections / max_user_client_connections, after authentication: false after a FATAL
+  // 53300, else the client is counted until it leaves.
+  asio::awaitable<bool> admit_client(LoginState& login, const config::DatabaseConfig& database);
+  // The user's secret from the config, else from Postgres through auth_query (database's auth_user). False
+  // when the lookup failed (the client has been told why); `secret` empty: the user is unknown.
+  asio::awaitable<bool> find_secret(LoginState& login, std::optional<auth::UserSecret>& secret);
   // Whether a PasswordMessage already waits behind the startup packet, sent before it was asked for.
   bool password_pipelined();
   // AuthenticationCleartextPassword, then the PasswordMessage checked against the user's secret.
@@ -91,6 +101,8 @@ class ClientSession : private RelayOwner {
   // swaps in another.
   std::shared_ptr<const config::Config> config_;
   const config::DatabaseConfig* database_ = nullptr;
+  // Counted in the client limits of this database and user_ (points into config_).
+  const config::DatabaseConfig* limited_database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool session_mode_ = false;
   bool admin_ = false;  // logged in to the admin console rather than a database

@@ -18,6 +18,7 @@ std::shared_ptr<const Proxy::Snapshot> Proxy::make_snapshot(config::Config confi
     if (db.password && !auth::parse_user_secret(db.user.value_or(""), *db.password))
       throw config::ConfigError("databases." + name + ".password: malformed secret");
   }
+  snapshot->kinds = count_secret_kinds(snapshot->secrets);
   snapshot->config = std::make_shared<const config::Config>(std::move(config));
   return snapshot;
 }
@@ -69,6 +70,45 @@ pool::PoolSettings Proxy::settings_for(const config::Config& config, const confi
   return settings;
 }
 
+pool::BackendCredentials Proxy::auth_user_credentials(const Snapshot& snapshot,
+                                                      const std::string& auth_user) {
+  // Always the auth_user itself, even for a database that forces another backend user.
+  pool::BackendCredentials credentials;
+  credentials.user = auth_user;
+  if (auto it = snapshot.secrets.find(auth_user); it != snapshot.secrets.end())
+    credentials.secret = it->second;
+  return credentials;
+}
+
+pool::PoolSettings Proxy::auth_pool_settings(const config::Config& config) const {
+  pool::PoolSettings settings;
+  settings.max_size = 2;  // one lookup per login, each a single round trip: a couple of connections suffice
+  settings.workers = workers_;
+  settings.connect_timeout = config.pool.server_connect_timeout;
+  settings.idle_timeout = config.pool.server_idle_timeout;
+  settings.lifetime = config.pool.server_lifetime;
+  return settings;
+}
+
+pool::Pool* Proxy::auth_pool_for(const std::string& database) {
+  std::lock_guard lock(pools_mutex_);
+  auto current = snapshot();
+  auto db = current->config->databases.find(database);
+  if (db == current->config->databases.end()) return nullptr;
+  const std::optional<std::string>& auth_user = current->config->auth_user_for(db->second);
+  if (!auth_user) return nullptr;
+  auto& slot = auth_pools_[{database, *auth_user}];
+  if (!slot || slot->retired()) {
+    auto credentials = auth_user_credentials(*current, *auth_user);
+    auto settings = auth_pool_settings(*current->config);
+    if (!slot)
+      slot = std::make_unique<pool::Pool>(db->second, credentials, settings);
+    else
+      slot->reconfigure(db->second, credentials, settings);
+  }
+  return slot.get();
+}
+
 pool::Pool* Proxy::pool_for(const std::string& database, const std::string& user) {
   // The snapshot is read under pools_mutex_, which apply() holds while it swaps and walks the pools: a pool
   // is never created from a config that a reload has already replaced.
@@ -107,6 +147,14 @@ void Proxy::apply(config::Config next) {
     pool->reconfigure(db->second, credentials_for(*fresh, db->second, key.second),
                       settings_for(config, db->second));
   }
+  for (auto& [key, pool] : auth_pools_) {
+    auto db = config.databases.find(key.first);
+    if (db == config.databases.end() || config.auth_user_for(db->second) != key.second) {
+      pool->retire();
+      continue;
+    }
+    pool->reconfigure(db->second, auth_user_credentials(*fresh, key.second), auth_pool_settings(config));
+  }
 }
 
 std::vector<std::pair<std::pair<std::string, std::string>, pool::Pool*>> Proxy::pools() {
@@ -139,12 +187,14 @@ std::set<std::string> Proxy::held_databases() {
 void Proxy::close_idle_backends() {
   std::lock_guard lock(pools_mutex_);
   for (auto& [key, pool] : pools_) pool->close_idle();
+  for (auto& [key, pool] : auth_pools_) pool->close_idle();
 }
 
 void Proxy::sweep_pools() {
   auto now = pool::Clock::now();
   std::lock_guard lock(pools_mutex_);
   for (auto& [key, pool] : pools_) pool->sweep(now);
+  for (auto& [key, pool] : auth_pools_) pool->sweep(now);
 }
 
 }  // namespace pgmux::session

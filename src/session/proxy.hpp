@@ -14,7 +14,10 @@
 #include "pgmux/config/config.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
+#include "session/client_limits.hpp"
+#include "session/connection_rate.hpp"
 #include "session/login_outcomes.hpp"
+#include "session/unknown_user.hpp"
 
 namespace pgmux::session {
 
@@ -41,6 +44,8 @@ class Proxy {
   int workers() const { return workers_; }
   // The parsed secret of a configured user, as of now.
   std::optional<auth::UserSecret> user_secret(const std::string& user) const;
+  // How many listed users hold each kind of secret, as of now: an unknown user is challenged like most.
+  SecretKinds listed_secret_kinds() const { return snapshot()->kinds; }
   // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
   const std::string& mock_secret() const { return mock_secret_; }
 
@@ -52,6 +57,9 @@ class Proxy {
   // The pool for a client of `database` logged in as `user`, created on first use; null if the database is
   // not in the config (any more).
   pool::Pool* pool_for(const std::string& database, const std::string& user);
+  // auth_query: the small pool on which `database`'s auth_user looks up unlisted users; null when the
+  // database has no auth_user (or is not in the config).
+  pool::Pool* auth_pool_for(const std::string& database);
   void sweep_pools();
   void close_idle_backends();
   // (database, user) and pool, for the admin console. Pools are never destroyed, so the pointers stay valid.
@@ -85,6 +93,10 @@ class Proxy {
   std::atomic<int>& http_requests_holding() { return http_requests_holding_; }
   // Every finished login attempt of a wire client, by how it ended.
   LoginOutcomes& logins() { return logins_; }
+  // max_db_client_connections and max_user_client_connections.
+  ClientLimits& client_limits() { return client_limits_; }
+  // client_connection_rate_per_ip.
+  ConnectionRateLimiter& connection_rate() { return connection_rate_; }
 
   void set_control(ProcessControl* control) { control_ = control; }
   ProcessControl* control() const { return control_; }
@@ -94,6 +106,7 @@ class Proxy {
   struct Snapshot {
     std::shared_ptr<const config::Config> config;
     std::map<std::string, auth::UserSecret> secrets;
+    SecretKinds kinds;
   };
   static std::shared_ptr<const Snapshot> make_snapshot(config::Config config);
   std::shared_ptr<const Snapshot> snapshot() const;
@@ -101,6 +114,9 @@ class Proxy {
   static pool::BackendCredentials credentials_for(const Snapshot& snapshot, const config::DatabaseConfig& db,
                                                   const std::string& user);
   pool::PoolSettings settings_for(const config::Config& config, const config::DatabaseConfig& db) const;
+  static pool::BackendCredentials auth_user_credentials(const Snapshot& snapshot,
+                                                        const std::string& auth_user);
+  pool::PoolSettings auth_pool_settings(const config::Config& config) const;
 
   mutable std::mutex snapshot_mutex_;
   std::shared_ptr<const Snapshot> snapshot_;
@@ -108,6 +124,9 @@ class Proxy {
   std::string mock_secret_;
   std::mutex pools_mutex_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> pools_;
+  // auth_query pools by (database, auth_user), apart from the clients' pools (not in SHOW POOLS or the
+  // metrics' pool series). Under pools_mutex_; never destroyed either.
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<pool::Pool>> auth_pools_;
   std::set<std::string> held_;  // under pools_mutex_
   std::vector<asio::any_io_executor> worker_executors_;
   CancelRegistry cancels_;
@@ -119,6 +138,8 @@ class Proxy {
   std::atomic<int> http_requests_holding_{0};
   std::atomic<bool> draining_{false};
   LoginOutcomes logins_;
+  ClientLimits client_limits_;
+  ConnectionRateLimiter connection_rate_;
   ProcessControl* control_ = nullptr;
 };
 

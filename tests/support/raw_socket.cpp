@@ -81,6 +81,24 @@ bool RawSocket::read_until_ready(std::string& received, int count, std::chrono::
   return true;
 }
 
+bool RawSocket::read_message(char& type, std::string& body, std::chrono::milliseconds timeout,
+                             std::string* raw) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (pending_.size() >= 5) {
+      std::uint32_t length = ntohl(*reinterpret_cast<const std::uint32_t*>(pending_.data() + 1));
+      if (length >= 4 && pending_.size() >= 1 + static_cast<std::size_t>(length)) {
+        type = pending_[0];
+        body = pending_.substr(5, length - 4);
+        if (raw) *raw = pending_.substr(0, 1 + length);
+        pending_.erase(0, 1 + length);
+        return true;
+      }
+    }
+    if (receive_some(pending_, deadline) != Got::data) return false;
+  }
+}
+
 std::string be32(std::uint32_t v) {
   std::uint32_t n = htonl(v);
   return std::string(reinterpret_cast<const char*>(&n), 4);

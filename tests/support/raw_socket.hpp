@@ -21,6 +21,10 @@ class RawSocket {
   // Appends what arrives until `received` holds `count` ReadyForQuery messages from the start (counted on
   // message boundaries); false on timeout or close.
   bool read_until_ready(std::string& received, int count, std::chrono::milliseconds timeout);
+  // The next whole message (type byte, then its body without the length); false on timeout or close.
+  // `raw` gets the whole message as sent, header included.
+  bool read_message(char& type, std::string& body, std::chrono::milliseconds timeout,
+                    std::string* raw = nullptr);
 
  private:
   enum class Got { data, closed, error, timeout };
@@ -29,6 +33,7 @@ class RawSocket {
 
   int fd_;
   bool connected_ = false;
+  std::string pending_;  // read_message: bytes received beyond the last message returned
 };
 
 std::string be32(std::uint32_t v);

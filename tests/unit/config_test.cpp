@@ -112,6 +112,13 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(p.query_timeout == d.query_timeout);
   CHECK(p.server_reset_query == d.server_reset_query);
   CHECK(p.max_packet_size == d.max_packet_size);
+  CHECK(p.max_db_client_connections == d.max_db_client_connections);
+  CHECK(p.max_user_client_connections == d.max_user_client_connections);
+  CHECK(p.client_connection_rate_per_ip == d.client_connection_rate_per_ip);
+  CHECK(p.client_connection_burst_per_ip == d.client_connection_burst_per_ip);
+  CHECK(example.auth_query == defaults.auth_query);
+  CHECK(example.auth_user == defaults.auth_user);
+  CHECK(example.http.max_header_size == defaults.http.max_header_size);
   CHECK(example.metrics.enabled == defaults.metrics.enabled);
 }
 
@@ -509,4 +516,74 @@ TEST_CASE("listen.metrics is an optional address of its own", "[config]") {
   CHECK(c.listen.metrics->host == "0.0.0.0");
   CHECK(c.listen.metrics->port == 9127);
   CHECK_THAT(error_of("listen:\n  metrics: nowhere\n" + kOneDatabase), StartsWith("listen.metrics: "));
+}
+
+TEST_CASE("client limits, the per-address connection rate and auth_query default to off", "[config]") {
+  const Config c = parse(kOneDatabase + "users:\n  - {name: alice, password: x}\n");
+  CHECK(c.pool.max_db_client_connections == 0);
+  CHECK(c.pool.max_user_client_connections == 0);
+  CHECK(c.max_db_clients(c.databases.at("app")) == 0);
+  CHECK(c.max_user_clients("alice") == 0);
+  CHECK(c.pool.client_connection_rate_per_ip == 0);
+  CHECK(c.pool.client_connection_burst_per_ip == 20);
+  CHECK_FALSE(c.auth_user);
+  CHECK_FALSE(c.auth_user_for(c.databases.at("app")));
+  CHECK(c.auth_query == "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+  CHECK(c.http.max_header_size == 16384u);
+}
+
+TEST_CASE("client limits and auth_user are read globally and overridden per database and per user",
+          "[config]") {
+  const Config c = parse(R"(
+auth_user: finder
+auth_query: SELECT u, p FROM my_users WHERE u = $1
+pool:
+  max_db_client_connections: 100
+  max_user_client_connections: 10
+  client_connection_rate_per_ip: 2.5
+  client_connection_burst_per_ip: 5
+databases:
+  app: {max_db_client_connections: 3, auth_user: other_finder}
+  plain: {}
+users:
+  - {name: finder, password: f}
+  - {name: other_finder, password: g}
+  - {name: alice, password: x, max_user_client_connections: 2}
+http:
+  max_header_size: 4096
+)");
+  CHECK(c.pool.client_connection_rate_per_ip == 2.5);
+  CHECK(c.pool.client_connection_burst_per_ip == 5);
+  CHECK(c.max_db_clients(c.databases.at("app")) == 3);
+  CHECK(c.max_db_clients(c.databases.at("plain")) == 100);
+  CHECK(c.max_user_clients("alice") == 2);
+  CHECK(c.max_user_clients("finder") == 10);
+  CHECK(c.max_user_clients("not-listed") == 10);
+  CHECK(c.auth_user_for(c.databases.at("app")) == "other_finder");
+  CHECK(c.auth_user_for(c.databases.at("plain")) == "finder");
+  CHECK(c.auth_query == "SELECT u, p FROM my_users WHERE u = $1");
+  CHECK(c.http.max_header_size == 4096u);
+}
+
+TEST_CASE("bad limit and auth_query values are errors naming their key", "[config]") {
+  CHECK_THAT(error_of("pool: {max_db_client_connections: -1}\n" + kOneDatabase),
+             StartsWith("pool.max_db_client_connections: must be"));
+  CHECK_THAT(error_of("pool: {client_connection_rate_per_ip: fast}\n" + kOneDatabase),
+             StartsWith("pool.client_connection_rate_per_ip: expected a number"));
+  CHECK_THAT(error_of("pool: {client_connection_rate_per_ip: -1}\n" + kOneDatabase),
+             StartsWith("pool.client_connection_rate_per_ip: expected a number"));
+  CHECK_THAT(error_of("pool: {client_connection_burst_per_ip: 0}\n" + kOneDatabase),
+             StartsWith("pool.client_connection_burst_per_ip: must be"));
+  CHECK_THAT(error_of("databases:\n  app: {max_db_client_connections: x}\n"),
+             StartsWith("databases.app.max_db_client_connections: expected an integer"));
+  CHECK_THAT(error_of(kOneDatabase + "users:\n  - {name: a, password: x, max_user_client_connections: -2}\n"),
+             StartsWith("users[0].max_user_client_connections: must be"));
+  CHECK_THAT(error_of("auth_user: ghost\n" + kOneDatabase),
+             StartsWith("auth_user: \"ghost\" is not listed in users"));
+  CHECK_THAT(error_of("databases:\n  app: {auth_user: ghost}\n"),
+             StartsWith("databases.app.auth_user: \"ghost\" is not listed in users"));
+  CHECK_THAT(error_of("auth_query: SELECT 1\n" + kOneDatabase),
+             StartsWith("auth_query: must take the user name as $1"));
+  CHECK_THAT(error_of("http: {max_header_size: 10}\n" + kOneDatabase),
+             StartsWith("http.max_header_size: must be"));
 }

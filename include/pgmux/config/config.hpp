@@ -50,6 +50,15 @@ struct PoolConfig {
   // A request a backend has not finished answering this long after the client's last bytes: the backend is
   // closed and the client gets an error (PgBouncer: query_timeout). 0 = never.
   Duration query_timeout{0};
+  // Clients logged in at once to one database / as one user, whatever their pool (PgBouncer 1.24's names);
+  // the next one gets FATAL 53300 after it authenticates. 0 = no limit. databases.<name> and users[] may
+  // override them.
+  int max_db_client_connections = 0;
+  int max_user_client_connections = 0;
+  // New connections per second from one client IP address (a token bucket holding up to
+  // client_connection_burst_per_ip); beyond it the login is refused with 53300. 0 = no limit.
+  double client_connection_rate_per_ip = 0;
+  int client_connection_burst_per_ip = 20;
 };
 
 struct DatabaseConfig {
@@ -61,11 +70,14 @@ struct DatabaseConfig {
   std::optional<std::string> password;  // forced backend user's password (plain, md5 hash or SCRAM verifier)
   std::optional<int> pool_size;         // overrides pool.default_pool_size
   std::optional<PoolMode> pool_mode;    // overrides pool.mode
+  std::optional<int> max_db_client_connections;  // overrides pool.max_db_client_connections
+  std::optional<std::string> auth_user;          // overrides the top-level auth_user for this database
 };
 
 struct UserConfig {
   std::string name;
-  std::string password;  // plain text, "md5<hex>" or "SCRAM-SHA-256$..."
+  std::string password;                            // plain text, "md5<hex>" or "SCRAM-SHA-256$..."
+  std::optional<int> max_user_client_connections;  // overrides pool.max_user_client_connections
 
   // --- HTTP-SQL (POST /sql) ---
   std::vector<std::string>
@@ -78,6 +90,7 @@ struct HttpSqlConfig {
   std::uint64_t max_response_size = 10u << 20;    // http.max_response_size: larger results fail with 54000
   int max_queries_per_batch = 1000;               // http.max_queries_per_batch
   int max_params_per_query = 65535;               // http.max_params_per_query (Bind's own limit)
+  std::uint32_t max_header_size = 16u << 10;      // http.max_header_size: larger request headers get 431
   Duration statement_timeout{0};                  // http.statement_timeout: 0 = the server's own setting
   std::vector<std::string> cors_allowed_origins;  // http.cors_allowed_origins: exact origins, or "*"
   Duration auth_cache_ttl{60'000};  // http.auth_cache_ttl: how long a checked password is trusted
@@ -103,6 +116,10 @@ struct Config {
   std::vector<UserConfig> users;
   std::vector<std::string> admin_users;  // may use the admin console (database "pgmux"); must be in users
   AuthType auth_type = AuthType::scram_sha_256;
+  // auth_user: users not listed in `users` are looked up in Postgres with auth_query, run as this (listed)
+  // user on a small pool of its own per database, as PgBouncer does. Off when absent.
+  std::optional<std::string> auth_user;
+  std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
   int workers = 0;                    // 0 = one per core
   Duration shutdown_timeout{30'000};  // SIGTERM: how long transactions in flight may take to finish
   std::string log_level = "info";     // debug | info | warning | error
@@ -113,6 +130,19 @@ struct Config {
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }
   const UserConfig* find_user(const std::string& name) const;
+  // The auth_user that looks up unlisted users of `db`, if any.
+  const std::optional<std::string>& auth_user_for(const DatabaseConfig& db) const {
+    return db.auth_user ? db.auth_user : auth_user;
+  }
+  // 0 = no limit.
+  int max_db_clients(const DatabaseConfig& db) const {
+    return db.max_db_client_connections.value_or(pool.max_db_client_connections);
+  }
+  int max_user_clients(const std::string& user) const {
+    const UserConfig* found = find_user(user);
+    return found && found->max_user_client_connections ? *found->max_user_client_connections
+                                                       : pool.max_user_client_connections;
+  }
 };
 
 // Thrown at load with a message that starts with the key's path, e.g. "pool.query_wait_timeout: ...".
