@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Cold-path benchmark: round trips and client CPU of one login to the first row, pgmux vs PgBouncer vs Postgres.
+#
+#   bench/coldpath.sh                         # REPS=5 DELAY=20 (ms), every path against every target
+#   QUICK=1 bench/coldpath.sh                 # smoke run: 1 repetition, DELAY=10
+#   PATHS="libpq-scram pipelined-tls" TARGETS=pgmux bench/coldpath.sh
+#
+# The Markdown table goes to stdout, progress to stderr, every measurement to the TSV at $OUT (see bench/README.md).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+
+# ---- knobs ------------------------------------------------------------------------------------------------------
+REPS=${REPS:-5}
+DELAY=${DELAY:-20}   # ms the relay holds each chunk, in each direction
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10; fi
+TARGETS=${TARGETS:-"direct pgbouncer pgmux"}
+PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-direct-tls http-cold http-warm"}
+PGMUX_BIN=${PGMUX_BIN:-$top/build/pgmux}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+PYTHON=${PYTHON:-/usr/bin/python3}   # Debian's, which has python3-psycopg
+OUT=${OUT:-$here/results/coldpath-$(date +%Y%m%d-%H%M%S).tsv}   # bench/results/ is git-ignored
+PASSWORD=bench-password
+export LC_ALL=C
+
+# ---- state for cleanup ------------------------------------------------------------------------------------------
+work=""
+pgmux_pid=""
+pgmux_tls=no   # yes once pgmux accepts the tls: section (the binary has TLS)
+
+log() { printf '[coldpath %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Postgres refuses to run as root and PgBouncer should not: run both as Debian's postgres user then.
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+stop_pid() {
+  local pid=$1 sig=${2:-TERM}
+  [ -n "$pid" ] || return 0
+  kill -"$sig" "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  set +e
+  trap '' INT TERM
+  stop_pid "$pgmux_pid" INT
+  [ -n "$work" ] && [ -s "$work/pgbouncer.pid" ] && stop_pid "$(cat "$work/pgbouncer.pid")"
+  if [ -n "$work" ] && [ -f "$work/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$work/data" -m immediate -w -t 20 stop >/dev/null 2>&1
+  fi
+  [ -n "$work" ] && rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# ---- set-up -----------------------------------------------------------------------------------------------------
+check_tools() {
+  local t
+  for t in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/psql" "$PGBOUNCER_BIN" "$PYTHON"; do
+    [ -x "$t" ] || die "$t not found: run ./deploy/install-deps.sh (README set-up)"
+  done
+  for t in ss openssl awk sort; do command -v "$t" >/dev/null || die "$t not found"; done
+  "$PYTHON" -c 'import psycopg' 2>/dev/null || die "$PYTHON has no psycopg (Debian: python3-psycopg)"
+  [ -x "$PGMUX_BIN" ] || die "no pgmux binary at $PGMUX_BIN (build it, or set PGMUX_BIN)"
+}
+
+port_in_use() { [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]; }
+
+free_port() {
+  local p=$((20000 + RANDOM % 9000)) taken=" $* "
+  while port_in_use "$p" || [[ $taken == *" $p "* ]]; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# A throwaway CA and a server certificate for localhost and 127.0.0.1, shared by all three targets.
+make_certs() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=coldpath-ca \
+    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$work/san.ext"
+  openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+    -extfile "$work/san.ext" -out "$work/server.crt" 2>/dev/null
+  chmod 600 "$work/server.key"
+}
+
+psql_admin() { as_pg "$PG_BIN/psql" -X -q -h "$work" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+
+start_postgres() {
+  as_pg "$PG_BIN/initdb" -D "$work/data" -U postgres -E UTF8 --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  # Role pipe logs in with a cleartext password over TLS only (hba "password" checks it against the SCRAM
+  # verifier): the one way Postgres itself can take a pipelined login, so the pipelined rows have a baseline.
+  { printf 'hostssl all pipe 127.0.0.1/32 password\n'; cat "$work/data/pg_hba.conf"; } >"$work/hba.tmp"
+  cat "$work/hba.tmp" >"$work/data/pg_hba.conf"
+  cat >>"$work/data/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+max_connections = 100
+fsync = off
+ssl = on
+ssl_cert_file = '$work/server.crt'
+ssl_key_file = '$work/server.key'
+CONF
+  as_pg "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w -t 60 start >/dev/null ||
+    { tail -5 "$work/postgres.log" >&2; die "PostgreSQL did not start"; }
+  psql_admin -c "CREATE ROLE bench LOGIN PASSWORD '$PASSWORD'" -c "CREATE ROLE pipe LOGIN PASSWORD '$PASSWORD'" \
+    -c "CREATE DATABASE bench OWNER bench"
+}
+
+write_configs() {
+  local verifier
+  verifier=$(psql_admin -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")
+  [[ $verifier == SCRAM-SHA-256* ]] || die "role bench has no SCRAM verifier"
+  printf '"bench" "%s"\n' "$verifier" >"$work/userlist.txt"
+  cat >"$work/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PGPORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = 5
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+client_tls_sslmode = allow
+client_tls_cert_file = $work/server.crt
+client_tls_key_file = $work/server.key
+server_tls_sslmode = disable
+INI
+  local common
+  common=$(
+    cat <<YAML
+listen:
+  postgres: "127.0.0.1:$PGMUX_PORT"
+  http: "127.0.0.1:$PGMUX_HTTP_PORT"
+workers: 1
+shutdown_timeout: 2s
+log_level: warning
+auth_type: scram-sha-256
+pool:
+  mode: transaction
+  default_pool_size: 5
+databases:
+  bench:
+    host: 127.0.0.1
+    port: $PGPORT
+users:
+  - name: bench
+    password: "$verifier"
+YAML
+  )
+  printf '%s\ntls:\n  cert_file: %s\n  key_file: %s\n  mode: allow\nhttp:\n  tls: true\n' \
+    "$common" "$work/server.crt" "$work/server.key" >"$work/pgmux.yaml"
+  if "$PGMUX_BIN" --check-config "$work/pgmux.yaml" >/dev/null 2>&1; then
+    pgmux_tls=yes
+  else
+    # A pgmux without TLS (main before the TLS branch): plain Postgres port, plain HTTP, labelled as such.
+    printf '%s\n' "$common" >"$work/pgmux.yaml"
+    "$PGMUX_BIN" --check-config "$work/pgmux.yaml" >/dev/null || die "pgmux rejected $work/pgmux.yaml"
+    log "this pgmux has no tls: section; its TLS paths are measured as refused and HTTP is plain"
+  fi
+  [ "$(id -u)" -eq 0 ] && chown -R postgres "$work"
+  return 0
+}
+
+wait_ready() {
+  local port=$1 name=$2
+  for _ in $(seq 100); do
+    PGPASSWORD=$PASSWORD "$PG_BIN/psql" "host=127.0.0.1 port=$port user=bench dbname=bench sslmode=disable" \
+      -X -q -At -c 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "$name did not answer on port $port"
+}
+
+start_pgbouncer() {
+  as_pg "$PGBOUNCER_BIN" -d -q "$work/pgbouncer.ini" || { tail -5 "$work/pgbouncer.log" >&2; die "pgbouncer failed"; }
+  wait_ready "$BOUNCER_PORT" pgbouncer
+}
+
+start_pgmux() {
+  "$PGMUX_BIN" --config "$work/pgmux.yaml" >>"$work/pgmux.log" 2>&1 &
+  pgmux_pid=$!
+  wait_ready "$PGMUX_PORT" pgmux
+}
+
+# ---- measuring --------------------------------------------------------------------------------------------------
+port_of() {
+  case $1 in
+    direct) echo "$PGPORT" ;;
+    pgbouncer) echo "$BOUNCER_PORT" ;;
+    pgmux) case $2 in http-*) echo "$PGMUX_HTTP_PORT" ;; *) echo "$PGMUX_PORT" ;; esac ;;
+  esac
+}
+
+# Why target $1 has no path $2 at all (empty = it is measured).
+skip_reason() {
+  case $2 in http-*) [ "$1" = pgmux ] || echo "no HTTP endpoint" ;; esac
+}
+
+# The path's label in the table: HTTP says whether it ran over TLS.
+path_label() {
+  case $1 in
+    http-*) if [ "$pgmux_tls" = yes ]; then echo "$1 (https)"; else echo "$1 (plain http)"; fi ;;
+    *) echo "$1" ;;
+  esac
+}
+
+measure() {
+  local target=$1 path=$2 reason user=bench https=() line
+  reason=$(skip_reason "$target" "$path")
+  if [ -n "$reason" ]; then
+    printf '%s\t%s\tn/a\tNA\tNA\tNA\tNA\t%s\n' "$target" "$(path_label "$path")" "$reason" >>"$OUT"
+    return
+  fi
+  # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
+  [ "$target" = direct ] && [[ $path == pipelined-* ]] && user=pipe
+  [ "$pgmux_tls" = yes ] && https=(--https)
+  line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
+    --delay-ms "$DELAY" --reps "$REPS" --user "$user" --password "$PASSWORD" --dbname bench \
+    --cafile "$work/ca.crt" "${https[@]}") || line=$'error\tNA\tNA\tNA\tNA\tclient exited with an error'
+  printf '%s\t%s\t%s\n' "$target" "$(path_label "$path")" "$line" >>"$OUT"
+  log "$target $path: $(printf '%s' "$line" | tr '\t' ' ')"
+}
+
+report() {
+  awk -F'\t' -v targets="$TARGETS" -v delay="$DELAY" -v reps="$REPS" '
+    NR == 1 { next }
+    {
+      if (!($2 in seen)) { seen[$2] = 1; paths[++np] = $2 }
+      if ($3 == "ok") cell[$2, $1] = sprintf("%.1f | %.2f", $6, $7)
+      else if ($3 == "unsupported") cell[$2, $1] = "not supported | –"
+      else if ($3 == "n/a") cell[$2, $1] = "n/a | –"
+      else cell[$2, $1] = "error | –"
+      if ($3 != "ok" && $3 != "n/a" && $8 != "") notes[++nn] = $1 " " $2 ": " $8
+    }
+    END {
+      nt = split(targets, t, " ")
+      printf "Round trips to the first row of SELECT 1 on a new connection (TCP handshake included: +1) and client CPU per login\n"
+      printf "(ms, median of %d, no delay). Relay delay %s ms each way.\n\n| path |", reps, delay
+      for (i = 1; i <= nt; i++) printf " %s RT | %s CPU ms |", t[i], t[i]
+      printf "\n|---|"
+      for (i = 1; i <= nt; i++) printf "---:|---:|"
+      printf "\n"
+      for (p = 1; p <= np; p++) {
+        printf "| %s |", paths[p]
+        for (i = 1; i <= nt; i++) printf " %s |", ((paths[p], t[i]) in cell) ? cell[paths[p], t[i]] : "– | –"
+        printf "\n"
+      }
+      if (nn) { printf "\n"; for (i = 1; i <= nn; i++) printf "- %s\n", notes[i] }
+    }' "$OUT"
+}
+
+# ---- main -------------------------------------------------------------------------------------------------------
+main() {
+  check_tools
+  work=$(mktemp -d /tmp/pgmux-coldpath-XXXXXX)
+  [ "$(id -u)" -eq 0 ] && chown postgres "$work"
+  PGPORT=$(free_port)
+  BOUNCER_PORT=$(free_port "$PGPORT")
+  PGMUX_PORT=$(free_port "$PGPORT" "$BOUNCER_PORT")
+  PGMUX_HTTP_PORT=$(free_port "$PGPORT" "$BOUNCER_PORT" "$PGMUX_PORT")
+  log "ports: postgres $PGPORT, pgbouncer $BOUNCER_PORT, pgmux $PGMUX_PORT (http $PGMUX_HTTP_PORT)"
+  make_certs
+  start_postgres
+  write_configs
+  [[ " $TARGETS " == *" pgbouncer "* ]] && start_pgbouncer
+  [[ " $TARGETS " == *" pgmux "* ]] && start_pgmux
+  log "pgmux $("$PGMUX_BIN" --version) (TLS: $pgmux_tls), $("$PGBOUNCER_BIN" --version | head -1), $REPS reps, delay $DELAY ms"
+  log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+  mkdir -p "$(dirname "$OUT")"
+  printf 'target\tpath\tstatus\tt0_ms\tt_delay_ms\tround_trips\tclient_cpu_ms\tnote\n' >"$OUT"
+  local path target
+  for path in $PATHS; do
+    for target in $TARGETS; do measure "$target" "$path"; done
+  done
+  report
+  log "every measurement: $OUT; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+main "$@"
