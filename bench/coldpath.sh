@@ -86,6 +86,8 @@ make_certs() {
   openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
     -extfile "$work/san.ext" -out "$work/server.crt" 2>/dev/null
   chmod 600 "$work/server.key"
+  # Postgres and PgBouncer read the key as the postgres user (pgmux runs as the caller and reads it too).
+  [ "$(id -u)" -ne 0 ] || chown postgres "$work"/server.* "$work"/ca.*
 }
 
 psql_admin() { as_pg "$PG_BIN/psql" -X -q -h "$work" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }

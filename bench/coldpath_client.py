@@ -5,7 +5,8 @@ For one path against one target it prints a single tab-separated line:
 status is "ok" or "unsupported" (the target refused the handshake or the login method; note says how).
 Round trips come from a relay on loopback that holds every chunk DELAY ms in each direction:
 (t(DELAY) - t(0)) / (2 x DELAY), with t(0) measured through the same relay so its own cost cancels out,
-plus 1 for the TCP handshake, which the relay answers itself and so does not delay.
+plus 1 for the TCP handshake, which the relay answers itself and so does not delay (not for http-warm,
+which reuses a keep-alive connection).
 Client CPU is this process's own CPU time (user + system) per login, measured without the relay.
 """
 
@@ -298,7 +299,8 @@ def main():
         print(f"error\tNA\tNA\tNA\tNA\t{e.__class__.__name__}: {str(e).strip()[:200]}")
         return
     m0, md = statistics.median(t0), statistics.median(td)
-    rtt = (md - m0) / (2 * args.delay_ms) + 1
+    # +1: the TCP handshake, which the relay does not delay; a warm HTTP request reuses its connection.
+    rtt = (md - m0) / (2 * args.delay_ms) + (0 if args.path == "http-warm" else 1)
     print(f"ok\t{m0:.2f}\t{md:.2f}\t{rtt:.2f}\t{statistics.median(cpu):.3f}\t")
 
 
