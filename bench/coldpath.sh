@@ -16,11 +16,13 @@ REPS=${REPS:-5}
 DELAY=${DELAY:-20}   # ms the relay holds each chunk, in each direction
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10; fi
 TARGETS=${TARGETS:-"direct pgbouncer pgmux"}
-PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-direct-tls http-cold http-warm"}
+PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-direct-tls http-cold http-warm neon-ws"}
 PGMUX_BIN=${PGMUX_BIN:-$top/build/pgmux}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 PYTHON=${PYTHON:-/usr/bin/python3}   # Debian's, which has python3-psycopg
+NODE=${NODE:-node}
+NEON_DIR=${NEON_DIR:-$top/tests/neon}   # Neon's driver: `npm ci` there first, else neon-ws is skipped
 OUT=${OUT:-$here/results/coldpath-$(date +%Y%m%d-%H%M%S).tsv}   # bench/results/ is git-ignored
 PASSWORD=bench-password
 export LC_ALL=C
@@ -201,19 +203,29 @@ port_of() {
   case $1 in
     direct) echo "$PGPORT" ;;
     pgbouncer) echo "$BOUNCER_PORT" ;;
-    pgmux) case $2 in http-*) echo "$PGMUX_HTTP_PORT" ;; *) echo "$PGMUX_PORT" ;; esac ;;
+    pgmux) case $2 in http-* | neon-*) echo "$PGMUX_HTTP_PORT" ;; *) echo "$PGMUX_PORT" ;; esac ;;
   esac
 }
 
 # Why target $1 has no path $2 at all (empty = it is measured).
 skip_reason() {
-  case $2 in http-*) [ "$1" = pgmux ] || echo "no HTTP endpoint" ;; esac
+  case $2 in
+    http-*) [ "$1" = pgmux ] || echo "no HTTP endpoint" ;;
+    neon-ws)
+      if [ "$1" != pgmux ]; then
+        echo "no WebSocket endpoint"
+      elif ! command -v "$NODE" >/dev/null || [ ! -d "$NEON_DIR/node_modules/@neondatabase/serverless" ]; then
+        echo "no node or no driver (run npm ci in $NEON_DIR)"
+      fi
+      ;;
+  esac
 }
 
 # The path's label in the table: HTTP says whether it ran over TLS.
 path_label() {
   case $1 in
     http-*) if [ "$pgmux_tls" = yes ]; then echo "$1 (https)"; else echo "$1 (plain http)"; fi ;;
+    neon-ws) if [ "$pgmux_tls" = yes ]; then echo "$1 (wss)"; else echo "$1 (plain ws)"; fi ;;
     *) echo "$1" ;;
   esac
 }
@@ -228,9 +240,15 @@ measure() {
   # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
   [ "$target" = direct ] && [[ $path == pipelined-* ]] && user=pipe
   [ "$pgmux_tls" = yes ] && https=(--https)
-  line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
-    --delay-ms "$DELAY" --reps "$REPS" --user "$user" --password "$PASSWORD" --dbname bench \
-    --cafile "$work/ca.crt" "${https[@]}") || line=$'error\tNA\tNA\tNA\tNA\tclient exited with an error'
+  if [ "$path" = neon-ws ]; then
+    line=$(NEON_DIR=$NEON_DIR NODE_EXTRA_CA_CERTS=$work/ca.crt "$NODE" "$here/coldpath_neon.mjs" \
+      "$(port_of "$target" "$path")" "$DELAY" "$REPS" "$user" "$PASSWORD" bench \
+      "$([ "$pgmux_tls" = yes ] && echo 1 || echo 0)") || line=$'error\tNA\tNA\tNA\tNA\tnode exited with an error'
+  else
+      line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
+      --delay-ms "$DELAY" --reps "$REPS" --user "$user" --password "$PASSWORD" --dbname bench \
+      --cafile "$work/ca.crt" "${https[@]}") || line=$'error\tNA\tNA\tNA\tNA\tclient exited with an error'
+  fi
   printf '%s\t%s\t%s\n' "$target" "$(path_label "$path")" "$line" >>"$OUT"
   log "$target $path: $(printf '%s' "$line" | tr '\t' ' ')"
 }

@@ -1,0 +1,79 @@
+// Cold-path client for bench/coldpath.sh: Neon's serverless driver over WebSocket (Pool, pipelineConnect
+// "password"), a new Pool per login, timed to the first row of SELECT 1. Prints the same line as
+// coldpath_client.py: status t0_ms tdelay_ms round_trips cpu_ms note (tab-separated).
+// Arguments: PORT DELAY_MS REPS USER PASSWORD DBNAME SECURE(0|1). NEON_DIR is tests/neon, whose node_modules
+// (npm ci there) hold the driver; for wss:// set NODE_EXTRA_CA_CERTS to the CA of pgmux's certificate.
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+// The packages live in tests/neon, not next to this file: resolve them from there.
+const fromNeonDir = createRequire(`${process.env.NEON_DIR}/package.json`);
+// resolve() picks the CommonJS entry, whose exports arrive as the module's default.
+const load = async (name) => (await import(pathToFileURL(fromNeonDir.resolve(name)).href)).default;
+const { Pool, neonConfig } = await load('@neondatabase/serverless');
+const ws = await load('ws');
+
+const [port, delayMs, reps, user, password, dbname, secure] = process.argv.slice(2);
+neonConfig.webSocketConstructor = ws;
+neonConfig.useSecureWebSocket = secure === '1';
+neonConfig.pipelineConnect = 'password';
+
+// Forwards loopback connections to the target, holding each chunk `delay` ms in each direction (order kept,
+// chunks not serialised behind each other's delay). The TCP handshake with the relay is not delayed.
+function startRelay(delay) {
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), '127.0.0.1');
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    const pass = (from, to) => {
+      from.on('data', (chunk) => setTimeout(() => to.write(chunk), delay));
+      from.on('end', () => setTimeout(() => to.end(), delay));
+      from.on('error', () => to.destroy());
+    };
+    pass(client, upstream);
+    pass(upstream, client);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// One login through `viaPort`: wall ms and this process's CPU ms (user + system).
+async function login(viaPort) {
+  // localhost, not 127.0.0.1: the certificate names localhost, and the driver verifies it under wss://
+  neonConfig.wsProxy = `localhost:${viaPort}/v2`;
+  const w0 = performance.now();
+  const c0 = process.cpuUsage();
+  const pool = new Pool({ connectionString: `postgresql://${user}:${password}@localhost/${dbname}` });
+  const { rows } = await pool.query('SELECT 1 AS one');
+  const cpu = process.cpuUsage(c0);
+  const wall = performance.now() - w0;
+  await pool.end();
+  if (rows.length !== 1 || rows[0].one !== 1) throw new Error(`unexpected rows ${JSON.stringify(rows)}`);
+  return { wall, cpu: (cpu.user + cpu.system) / 1000 };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+try {
+  const d = Number(delayMs);
+  const relay0 = await startRelay(0);
+  const relayD = await startRelay(d);
+  await login(Number(port)); // outside every figure: the pool's backend and the JIT warm for all
+  const t0 = [], td = [], cpu = [];
+  for (let i = 0; i < Number(reps); i++) {
+    t0.push((await login(relay0.address().port)).wall);
+    td.push((await login(relayD.address().port)).wall);
+    cpu.push((await login(Number(port))).cpu);
+  }
+  const m0 = median(t0), md = median(td);
+  // +1: the TCP handshake, which the relay does not delay
+  const rt = (md - m0) / (2 * d) + 1;
+  console.log(`ok\t${m0.toFixed(2)}\t${md.toFixed(2)}\t${rt.toFixed(2)}\t${median(cpu).toFixed(3)}\t`);
+  process.exit(0);
+} catch (e) {
+  console.log(`error\tNA\tNA\tNA\tNA\t${String(e && e.message ? e.message : e).slice(0, 200)}`);
+  process.exit(0);
+}
