@@ -306,6 +306,10 @@ main() {
   done
   report
   log "every measurement: $OUT; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  # "not supported" is a finding; an error is a broken path, and fails the run (the smoke test relies on it).
+  if awk -F'\t' 'NR > 1 && $3 == "error" { bad = 1 } END { exit !bad }' "$OUT"; then
+    die "some paths failed (status error in $OUT)"
+  fi
 }
 
 main "$@"

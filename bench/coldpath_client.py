@@ -119,7 +119,7 @@ def libpq_login(args, port, sslmode, channel_binding=None):
         conn = psycopg.connect(autocommit=True, **conninfo)
     except psycopg.OperationalError as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
-        if channel_binding and "channel binding" in str(e):
+        if (channel_binding and "channel binding" in str(e)) or "does not support SSL" in str(e):
             raise Unsupported(msg)
         raise
     try:
