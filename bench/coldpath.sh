@@ -266,8 +266,9 @@ report() {
     }
     END {
       nt = split(targets, t, " ")
-      printf "Round trips to the first row of SELECT 1 on a new connection (TCP handshake included: +1) and client CPU per login\n"
-      printf "(ms, median of %d, no delay). Relay delay %s ms each way.\n\n| path |", reps, delay
+      printf "RT: round trips to the first row of SELECT 1 on a new connection, (t(%s ms) - t(0)) / (2 x %s ms) + 1 for the\n", delay, delay
+      printf "TCP handshake, which the relay does not delay (http-warm: no +1, its connection is open). CPU ms: the client\n"
+      printf "process'"'"'s own CPU per login, without the relay. Medians of %d.\n\n| path |", reps
       for (i = 1; i <= nt; i++) printf " %s RT | %s CPU ms |", t[i], t[i]
       printf "\n|---|"
       for (i = 1; i <= nt; i++) printf "---:|---:|"
