@@ -234,7 +234,7 @@ measure() {
   local target=$1 path=$2 reason user=bench https=() line
   reason=$(skip_reason "$target" "$path")
   if [ -n "$reason" ]; then
-    printf '%s\t%s\tn/a\tNA\tNA\tNA\tNA\t%s\n' "$target" "$(path_label "$path")" "$reason" >>"$OUT"
+    printf '%s\t%s\tn/a\tNA\tNA\tNA\tNA\tNA\tNA\t%s\n' "$target" "$(path_label "$path")" "$reason" >>"$OUT"
     return
   fi
   # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
@@ -243,11 +243,11 @@ measure() {
   if [ "$path" = neon-ws ]; then
     line=$(NEON_DIR=$NEON_DIR NODE_EXTRA_CA_CERTS=$work/ca.crt "$NODE" "$here/coldpath_neon.mjs" \
       "$(port_of "$target" "$path")" "$DELAY" "$REPS" "$user" "$PASSWORD" bench \
-      "$([ "$pgmux_tls" = yes ] && echo 1 || echo 0)") || line=$'error\tNA\tNA\tNA\tNA\tnode exited with an error'
+      "$([ "$pgmux_tls" = yes ] && echo 1 || echo 0)") || line=$'error\tNA\tNA\tNA\tNA\tNA\tnode exited with an error'
   else
       line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
       --delay-ms "$DELAY" --reps "$REPS" --user "$user" --password "$PASSWORD" --dbname bench \
-      --cafile "$work/ca.crt" "${https[@]}") || line=$'error\tNA\tNA\tNA\tNA\tclient exited with an error'
+      --cafile "$work/ca.crt" "${https[@]}") || line=$'error\tNA\tNA\tNA\tNA\tNA\tclient exited with an error'
   fi
   printf '%s\t%s\t%s\n' "$target" "$(path_label "$path")" "$line" >>"$OUT"
   log "$target $path: $(printf '%s' "$line" | tr '\t' ' ')"
@@ -262,13 +262,13 @@ report() {
       else if ($3 == "unsupported") cell[$2, $1] = "not supported | –"
       else if ($3 == "n/a") cell[$2, $1] = "n/a | –"
       else cell[$2, $1] = "error | –"
-      if ($3 != "ok" && $3 != "n/a" && $8 != "") notes[++nn] = $1 " " $2 ": " $8
+      if ($3 != "ok" && $3 != "n/a" && $9 != "") notes[++nn] = $1 " " $2 ": " $9
     }
     END {
       nt = split(targets, t, " ")
-      printf "RT: round trips to the first row of SELECT 1 on a new connection, (t(%s ms) - t(0)) / (2 x %s ms) + 1 for the\n", delay, delay
-      printf "TCP handshake, which the relay does not delay (http-warm: no +1, its connection is open). CPU ms: the client\n"
-      printf "process'"'"'s own CPU per login, without the relay. Medians of %d.\n\n| path |", reps
+      printf "RT: round trips to the first row of SELECT 1 on a new connection, (min t(%s ms) - min t(0)) / (2 x %s ms) + 1 for\n", delay, delay
+      printf "the TCP handshake, which the relay does not delay (http-warm: no +1, its connection is open). CPU ms: the\n"
+      printf "client process'"'"'s own CPU per login, without the relay, median. %d logins per figure.\n\n| path |", reps
       for (i = 1; i <= nt; i++) printf " %s RT | %s CPU ms |", t[i], t[i]
       printf "\n|---|"
       for (i = 1; i <= nt; i++) printf "---:|---:|"
@@ -300,7 +300,7 @@ main() {
   log "pgmux $("$PGMUX_BIN" --version) (TLS: $pgmux_tls), $("$PGBOUNCER_BIN" --version | head -1), $REPS reps, delay $DELAY ms"
   log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
   mkdir -p "$(dirname "$OUT")"
-  printf 'target\tpath\tstatus\tt0_ms\tt_delay_ms\tround_trips\tclient_cpu_ms\tnote\n' >"$OUT"
+  printf 'target\tpath\tstatus\tt0_ms\tt_delay_ms\tround_trips\tclient_cpu_ms\twall_ms\tnote\n' >"$OUT"
   local path target
   for path in $PATHS; do
     for target in $TARGETS; do measure "$target" "$path"; done
