@@ -241,7 +241,7 @@ measure() {
   [ "$target" = direct ] && [[ $path == pipelined-* ]] && user=pipe
   [ "$pgmux_tls" = yes ] && https=(--https)
   if [ "$path" = neon-ws ]; then
-    line=$(NEON_DIR=$NEON_DIR NODE_EXTRA_CA_CERTS=$work/ca.crt "$NODE" "$here/coldpath_neon.mjs" \
+    line=$(PYTHON=$PYTHON NEON_DIR=$NEON_DIR NODE_EXTRA_CA_CERTS=$work/ca.crt "$NODE" "$here/coldpath_neon.mjs" \
       "$(port_of "$target" "$path")" "$DELAY" "$REPS" "$user" "$PASSWORD" bench \
       "$([ "$pgmux_tls" = yes ] && echo 1 || echo 0)") || line=$'error\tNA\tNA\tNA\tNA\tNA\tnode exited with an error'
   else

@@ -4,9 +4,9 @@
 // are the fastest of REPS logins, cpu and wall medians.
 // Arguments: PORT DELAY_MS REPS USER PASSWORD DBNAME SECURE(0|1). NEON_DIR is tests/neon, whose node_modules
 // (npm ci there) hold the driver; for wss:// set NODE_EXTRA_CA_CERTS to the CA of pgmux's certificate.
-import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // The packages live in tests/neon, not next to this file: resolve them from there.
 const fromNeonDir = createRequire(`${process.env.NEON_DIR}/package.json`);
@@ -20,22 +20,24 @@ neonConfig.webSocketConstructor = ws;
 neonConfig.useSecureWebSocket = secure === '1';
 neonConfig.pipelineConnect = 'password';
 
-// Forwards loopback connections to the target, holding each chunk `delay` ms in each direction (order kept,
-// chunks not serialised behind each other's delay). The TCP handshake with the relay is not delayed.
-function startRelay(delay) {
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(port), '127.0.0.1');
-    client.setNoDelay(true);
-    upstream.setNoDelay(true);
-    const pass = (from, to) => {
-      from.on('data', (chunk) => setTimeout(() => to.write(chunk), delay));
-      from.on('end', () => setTimeout(() => to.end(), delay));
-      from.on('error', () => to.destroy());
-    };
-    pass(client, upstream);
-    pass(upstream, client);
+// The delaying relays (0 and DELAY_MS) are coldpath_client.py --relay-only in a process of its own: timers in
+// this event loop would fire late behind the driver's JavaScript and its TLS handshake, adding to every chunk.
+function startRelays(delay) {
+  const relay = spawn(process.env.PYTHON || 'python3', [
+    fileURLToPath(new URL('coldpath_client.py', import.meta.url)),
+    '--relay-only', '--port', port, '--delay-ms', String(delay),
+  ], { stdio: ['pipe', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    relay.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) {
+        const [p0, pd] = out.trim().split(' ').map(Number);
+        resolve({ relay, p0, pd });
+      }
+    });
+    relay.on('exit', (code) => reject(new Error(`relay exited with ${code}`)));
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
 // One login through `viaPort`: wall ms and this process's CPU ms (user + system).
@@ -60,13 +62,12 @@ const median = (xs) => {
 
 try {
   const d = Number(delayMs);
-  const relay0 = await startRelay(0);
-  const relayD = await startRelay(d);
+  const { relay, p0, pd } = await startRelays(d);
   await login(Number(port)); // outside every figure: the pool's backend and the JIT warm for all
   const t0 = [], td = [], cpu = [], wall = [];
   for (let i = 0; i < Number(reps); i++) {
-    t0.push((await login(relay0.address().port)).wall);
-    td.push((await login(relayD.address().port)).wall);
+    t0.push((await login(p0)).wall);
+    td.push((await login(pd)).wall);
     const direct = await login(Number(port));
     cpu.push(direct.cpu);
     wall.push(direct.wall);
@@ -75,6 +76,7 @@ try {
   const m0 = Math.min(...t0), md = Math.min(...td);
   // +1: the TCP handshake, which the relay does not delay
   const rt = (md - m0) / (2 * d) + 1;
+  relay.stdin.end(); // the relay process ends when its standard input closes
   console.log(`ok\t${m0.toFixed(2)}\t${md.toFixed(2)}\t${rt.toFixed(2)}\t${median(cpu).toFixed(3)}\t${median(wall).toFixed(2)}\t`);
   process.exit(0);
 } catch (e) {
