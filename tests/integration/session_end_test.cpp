@@ -26,8 +26,8 @@ const std::string kTerminate = std::string("X") + be32(4);
 TEST_CASE("a client that logs in and says Terminate in the same write ends cleanly, and pgmux serves on",
           "[session]") {
   // With trust, the startup packet is the whole login: the Terminate is already waiting when the relay
-  // starts, so the session ends inside its first read. (That once freed the session under the code still
-  // starting it: AddressSanitizer's heap-use-after-free in tests/sanitize.sh.)
+  // starts, so the session ends inside its first read. (That once freed the session under serve(), which read
+  // it afterwards: a use-after-free, which tests/sanitize.sh's pgmux would abort on.)
   Pgmux mux(TestPostgres::shared(), {.auth_type = "trust"});
   for (int i = 0; i < 20; ++i) {
     RawSocket raw(mux.port());
