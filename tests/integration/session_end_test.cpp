@@ -27,7 +27,7 @@ TEST_CASE("a client that logs in and says Terminate in the same write ends clean
           "[session]") {
   // With trust, the startup packet is the whole login: the Terminate is already waiting when the relay
   // starts, so the session ends inside its first read. (That once freed the session under serve(), which read
-  // it afterwards: a use-after-free, which tests/sanitize.sh's pgmux would abort on.)
+  // it afterwards: under tests/sanitize.sh AddressSanitizer stops pgmux there and this test fails.)
   Pgmux mux(TestPostgres::shared(), {.auth_type = "trust"});
   for (int i = 0; i < 20; ++i) {
     RawSocket raw(mux.port());
