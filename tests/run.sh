@@ -5,15 +5,6 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
 "$top/deploy/build.sh"
-# The npm packages of the driver tests (tests/drivers/: node-postgres, postgres.js; tests/neon/: Neon's
-# serverless driver), installed from their lock files only when missing or older than their manifests: npm
-# records what it installed in node_modules/.package-lock.json.
-for dir in "$top/tests/drivers" "$top/tests/neon"; do
-  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
-     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ] ||
-     [ "$dir/package.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  fi
-done
+"$top/tests/install-node-modules.sh"
 cd "$top/build"
 ctest --output-on-failure --timeout 1200 "$@"

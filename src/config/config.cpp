@@ -67,9 +67,28 @@ std::string expand_env(const std::string& text, const std::string& path, const E
   return out;
 }
 
+// YAML's "\0" escape puts a NUL in a string. No value or name of ours can hold one: it would cut a host name,
+// a password or a database name short wherever it meets a C string, and misframe a query sent to Postgres.
+bool has_nul(const std::string& text) {
+  return text.find('\0') != std::string::npos;
+}
+
+// The text with each NUL spelled "\0", for an error message that must not be cut short by one.
+std::string visible(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\0')
+      out += "\\0";
+    else
+      out += c;
+  }
+  return out;
+}
+
 // Every leaf goes through here, so ${VAR} works for numbers and enums as well as strings.
 std::string scalar(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
   if (!node.IsScalar()) fail(path, std::string("expected a value, got ") + kind_of(node));
+  if (has_nul(node.Scalar())) fail(path, "must not contain a NUL character");
   return expand_env(node.Scalar(), path, env);
 }
 
@@ -176,6 +195,8 @@ void for_each_entry(const YAML::Node& map, const std::string& path, OnEntry&& on
   for (const auto& entry : map) {
     if (!entry.first.IsScalar()) fail(path.empty() ? "config" : path, "keys must be plain names");
     const std::string& key = entry.first.Scalar();
+    if (has_nul(key))
+      fail(path.empty() ? "config" : path, "key \"" + visible(key) + "\" contains a NUL character");
     const std::string key_path = path.empty() ? key : path + "." + key;
     if (!seen.insert(key).second) fail(key_path, "duplicate key");
     if (!on_entry(key, entry.second, key_path)) fail(key_path, "unknown key");

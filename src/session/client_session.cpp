@@ -114,8 +114,15 @@ void ClientSession::describe(ClientSnapshot& out) const {
 }
 
 void ClientSession::relay_finished() {
-  // co_spawn starts the coroutine later, from the executor, so the relay's handler unwinds first.
-  asio::co_spawn(socket_.get_executor(), wind_up(std::unique_ptr<ClientSession>(this)), log_session_failure);
+  // Posted: the relay calls this from inside its own handlers (or from start(), under serve()), and co_spawn
+  // runs the coroutine at once up to its first wait (Boost 1.81 dispatches it). A wind_up with nothing to
+  // wait for would free the session, relay included, under them (serve() read it after: a
+  // heap-use-after-free). The handler owns the session, so one never run (the io_context stopped) still frees
+  // it.
+  asio::post(socket_.get_executor(), [self = std::unique_ptr<ClientSession>(this)]() mutable {
+    auto executor = self->socket_.get_executor();
+    asio::co_spawn(executor, wind_up(std::move(self)), log_session_failure);
+  });
 }
 
 asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self) {

@@ -13,13 +13,13 @@ using namespace pgmux::test;
 
 TEST_CASE("/healthz and /readyz answer with JSON; an unknown path is a 404 with a JSON body", "[http]") {
   Pgmux mux(TestPostgres::shared(), {.http = true});
-  HttpReply health = http_get(mux.http_port(), "/healthz");
+  GetReply health = http_get(mux.http_port(), "/healthz");
   CHECK(health.status == 200);
   CHECK(health.body == R"({"status":"ok"})");
-  HttpReply ready = http_get(mux.http_port(), "/readyz");
+  GetReply ready = http_get(mux.http_port(), "/readyz");
   CHECK(ready.status == 200);
   CHECK(ready.body == R"({"status":"ready"})");
-  HttpReply missing = http_get(mux.http_port(), "/nope");
+  GetReply missing = http_get(mux.http_port(), "/nope");
   CHECK(missing.status == 404);
   CHECK(missing.body.find("\"error\"") != std::string::npos);
 }
@@ -30,7 +30,7 @@ TEST_CASE("/readyz is 503 naming a database whose server cannot be reached", "[h
       TestPostgres::shared(),
       {.databases_yaml = "  gone:\n    host: 127.0.0.1\n    port: " + std::to_string(closed_port) + "\n",
        .http = true});
-  HttpReply ready = http_get(mux.http_port(), "/readyz");
+  GetReply ready = http_get(mux.http_port(), "/readyz");
   CHECK(ready.status == 503);
   CHECK(ready.body == R"({"status":"unready","unreachable":["gone"]})");
 }

@@ -16,7 +16,7 @@ namespace {
 const std::map<std::string, std::string> kAppPool = {{"database", "app"}, {"user", "app"}};
 
 PromPage scrape(const Pgmux& mux) {
-  HttpReply reply = http_get(mux.http_port(), "/metrics");
+  GetReply reply = http_get(mux.http_port(), "/metrics");
   REQUIRE(reply.status == 200);
   PromPage page = parse_prometheus_text(reply.body);
   INFO(reply.body);
@@ -166,7 +166,7 @@ TEST_CASE("listen.metrics serves /metrics and the probes only, on a port of its 
   Connection client(mux.conninfo());
   REQUIRE(client.ok());
   REQUIRE(client.value("SELECT 1") == "1");
-  HttpReply page = http_get(mux.metrics_port(), "/metrics");
+  GetReply page = http_get(mux.metrics_port(), "/metrics");
   REQUIRE(page.status == 200);
   PromPage parsed = parse_prometheus_text(page.body);
   CHECK(parsed.error == "");

@@ -55,7 +55,7 @@ TEST_CASE("a WebSocket client logs in with SCRAM, queries, and leaves with Termi
   messages = query(client, "SELECT 'still here'");
   CHECK(data_rows(messages) == std::vector<std::string>{"still here"});
 
-  HttpReply metrics = http_get(mux.http_port(), "/metrics");
+  GetReply metrics = http_get(mux.http_port(), "/metrics");
   CHECK(sample(metrics.body, "pgmux_clients_connected{protocol=\"websocket\"}") == 1);
   CHECK(sample(metrics.body, "pgmux_clients_connected{protocol=\"postgres\"}") == 0);
   CHECK(mux.log().find("from websocket 127.0.0.1:") != std::string::npos);

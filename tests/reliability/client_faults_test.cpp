@@ -183,6 +183,6 @@ TEST_CASE(
   std::cout << "[client-faults] unread ~100 MB result: pgmux VmRSS " << rss_before << " KiB before, "
             << rss_during << " KiB while the server waited to write, " << rss_after << " KiB after"
             << std::endl;
-  CHECK(rss_during - rss_before < 32 * 1024);
+  if (!sanitized()) CHECK(rss_during - rss_before < 32 * 1024);  // ASan's quarantine holds freed blocks
   expect_clean(mux, direct, "cf_stream");
 }

@@ -16,6 +16,14 @@ bool long_form() {
   return value && *value && std::string(value) != "0";
 }
 
+bool sanitized() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#else
+  return false;
+#endif
+}
+
 long raise_fd_limit(long wanted) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;

@@ -12,6 +12,11 @@ namespace pgmux::test {
 // PGMUX_RELIABILITY_LONG=1 selects the long form of every scenario (manual runs); unset, the CI form.
 bool long_form();
 
+// Built with AddressSanitizer (tests/sanitize.sh): pgmux runs a few times slower and its resident memory says
+// nothing about leaks (freed blocks wait in ASan's quarantine), so the scenarios scale down and skip memory
+// figures; LeakSanitizer checks leaks instead, at pgmux's exit.
+bool sanitized();
+
 // Raises this process's soft limit on open files towards `wanted` (capped by the hard limit), before pgmux is
 // started so that it inherits the limit too. Returns the soft limit now in force.
 long raise_fd_limit(long wanted);

@@ -8,7 +8,7 @@
 
 namespace pgmux::test {
 
-HttpReply http_get(int port, const std::string& path) {
+GetReply http_get(int port, const std::string& path) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   timeval timeout{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
@@ -16,7 +16,7 @@ HttpReply http_get(int port, const std::string& path) {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
-  HttpReply reply;
+  GetReply reply;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
     return reply;

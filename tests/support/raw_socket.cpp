@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace pgmux::test {
 
@@ -65,7 +66,9 @@ int count_ready(const std::string& bytes) {
   int ready = 0;
   std::size_t pos = 0;
   while (pos + 5 <= bytes.size()) {
-    std::uint32_t length = ntohl(*reinterpret_cast<const std::uint32_t*>(bytes.data() + pos + 1));
+    std::uint32_t length;  // copied out: a message's length field is rarely 4-byte aligned (UBSan)
+    std::memcpy(&length, bytes.data() + pos + 1, sizeof length);
+    length = ntohl(length);
     if (pos + 1 + length > bytes.size()) break;
     ready += bytes[pos] == 'Z';
     pos += 1 + length;

@@ -310,6 +310,22 @@ TEST_CASE("empty names and hosts are errors", "[config]") {
   CHECK_THAT(error_of("databases:\n  \"\": {}\n"), StartsWith("databases: database names must not be empty"));
 }
 
+TEST_CASE("a NUL character in a key or value is an error that shows where it is", "[config]") {
+  // YAML's "\0" escape. Before this was refused, the error for an unknown "mode\0x" said "pool.mode", a valid
+  // key, because the message was cut at the NUL; a database or user name with one was accepted.
+  CHECK_THAT(error_of("pool:\n  \"mode\\0x\": session\n" + kOneDatabase),
+             Equals("pool: key \"mode\\0x\" contains a NUL character"));
+  CHECK_THAT(error_of("databases:\n  \"ap\\0p\": {}\n"),
+             Equals("databases: key \"ap\\0p\" contains a NUL character"));
+  CHECK_THAT(error_of("\"\\0\": 1\n" + kOneDatabase), Equals("config: key \"\\0\" contains a NUL character"));
+  CHECK_THAT(error_of("databases:\n  app:\n    host: \"db\\0.evil\"\n"),
+             Equals("databases.app.host: must not contain a NUL character"));
+  CHECK_THAT(error_of(kOneDatabase + "users:\n  - {name: \"a\\0b\", password: x}\n"),
+             Equals("users[0].name: must not contain a NUL character"));
+  CHECK_THAT(error_of("pool:\n  server_reset_query: \"DISCARD ALL\\0SELECT 1\"\n" + kOneDatabase),
+             Equals("pool.server_reset_query: must not contain a NUL character"));
+}
+
 TEST_CASE("durations take ms, s, m, h or bare seconds", "[config]") {
   CHECK(parse_duration("250ms", "p") == 250ms);
   CHECK(parse_duration("30s", "p") == 30s);
