@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pgmux/auth/secrets.hpp"
+#include "net/tls_context.hpp"
 #include "pgmux/config/config.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
@@ -43,6 +44,9 @@ class Proxy {
   std::optional<auth::UserSecret> user_secret(const std::string& user) const;
   // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
   const std::string& mock_secret() const { return mock_secret_; }
+  // The TLS context for clients connecting now (null: tls.cert_file not set). A reload loads the files
+  // again, so a renewed certificate is shown to connections accepted after it.
+  std::shared_ptr<const net::ServerTls> server_tls() const;
 
   // Puts `next` in force (throws ConfigError, changing nothing, if a secret in it is malformed): new logins
   // see it at once; pools take their new size, timeouts and server address; pools of removed databases are
@@ -94,6 +98,8 @@ class Proxy {
   struct Snapshot {
     std::shared_ptr<const config::Config> config;
     std::map<std::string, auth::UserSecret> secrets;
+    std::shared_ptr<const net::ServerTls> server_tls;
+    std::map<std::string, std::shared_ptr<const net::BackendTls>> backend_tls;  // by database, if sslmode
   };
   static std::shared_ptr<const Snapshot> make_snapshot(config::Config config);
   std::shared_ptr<const Snapshot> snapshot() const;
