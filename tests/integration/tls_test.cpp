@@ -134,7 +134,7 @@ TEST_CASE("tls.mode require refuses a plaintext login with 28000; allow serves b
     Pgmux mux(TestPostgres::shared(), {.extra_yaml = tls_yaml("disable")});
     RawSocket raw(mux.port());
     // An SSLRequest, then a startup packet without a user: 'N', then the startup packet's own error.
-    REQUIRE(raw.send_all(ssl_request() + be32(8) + be32(196608)));
+    REQUIRE(raw.send_all(ssl_request() + be32(9) + be32(196608) + std::string(1, '\0')));
     std::string received;
     CHECK(raw.read_until_closed(received, 10s));
     REQUIRE(!received.empty());
@@ -253,7 +253,7 @@ TEST_CASE("POST /sql over HTTPS, and Neon's driver over wss://", "[tls][http-sql
                          &output);
   INFO(output << "\n" << mux.log_tail());
   REQUIRE(status == 0);
-  CHECK(output.find("\"answer\":42") != std::string::npos);
+  CHECK(output.find("\"answer\":\"42\"") != std::string::npos);
   // Plain HTTP on that port gets no answer.
   CHECK(run_shell("curl -sS --max-time 10 http://127.0.0.1:" + std::to_string(mux.http_port()) + "/healthz",
                   &output) != 0);

@@ -21,6 +21,11 @@ void make_ca(const std::string& dir, const std::string& name) {
           dir + "/" + name + ".key -out " + dir + "/" + name + ".crt");
 }
 
+// libpq wants a client key private to its owner; Postgres's own user must read a server key to copy it.
+void set_key_mode(const CertFiles& files, const char* mode) {
+  run_shell(std::string("chmod ") + mode + " " + files.key);
+}
+
 }  // namespace
 
 TestCerts::TestCerts() : dir_("pgmux-test-certs-") {
@@ -41,27 +46,33 @@ CertFiles TestCerts::sign(const std::string& name, const std::string& subject, c
   openssl("x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/" + ca_name + ".crt -CAkey " + d + "/" +
           ca_name + ".key -CAcreateserial -days 2 -extfile " + d + "/" + name + ".ext -out " + d + "/" +
           name + ".crt");
-  run_shell("chmod 644 " + d + "/" + name + ".key");
   return {d + "/" + name + ".crt", d + "/" + name + ".key"};
 }
 
+
 CertFiles TestCerts::make_server(const std::string& name) {
-  return sign(name, "/CN=localhost",
+  CertFiles files = sign(name, "/CN=localhost",
               "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
               "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
               "ca");
+  set_key_mode(files, "644");
+  return files;
 }
 
 CertFiles TestCerts::make_client(const std::string& common_name) {
-  return sign("client-" + common_name, "/CN=" + common_name,
+  CertFiles files = sign("client-" + common_name, "/CN=" + common_name,
               "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n", "ca");
+  set_key_mode(files, "600");
+  return files;
 }
 
 CertFiles TestCerts::make_foreign_client(const std::string& common_name) {
   make_ca(dir_.path().string(), "foreign-ca");
-  return sign("foreign-" + common_name, "/CN=" + common_name,
-              "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-              "foreign-ca");
+  CertFiles files = sign("foreign-" + common_name, "/CN=" + common_name,
+                         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+                         "foreign-ca");
+  set_key_mode(files, "600");
+  return files;
 }
 
 std::string TestCerts::fingerprint(const std::string& cert) const {
