@@ -107,7 +107,8 @@ std::optional<std::string> ScramServer::on_client_first(std::string_view message
     if (comma == std::string_view::npos) return fail("malformed gs2 header in client-first-message");
     cbind_name = message.substr(2, comma - 2);
     if (!binding_.selected)
-      return refuse_binding("the client chose SCRAM-SHA-256 without channel binding, yet its message asks for it");
+      return refuse_binding(
+          "the client chose SCRAM-SHA-256 without channel binding, yet its message asks for it");
     if (cbind_name != kEndPointBinding)
       return refuse_binding("unsupported channel binding type \"" + std::string(cbind_name) + "\"");
     if (binding_.end_point.empty()) return refuse_binding("no channel binding data for this certificate");
@@ -116,12 +117,14 @@ std::optional<std::string> ScramServer::on_client_first(std::string_view message
     if (message.size() < 3 || (message[0] != 'n' && message[0] != 'y') || message[1] != ',')
       return fail("malformed gs2 header in client-first-message");
     if (binding_.selected)
-      return refuse_binding("the client chose SCRAM-SHA-256-PLUS, yet its message asks for no channel binding");
+      return refuse_binding(
+          "the client chose SCRAM-SHA-256-PLUS, yet its message asks for no channel binding");
     // 'y': the client could bind but believes the server cannot. Over TLS the server offered PLUS, so
     // someone in the middle removed it from the list: a downgrade.
     if (message[0] == 'y' && binding_.offered)
-      return refuse_binding("channel binding negotiation error: the client supports channel binding and "
-                            "thinks the server does not, but this server offered it");
+      return refuse_binding(
+          "channel binding negotiation error: the client supports channel binding and "
+          "thinks the server does not, but this server offered it");
     message.remove_prefix(2);
   }
   if (message.starts_with("a=")) return fail("authorization identity is not supported");  // as Postgres

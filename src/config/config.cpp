@@ -240,7 +240,8 @@ void read_tls(const YAML::Node& node, const EnvLookup& env, TlsConfig& tls, bool
 void check_tls(Config& config, bool has_mode) {
   TlsConfig& tls = config.tls;
   if (tls.cert_file.empty() != tls.key_file.empty())
-    fail(tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file", "tls.cert_file and tls.key_file go together");
+    fail(tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
+         "tls.cert_file and tls.key_file go together");
   if (!has_mode && tls.enabled()) tls.mode = TlsMode::allow;
   if (tls.mode != TlsMode::disable && !tls.enabled())
     fail("tls.mode", "allow and require need tls.cert_file and tls.key_file");

@@ -229,10 +229,11 @@ asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy,
     }
     // HTTPS on listen.http with http.tls (never on listen.metrics: `sql` null); the context as of now, so a
     // reload's renewed certificate serves the connections after it.
-    std::shared_ptr<const net::ServerTls> tls = sql && proxy.config()->http.tls ? proxy.server_tls() : nullptr;
+    std::shared_ptr<const net::ServerTls> tls =
+        sql && proxy.config()->http.tls ? proxy.server_tls() : nullptr;
     if (tls) {
-      asio::co_spawn(acceptor.get_executor(), https_session(std::move(socket), std::move(tls), proxy, metrics, sql),
-                     asio::detached);
+      asio::co_spawn(acceptor.get_executor(),
+                     https_session(std::move(socket), std::move(tls), proxy, metrics, sql), asio::detached);
       continue;
     }
     HttpPeer peer = describe_peer(socket);

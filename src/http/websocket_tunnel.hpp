@@ -16,7 +16,7 @@ bool is_websocket_request(const HttpRequest& request, const config::HttpSqlConfi
 // Who is at the other end of an HTTP connection. Over HTTPS the stream is the plaintext end of a TLS tunnel,
 // which has no address of its own, so this is taken from the TCP socket before the handshake.
 struct HttpPeer {
-  std::string text;     // "address:port", for the log
+  std::string text;  // "address:port", for the log
   bool loopback = false;
   bool tls = false;           // https:// and wss://
   std::string tls_end_point;  // with tls: the certificate hash SCRAM-SHA-256-PLUS binds to

@@ -36,7 +36,8 @@ struct BackendTls {
   SslCtxPtr ctx;
   config::SslMode mode = config::SslMode::disable;
   std::string host;  // verify-full checks the certificate against it (a DNS name or an IP address)
-  bool verify = false;  // the chain is checked against sslrootcert (verify-ca, verify-full, or require with it)
+  bool verify =
+      false;  // the chain is checked against sslrootcert (verify-ca, verify-full, or require with it)
 };
 
 // Throw config::ConfigError naming the key when a file does not load (bad PEM, key not matching).

@@ -1,4 +1,4 @@
-// TLS on a TCP socket, driven with OpenSSL directly, and a tunnel that hands the plaintext to a stream socket.
+// TLS driven with OpenSSL on a TCP socket, and a tunnel handing its plaintext to a socketpair.
 #include "net/tls_tunnel.hpp"
 
 #include <openssl/err.h>

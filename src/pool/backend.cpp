@@ -120,8 +120,8 @@ asio::awaitable<std::optional<BackendLogin>> start_server_tls(net::Socket& socke
   if (answer == 'N') {
     if (tls.mode == config::SslMode::prefer) co_return std::nullopt;
     co_return failure(sqlstate::kServerRejectedConnection,
-                      "server " + where + " does not support TLS, and databases." + db.name +
-                          ".sslmode is " + sslmode_name(tls.mode));
+                      "server " + where + " does not support TLS, and databases." + db.name + ".sslmode is " +
+                          sslmode_name(tls.mode));
   }
   if (answer != 'S')
     co_return failure(sqlstate::kProtocolViolation,
@@ -133,9 +133,9 @@ asio::awaitable<std::optional<BackendLogin>> start_server_tls(net::Socket& socke
   if (!problem.empty()) {
     log::warning("TLS handshake with server ", where, " (databases.", db.name, ", sslmode ",
                  sslmode_name(tls.mode), ") failed: ", problem);
-    co_return failure(sqlstate::kServerRejectedConnection,
-                      "TLS handshake with server " + where + " failed (sslmode " + sslmode_name(tls.mode) +
-                          "): " + problem);
+    co_return failure(sqlstate::kServerRejectedConnection, "TLS handshake with server " + where +
+                                                               " failed (sslmode " + sslmode_name(tls.mode) +
+                                                               "): " + problem);
   }
   error_code tec;
   net::Socket plaintext = net::start_tls_tunnel(std::move(socket), std::move(ssl), tec);

@@ -26,7 +26,7 @@ struct BackendCredentials {
   std::optional<auth::UserSecret>
       secret;  // plain (any method), md5 hash (md5 only) or verifier (useless alone)
   std::optional<std::pair<auth::Key256, auth::Key256>>
-      scram_keys;  // ClientKey, ServerKey from a client login
+      scram_keys;                              // ClientKey, ServerKey from a client login
   std::shared_ptr<const net::BackendTls> tls;  // sslmode other than disable: how to speak TLS to the server
 };
 

@@ -1,11 +1,8 @@
-// The client's way in: startup packet, TLS (or GSS refusal), cancel requests, authentication, welcome messages.
-#include <openssl/x509.h>
-
+// The client's way in: startup packet, TLS, cancel requests, authentication, welcome messages.
 #include <algorithm>
 
 #include "log.hpp"
 #include "net/message_io.hpp"
-#include "net/tls_tunnel.hpp"
 #include "pgmux/auth/crypto.hpp"
 #include "pgmux/auth/md5.hpp"
 #include "pgmux/auth/scram.hpp"
@@ -54,7 +51,8 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
       if (socket_.available(aec) > 0 || aec) {
         state.result = LoginResult::protocol_error;
         log::info("client ", peer_, " sent unencrypted data after its SSLRequest: refused");
-        co_await send_error("FATAL", sqlstate::kProtocolViolation, "received unencrypted data after SSL request");
+        co_await send_error("FATAL", sqlstate::kProtocolViolation,
+                            "received unencrypted data after SSL request");
         co_return false;
       }
       if (co_await net::write_all(socket_, "S")) co_return false;
@@ -162,57 +160,6 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   co_return co_await send_welcome(state);
 }
 
-asio::awaitable<bool> ClientSession::start_tls(LoginState& state, std::shared_ptr<const net::ServerTls> tls) {
-  net::SslPtr ssl(SSL_new(tls->ctx.get()));
-  if (!ssl) co_return false;
-  SSL_set_accept_state(ssl.get());
-  std::string problem = co_await net::tls_handshake(socket_, ssl.get());
-  if (!problem.empty()) {
-    state.result = LoginResult::tls_refused;
-    log::info("TLS handshake with client ", peer_, " failed: ", problem);
-    co_return false;  // nothing to tell it: it speaks TLS, and there is no TLS to speak it over
-  }
-  if (tls->client_cert != config::ClientCertMode::none) {
-    // The chain was checked in the handshake; verify-full also wants the CN, checked once the user is known.
-    if (X509* cert = SSL_get0_peer_certificate(ssl.get())) {
-      char cn[256] = {};
-      int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
-      if (n > 0) client_cert_cn_.assign(cn, static_cast<std::size_t>(n));
-    }
-  }
-  log::debug("TLS with client ", peer_, ": ", SSL_get_version(ssl.get()), " ", SSL_get_cipher_name(ssl.get()),
-             SSL_session_reused(ssl.get()) ? " (resumed)" : "");
-  error_code ec;
-  net::Socket plaintext = net::start_tls_tunnel(std::move(socket_), std::move(ssl), ec);
-  socket_ = std::move(plaintext);
-  if (ec) co_return false;
-  tls_ = true;
-  tls_end_point_ = tls->end_point;
-  co_return true;
-}
-
-asio::awaitable<bool> ClientSession::check_tls_rules(LoginState& state) {
-  if (!tls_ && config_->tls.mode == config::TlsMode::require) {
-    state.result = LoginResult::tls_refused;
-    log::info("login refused: user=", state.user, " from ", peer_, ": no TLS, and tls.mode is require");
-    co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
-                        "pgmux accepts only TLS connections (tls.mode: require); connect with sslmode=require");
-    co_return false;
-  }
-  // A WebSocket client's certificate is not asked for: the HTTP listener serves browsers and drivers too.
-  if (tls_ && !websocket_ && config_->tls.client_cert == config::ClientCertMode::verify_full &&
-      client_cert_cn_ != state.user) {
-    state.result = LoginResult::tls_refused;
-    log::info("login refused: user=", state.user, " from ", peer_, ": client certificate CN \"",
-              client_cert_cn_, "\" is not the user name (tls.client_cert: verify-full)");
-    co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
-                        "certificate authentication failed for user \"" + state.user +
-                            "\": the certificate's CN does not match the user name");
-    co_return false;
-  }
-  co_return true;
-}
-
 asio::awaitable<bool> ClientSession::refuse_password(LoginState& state) {
   const std::string& user = state.user;
   state.result = LoginResult::wrong_password;
@@ -271,8 +218,8 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   char type;
 
   const bool cleartext_ok = cleartext_password_allowed(tls_, loopback_, config.allow_plaintext_password);
-  const bool wants_cleartext = config.auth_type == AuthType::plain ||
-                               (config.auth_type != AuthType::trust && password_pipelined());
+  const bool wants_cleartext =
+      config.auth_type == AuthType::plain || (config.auth_type != AuthType::trust && password_pipelined());
   if (wants_cleartext && !cleartext_ok) {
     state.result = LoginResult::refused_cleartext;
     log::info("login refused: user=", user, " from ", peer_,
@@ -329,8 +276,9 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
   if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
   // SASLInitialResponse: mechanism\0, int32 length, data
   std::size_t mechanism_end = body.find('\0');
-  const std::string_view mechanism =
-      mechanism_end == std::string::npos ? std::string_view() : std::string_view(body).substr(0, mechanism_end);
+  const std::string_view mechanism = mechanism_end == std::string::npos
+                                         ? std::string_view()
+                                         : std::string_view(body).substr(0, mechanism_end);
   const bool plus = plus_offered && mechanism == auth::kScramSha256Plus;
   if ((!plus && mechanism != auth::kScramSha256) || body.size() < mechanism_end + 5) {
     state.result = LoginResult::protocol_error;
@@ -339,12 +287,14 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
   }
   std::optional<auth::ScramVerifier> verifier;
   if (secret) verifier = secret->verifier;
-  auth::ScramServer scram(verifier, state.user, proxy_.mock_secret(), auth::base64_encode(auth::random_string(18)),
+  auth::ScramServer scram(verifier, state.user, proxy_.mock_secret(),
+                          auth::base64_encode(auth::random_string(18)),
                           auth::ScramChannelBinding{plus_offered, plus, tls_end_point_});
   auto server_first = scram.on_client_first(std::string_view(body).substr(mechanism_end + 5));
   if (!server_first) {
     state.result = LoginResult::protocol_error;
-    if (scram.binding_refused()) log::info("login refused: user=", state.user, " from ", peer_, ": ", scram.error());
+    if (scram.binding_refused())
+      log::info("login refused: user=", state.user, " from ", peer_, ": ", scram.error());
     co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
     co_return false;
   }

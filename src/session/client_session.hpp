@@ -25,10 +25,10 @@ inline constexpr std::string_view kAdminDatabase = "pgmux";
 // SSLRequest is answered, one whose other end carries TLS records (net/tls_tunnel). So the transport matters
 // only for the log, the metrics, tls.mode and the cleartext-password rule.
 struct ClientTransport {
-  std::string peer;        // for the log; empty: the socket's own remote address
-  bool websocket = false;  // counted as protocol="websocket" in the metrics
-  bool tls = false;        // wss://: already encrypted, before any SSLRequest
-  bool loopback = false;   // from a loopback address (for a socket whose own address says nothing)
+  std::string peer;           // for the log; empty: the socket's own remote address
+  bool websocket = false;     // counted as protocol="websocket" in the metrics
+  bool tls = false;           // wss://: already encrypted, before any SSLRequest
+  bool loopback = false;      // from a loopback address (for a socket whose own address says nothing)
   std::string tls_end_point;  // with tls: the certificate hash SCRAM-SHA-256-PLUS binds to
 };
 
@@ -96,7 +96,7 @@ class ClientSession : private RelayOwner {
   // certificate (tls.client_cert verify-full); cleared once logged in.
   std::string tls_end_point_;
   std::string client_cert_cn_;
-  std::string peer_;                // address:port, for the log
+  std::string peer_;  // address:port, for the log
   std::string user_;
   pool::Clock::time_point connected_at_;
   // The config this client logged in under: it keeps it (and database_ points into it) even if a reload

@@ -65,7 +65,8 @@ pool::BackendCredentials Proxy::credentials_for(const Snapshot& snapshot, const 
     credentials.user = user;
     if (auto it = snapshot.secrets.find(user); it != snapshot.secrets.end()) credentials.secret = it->second;
   }
-  if (auto it = snapshot.backend_tls.find(db.name); it != snapshot.backend_tls.end()) credentials.tls = it->second;
+  if (auto it = snapshot.backend_tls.find(db.name); it != snapshot.backend_tls.end())
+    credentials.tls = it->second;
   return credentials;
 }
 

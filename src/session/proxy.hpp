@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "pgmux/auth/secrets.hpp"
 #include "net/tls_context.hpp"
+#include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"

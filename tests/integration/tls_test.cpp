@@ -1,5 +1,4 @@
-// TLS end to end: libpq and raw clients against pgmux's TLS, client certificates, SCRAM-SHA-256-PLUS,
-// pgmux to a Postgres with ssl = on, HTTPS and wss://, and certificates renewed by a reload.
+// TLS end to end: clients, client certificates, SCRAM-PLUS, Postgres with ssl, HTTPS/wss, reloads.
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -99,8 +98,9 @@ TEST_CASE("libpq with sslmode=require logs in over TLS, and verify-full checks p
   Connection tls12(with_ssl(mux, "sslmode=require ssl_max_protocol_version=TLSv1.2"));
   REQUIRE(tls12.ok());
   CHECK(std::string(PQsslAttribute(tls12.get(), "protocol")) == "TLSv1.2");
-  Connection tls11(with_ssl(mux, "sslmode=require ssl_min_protocol_version=TLSv1.1 "
-                                 "ssl_max_protocol_version=TLSv1.1"));
+  Connection tls11(with_ssl(mux,
+                            "sslmode=require ssl_min_protocol_version=TLSv1.1 "
+                            "ssl_max_protocol_version=TLSv1.1"));
   CHECK_FALSE(tls11.ok());
 }
 
@@ -216,10 +216,10 @@ TEST_CASE("pgmux logs in to a Postgres with ssl = on and hostssl only under sslm
   TestPostgres postgres({.ssl_cert = certs().server().cert,
                          .ssl_key = certs().server().key,
                          .hba = "hostssl all all 127.0.0.1/32 scram-sha-256"});
-  Pgmux mux(postgres, {.databases_yaml = "  secure:\n    host: 127.0.0.1\n    port: " +
-                                         std::to_string(postgres.port()) +
-                                         "\n    dbname: app\n    sslmode: verify-full\n    sslrootcert: " +
-                                         certs().ca() + "\n"});
+  Pgmux mux(postgres,
+            {.databases_yaml =
+                 "  secure:\n    host: 127.0.0.1\n    port: " + std::to_string(postgres.port()) +
+                 "\n    dbname: app\n    sslmode: verify-full\n    sslrootcert: " + certs().ca() + "\n"});
   Connection c(mux.conninfo("app", "app-secret", "secure"));
   INFO(c.error() << mux.log_tail());
   REQUIRE(c.ok());
@@ -246,11 +246,12 @@ TEST_CASE("POST /sql over HTTPS, and Neon's driver over wss://", "[tls][http-sql
   Pgmux mux(TestPostgres::shared(), {.extra_yaml = tls_yaml("allow") + "http:\n  tls: true\n", .http = true});
   std::string output;
   const std::string url = "https://localhost:" + std::to_string(mux.http_port()) + "/sql";
-  int status = run_shell("curl -sS --max-time 20 --cacert " + certs().ca() +
-                             " -H 'Neon-Connection-String: postgresql://app:app-secret@127.0.0.1/app' "
-                             "-H 'Content-Type: application/json' -d '{\"query\":\"SELECT 41 + 1 AS answer\"}' " +
-                             url,
-                         &output);
+  int status =
+      run_shell("curl -sS --max-time 20 --cacert " + certs().ca() +
+                    " -H 'Neon-Connection-String: postgresql://app:app-secret@127.0.0.1/app' "
+                    "-H 'Content-Type: application/json' -d '{\"query\":\"SELECT 41 + 1 AS answer\"}' " +
+                    url,
+                &output);
   INFO(output << "\n" << mux.log_tail());
   REQUIRE(status == 0);
   CHECK(output.find("\"answer\":\"42\"") != std::string::npos);
@@ -267,17 +268,18 @@ TEST_CASE("POST /sql over HTTPS, and Neon's driver over wss://", "[tls][http-sql
     WARN("SKIPPED: tests/neon has no node_modules (npm ci)");
     return;
   }
-  const std::string command = "cd '" + dir.string() + "' && NODE_EXTRA_CA_CERTS=" + certs().ca() +
-                              " PGMUX_WS_SECURE=1 PGMUX_WS_PROXY=localhost:" +
-                              std::to_string(mux.http_port()) +
-                              "/v2 PGMUX_DATABASE_URL=postgresql://app:app-secret@127.0.0.1/app "
-                              "timeout 120 node neon_ws_test.mjs";
+  const std::string command =
+      "cd '" + dir.string() + "' && NODE_EXTRA_CA_CERTS=" + certs().ca() +
+      " PGMUX_WS_SECURE=1 PGMUX_WS_PROXY=localhost:" + std::to_string(mux.http_port()) +
+      "/v2 PGMUX_DATABASE_URL=postgresql://app:app-secret@127.0.0.1/app "
+      "timeout 120 node neon_ws_test.mjs";
   status = run_shell(command, &output);
   INFO(output << "\n" << mux.log_tail());
   CHECK(status == 0);
 }
 
-TEST_CASE("a SIGHUP loads renewed certificate files for new connections; open ones carry on", "[tls][reload]") {
+TEST_CASE("a SIGHUP loads renewed certificate files for new connections; open ones carry on",
+          "[tls][reload]") {
   TestCerts own;  // files of this test's own, replaced under the same names
   const CertFiles live{own.path("live.crt"), own.path("live.key")};
   std::filesystem::copy_file(own.server().cert, live.cert);
@@ -306,8 +308,8 @@ TEST_CASE("a SIGHUP loads renewed certificate files for new connections; open on
   // A key that does not match the certificate: the reload is refused and TLS goes on as it was.
   std::filesystem::copy_file(own.server().key, live.key, std::filesystem::copy_options::overwrite_existing);
   REQUIRE(kill(mux.pid(), SIGHUP) == 0);
-  REQUIRE(wait_until([&] { return mux.log().find("refused, the running configuration stays") != std::string::npos; },
-                     10s));
+  REQUIRE(wait_until(
+      [&] { return mux.log().find("refused, the running configuration stays") != std::string::npos; }, 10s));
   Connection still(with_ssl(mux, verify));
   REQUIRE(still.ok());
   CHECK(peer_digest(still) == file_digest(renewed.cert));

@@ -26,7 +26,8 @@ TestPostgres::TestPostgres(TestPostgresOptions options) : dir_("pgmux-test-pg-")
          << "unix_socket_directories = '" << dir_.path().string() << "'\n"
          << "max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
          << "shared_buffers = 64MB\n";
-    if (!options.ssl_cert.empty()) conf << "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+    if (!options.ssl_cert.empty())
+      conf << "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
     std::ofstream hba(data_ + "/pg_hba.conf", std::ios::trunc);
     hba << "local all all trust\n";
     if (!options.hba.empty())

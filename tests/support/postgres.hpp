@@ -17,7 +17,8 @@ struct TestPostgresOptions {
   // ssl = on with this certificate and key (copied into the data directory, as Postgres wants its key
   // private to its own user); empty: no TLS.
   std::string ssl_cert, ssl_key;
-  // Replaces the TCP lines of pg_hba.conf (local stays trust), e.g. "hostssl all all 127.0.0.1/32 scram-sha-256".
+  // Replaces the TCP lines of pg_hba.conf (local stays trust), e.g. "hostssl all all 127.0.0.1/32
+  // scram-sha-256".
   std::string hba;
 };
 

@@ -41,36 +41,36 @@ CertFiles TestCerts::sign(const std::string& name, const std::string& subject, c
     std::ofstream ext(d + "/" + name + ".ext");
     ext << extensions;
   }
-  openssl("req " + std::string(kNewKey) + " -subj '" + subject + "' -keyout " + d + "/" + name + ".key -out " +
-          d + "/" + name + ".csr");
+  openssl("req " + std::string(kNewKey) + " -subj '" + subject + "' -keyout " + d + "/" + name +
+          ".key -out " + d + "/" + name + ".csr");
   openssl("x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/" + ca_name + ".crt -CAkey " + d + "/" +
           ca_name + ".key -CAcreateserial -days 2 -extfile " + d + "/" + name + ".ext -out " + d + "/" +
           name + ".crt");
   return {d + "/" + name + ".crt", d + "/" + name + ".key"};
 }
 
-
 CertFiles TestCerts::make_server(const std::string& name) {
   CertFiles files = sign(name, "/CN=localhost",
-              "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
-              "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-              "ca");
+                         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+                         "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+                         "ca");
   set_key_mode(files, "644");
   return files;
 }
 
 CertFiles TestCerts::make_client(const std::string& common_name) {
-  CertFiles files = sign("client-" + common_name, "/CN=" + common_name,
-              "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n", "ca");
+  CertFiles files =
+      sign("client-" + common_name, "/CN=" + common_name,
+           "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n", "ca");
   set_key_mode(files, "600");
   return files;
 }
 
 CertFiles TestCerts::make_foreign_client(const std::string& common_name) {
   make_ca(dir_.path().string(), "foreign-ca");
-  CertFiles files = sign("foreign-" + common_name, "/CN=" + common_name,
-                         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-                         "foreign-ca");
+  CertFiles files = sign(
+      "foreign-" + common_name, "/CN=" + common_name,
+      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n", "foreign-ca");
   set_key_mode(files, "600");
   return files;
 }

@@ -552,8 +552,9 @@ TEST_CASE("tls: off by default; with a certificate, mode allow unless told other
   CHECK(on.tls.client_cert == ClientCertMode::none);
   CHECK(parse_tls(files + "  mode: require\n").tls.mode == TlsMode::require);
   CHECK(parse_tls(files + "  mode: disable\n").tls.mode == TlsMode::disable);
-  Config full = parse_tls(files + "  mode: require\n  ca_file: " + ca.path +
-                          "\n  client_cert: verify-full\nhttp:\n  tls: true\nallow_plaintext_password: true\n");
+  Config full =
+      parse_tls(files + "  mode: require\n  ca_file: " + ca.path +
+                "\n  client_cert: verify-full\nhttp:\n  tls: true\nallow_plaintext_password: true\n");
   CHECK(full.tls.client_cert == ClientCertMode::verify_full);
   CHECK(full.tls.ca_file == ca.path);
   CHECK(full.http.tls);
@@ -570,7 +571,8 @@ TEST_CASE("tls: errors name the key", "[config][tls]") {
   CHECK_THROWS_WITH(parse_tls(files + "  mode: sometimes\n"), StartsWith("tls.mode: invalid value"));
   CHECK_THROWS_WITH(parse_tls(files + "  mode: require\n  client_cert: verify-full\n"),
                     StartsWith("tls.ca_file: is required"));
-  CHECK_THROWS_WITH(parse_tls(files + "  client_cert: maybe\n"), StartsWith("tls.client_cert: invalid value"));
+  CHECK_THROWS_WITH(parse_tls(files + "  client_cert: maybe\n"),
+                    StartsWith("tls.client_cert: invalid value"));
   CHECK_THROWS_WITH(parse_tls("http:\n  tls: true\n"), StartsWith("http.tls: needs tls.cert_file"));
   CHECK_THROWS_WITH(parse_tls(files + "  bogus: 1\n"), StartsWith("tls.bogus: unknown key"));
 }
@@ -591,5 +593,6 @@ TEST_CASE("databases: sslmode and its files, as libpq names them", "[config][tls
   CHECK_THROWS_WITH(db("    sslmode: verify-ca\n"), StartsWith("databases.app.sslrootcert: is required"));
   CHECK_THROWS_WITH(db("    sslmode: allow-ish\n"), StartsWith("databases.app.sslmode: invalid value"));
   CHECK_THROWS_WITH(db("    sslcert: " + cert.path + "\n"), StartsWith("databases.app.sslkey:"));
-  CHECK_THROWS_WITH(db("    sslrootcert: /nonexistent\n"), StartsWith("databases.app.sslrootcert: cannot read"));
+  CHECK_THROWS_WITH(db("    sslrootcert: /nonexistent\n"),
+                    StartsWith("databases.app.sslrootcert: cannot read"));
 }

@@ -1,5 +1,4 @@
-// Specifies the TLS contexts built from the config: file contents are checked when loaded, so a bad PEM
-// refuses a start, --check-config or a reload, naming the key.
+// Specifies the TLS contexts built from the config: a file that does not load is refused by key name.
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -17,6 +16,7 @@ TEST_CASE("a certificate file that is not PEM is refused with its key's name", "
   pgmux::config::TlsConfig tls;
   tls.cert_file = tls.key_file = name;
   tls.mode = pgmux::config::TlsMode::allow;
-  CHECK_THROWS_WITH(pgmux::net::make_server_tls(tls), Catch::Matchers::StartsWith("tls.cert_file: cannot load"));
+  CHECK_THROWS_WITH(pgmux::net::make_server_tls(tls),
+                    Catch::Matchers::StartsWith("tls.cert_file: cannot load"));
   std::remove(name);
 }

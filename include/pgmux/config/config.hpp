@@ -78,9 +78,10 @@ struct DatabaseConfig {
 
 // --- TLS to clients: the tls: section ---
 struct TlsConfig {
-  std::string cert_file;  // tls.cert_file: PEM, the server certificate (and chain); with key_file turns TLS on
-  std::string key_file;   // tls.key_file: PEM private key
-  std::string ca_file;    // tls.ca_file: CAs that client certificates must chain to (tls.client_cert)
+  std::string
+      cert_file;         // tls.cert_file: PEM, the server certificate (and chain); with key_file turns TLS on
+  std::string key_file;  // tls.key_file: PEM private key
+  std::string ca_file;   // tls.ca_file: CAs that client certificates must chain to (tls.client_cert)
   TlsMode mode = TlsMode::disable;  // tls.mode: allow when a certificate is set and no mode is given
   ClientCertMode client_cert = ClientCertMode::none;
   bool enabled() const { return !cert_file.empty(); }
