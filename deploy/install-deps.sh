@@ -5,7 +5,8 @@ set -euo pipefail
 # real-driver tests (tests/drivers/), which run them with Debian's /usr/bin/python3.
 packages=(build-essential cmake pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
           libyaml-cpp-dev prometheus-cpp-dev catch2 libpq-dev postgresql-15 postgresql-client-15
-          postgresql-contrib pgbouncer util-linux python3 python3-psycopg python3-asyncpg wrk bc)
+          postgresql-contrib pgbouncer util-linux python3 python3-psycopg python3-asyncpg wrk bc
+          openssl curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

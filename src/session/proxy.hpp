@@ -48,7 +48,8 @@ class Proxy {
   // again, so a renewed certificate is shown to connections accepted after it.
   std::shared_ptr<const net::ServerTls> server_tls() const;
 
-  // Puts `next` in force (throws ConfigError, changing nothing, if a secret in it is malformed): new logins
+  // Puts `next` in force (throws ConfigError, changing nothing, if a secret in it is malformed or a TLS
+  // certificate or key does not load): new logins
   // see it at once; pools take their new size, timeouts and server address; pools of removed databases are
   // retired (their clients are ended at their next transaction boundary by whoever called this).
   void apply(config::Config next);
