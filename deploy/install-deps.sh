@@ -7,7 +7,7 @@ set -euo pipefail
 # throwaway certificates of bench/coldpath.sh (run by ctest in its smoke mode).
 packages=(build-essential cmake pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
           libyaml-cpp-dev prometheus-cpp-dev catch2 libpq-dev postgresql-15 postgresql-client-15
-          postgresql-contrib pgbouncer util-linux python3 python3-psycopg python3-asyncpg wrk bc openssl
+          postgresql-contrib pgbouncer util-linux python3 python3-psycopg python3-asyncpg wrk bc openssl curl
           clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do

@@ -291,7 +291,17 @@ asio::awaitable<void> Console::show_config(const std::vector<std::string>&, std:
       {"http.auth_cache_ttl", millis(c.http.auth_cache_ttl)},
       {"http.auth_cache_size", std::to_string(c.http.auth_cache_size)},
       {"http.websocket_path", c.http.websocket_path},
-      {"http.allow_cleartext_password", c.http.allow_cleartext_password ? "true" : "false"},
+      {"http.tls", c.http.tls ? "true" : "false"},
+      {"allow_plaintext_password", c.allow_plaintext_password ? "true" : "false"},
+      {"tls.cert_file", c.tls.cert_file},
+      {"tls.key_file", c.tls.key_file},
+      {"tls.ca_file", c.tls.ca_file},
+      {"tls.mode", c.tls.mode == config::TlsMode::require ? "require"
+                   : c.tls.mode == config::TlsMode::allow ? "allow"
+                                                          : "disable"},
+      {"tls.client_cert", c.tls.client_cert == config::ClientCertMode::verify_full ? "verify-full"
+                          : c.tls.client_cert == config::ClientCertMode::verify_ca ? "verify-ca"
+                                                                                   : "none"},
       {"metrics.enabled", c.metrics.enabled ? "true" : "false"},
   };
   for (const auto& [key, value] : rows) append_data_row(out, {key, value});

@@ -9,13 +9,14 @@
 namespace pgmux::auth {
 namespace {
 
-// ScramServer::step_ values. The state also records which gs2 header the client sent, because the c= of the
-// client-final-message must echo exactly that header.
+// ScramServer::step_ values. The c= of the client-final-message must echo the gs2 header the client sent
+// (and its channel binding data): expected_cbind_ keeps what it must be.
 constexpr int kExpectFirst = 0;
-constexpr int kExpectFinalN = 1;  // client sent "n,,": it does not support channel binding
-constexpr int kExpectFinalY = 2;  // client sent "y,,": it supports it but believes we do not
+constexpr int kExpectFinal = 1;
 constexpr int kDone = 3;
 constexpr int kFailed = 4;
+
+constexpr std::string_view kEndPointBinding = "tls-server-end-point";
 
 constexpr int kMockIterations = 4096;
 constexpr std::size_t kMockSaltSize = 16;
@@ -79,10 +80,11 @@ ScramVerifier mock_verifier(std::string_view user, std::string_view mock_secret)
 }  // namespace
 
 ScramServer::ScramServer(std::optional<ScramVerifier> verifier, std::string_view user,
-                         std::string_view mock_secret, std::string server_nonce)
+                         std::string_view mock_secret, std::string server_nonce, ScramChannelBinding binding)
     : verifier_(std::move(verifier)),
       effective_(verifier_ ? *verifier_ : mock_verifier(user, mock_secret)),
-      server_nonce_(std::move(server_nonce)) {}
+      server_nonce_(std::move(server_nonce)),
+      binding_(std::move(binding)) {}
 
 std::optional<std::string> ScramServer::on_client_first(std::string_view message) {
   auto fail = [this](std::string why) -> std::optional<std::string> {
@@ -92,15 +94,44 @@ std::optional<std::string> ScramServer::on_client_first(std::string_view message
   };
   if (step_ != kExpectFirst) return fail("client-first-message out of order");
 
-  // gs2-header: cbind-flag "," [authzid] ",".
-  if (message.starts_with("p=")) return fail("client requested channel binding, which is not offered");
-  if (message.size() < 3 || (message[0] != 'n' && message[0] != 'y') || message[1] != ',')
-    return fail("malformed gs2 header in client-first-message");
-  const char cbind_flag = message[0];
-  message.remove_prefix(2);
+  // gs2-header: cbind-flag "," [authzid] ",", where cbind-flag is "n", "y" or "p=" cb-name. The checks
+  // are Postgres's (auth-scram.c, read_client_first_message).
+  auto refuse_binding = [&](std::string why) {
+    binding_refused_ = true;
+    return fail(std::move(why));
+  };
+  const std::string_view whole = message;
+  std::string_view cbind_name;
+  if (message.starts_with("p=")) {
+    const auto comma = message.find(',');
+    if (comma == std::string_view::npos) return fail("malformed gs2 header in client-first-message");
+    cbind_name = message.substr(2, comma - 2);
+    if (!binding_.selected)
+      return refuse_binding(
+          "the client chose SCRAM-SHA-256 without channel binding, yet its message asks for it");
+    if (cbind_name != kEndPointBinding)
+      return refuse_binding("unsupported channel binding type \"" + std::string(cbind_name) + "\"");
+    if (binding_.end_point.empty()) return refuse_binding("no channel binding data for this certificate");
+    message.remove_prefix(comma + 1);
+  } else {
+    if (message.size() < 3 || (message[0] != 'n' && message[0] != 'y') || message[1] != ',')
+      return fail("malformed gs2 header in client-first-message");
+    if (binding_.selected)
+      return refuse_binding(
+          "the client chose SCRAM-SHA-256-PLUS, yet its message asks for no channel binding");
+    // 'y': the client could bind but believes the server cannot. Over TLS the server offered PLUS, so
+    // someone in the middle removed it from the list: a downgrade.
+    if (message[0] == 'y' && binding_.offered)
+      return refuse_binding(
+          "channel binding negotiation error: the client supports channel binding and "
+          "thinks the server does not, but this server offered it");
+    message.remove_prefix(2);
+  }
   if (message.starts_with("a=")) return fail("authorization identity is not supported");  // as Postgres
-  if (message[0] != ',') return fail("malformed gs2 header in client-first-message");
+  if (message.empty() || message[0] != ',') return fail("malformed gs2 header in client-first-message");
   message.remove_prefix(1);
+  std::string gs2_header(whole.substr(0, whole.size() - message.size()));
+  if (!cbind_name.empty()) gs2_header += binding_.end_point;
 
   // client-first-message-bare: [reserved-mext ","] username "," nonce ["," extensions].
   const auto parts = split(message);
@@ -119,7 +150,8 @@ std::optional<std::string> ScramServer::on_client_first(std::string_view message
   combined_nonce_ = std::string(*nonce) + server_nonce_;
   server_first_ = "r=" + combined_nonce_ + ",s=" + base64_encode(effective_.salt) +
                   ",i=" + std::to_string(effective_.iterations);
-  step_ = cbind_flag == 'n' ? kExpectFinalN : kExpectFinalY;
+  expected_cbind_ = base64_encode(gs2_header);
+  step_ = kExpectFinal;
   return server_first_;
 }
 
@@ -129,15 +161,16 @@ std::optional<std::string> ScramServer::on_client_final(std::string_view message
     step_ = kFailed;
     return std::nullopt;
   };
-  if (step_ != kExpectFinalN && step_ != kExpectFinalY) return fail("client-final-message out of order");
+  if (step_ != kExpectFinal) return fail("client-final-message out of order");
 
   // client-final-message: "c=" cbind "," "r=" nonce ["," extensions] "," "p=" proof.
   const auto parts = split(message);
   if (parts.size() < 3) return fail("client-final-message lacks fields");
   const auto cbind = attr(parts[0], 'c');
-  // Without channel binding, c= is just base64 of the gs2 header: "biws" for "n,,", "eSws" for "y,,".
-  const std::string_view expected_cbind = step_ == kExpectFinalN ? "biws" : "eSws";
-  if (!cbind || *cbind != expected_cbind) return fail("channel binding data does not match the gs2 header");
+  // c= is base64 of the gs2 header and, with channel binding, our end-point hash: "biws" for "n,,", "eSws"
+  // for "y,,". A client that saw another certificate (a man in the middle's) sends another hash.
+  if (!cbind || !constant_time_equal(*cbind, expected_cbind_))
+    return fail("channel binding data does not match the gs2 header and this connection's certificate");
   const auto nonce = attr(parts[1], 'r');
   if (!nonce || *nonce != combined_nonce_) return fail("nonce in client-final-message does not match");
   for (std::size_t i = 2; i + 1 < parts.size(); ++i) {

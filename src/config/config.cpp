@@ -213,6 +213,76 @@ double rate(const YAML::Node& node, const std::string& path, const EnvLookup& en
   return value;
 }
 
+// A file named in the config must exist and be readable now, so that a typo fails --check-config and a
+// reload instead of the first connection that needs it. (Its contents are checked where it is loaded.)
+std::string readable_file(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  std::string name = non_empty(node, path, env);
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(name.c_str(), "rb"), &std::fclose);
+  if (!file) fail(path, "cannot read " + name + ": " + std::strerror(errno));
+  return name;
+}
+
+SslMode ssl_mode(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  if (text == "disable") return SslMode::disable;
+  if (text == "prefer") return SslMode::prefer;
+  if (text == "require") return SslMode::require;
+  if (text == "verify-ca") return SslMode::verify_ca;
+  if (text == "verify-full") return SslMode::verify_full;
+  fail(path, "invalid value \"" + text + "\" (expected disable, prefer, require, verify-ca or verify-full)");
+}
+
+void read_tls(const YAML::Node& node, const EnvLookup& env, TlsConfig& tls, bool& has_mode) {
+  for_each_entry(node, "tls", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+    if (key == "cert_file") {
+      tls.cert_file = readable_file(value, path, env);
+    } else if (key == "key_file") {
+      tls.key_file = readable_file(value, path, env);
+    } else if (key == "ca_file") {
+      tls.ca_file = readable_file(value, path, env);
+    } else if (key == "mode") {
+      const std::string text = scalar(value, path, env);
+      if (text == "disable")
+        tls.mode = TlsMode::disable;
+      else if (text == "allow")
+        tls.mode = TlsMode::allow;
+      else if (text == "require")
+        tls.mode = TlsMode::require;
+      else
+        fail(path, "invalid value \"" + text + "\" (expected disable, allow or require)");
+      has_mode = true;
+    } else if (key == "client_cert") {
+      const std::string text = scalar(value, path, env);
+      if (text == "none")
+        tls.client_cert = ClientCertMode::none;
+      else if (text == "verify-ca")
+        tls.client_cert = ClientCertMode::verify_ca;
+      else if (text == "verify-full")
+        tls.client_cert = ClientCertMode::verify_full;
+      else
+        fail(path, "invalid value \"" + text + "\" (expected none, verify-ca or verify-full)");
+    } else {
+      return false;
+    }
+    return true;
+  });
+}
+
+void check_tls(Config& config, bool has_mode) {
+  TlsConfig& tls = config.tls;
+  if (tls.cert_file.empty() != tls.key_file.empty())
+    fail(tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
+         "tls.cert_file and tls.key_file go together");
+  if (!has_mode && tls.enabled()) tls.mode = TlsMode::allow;
+  if (tls.mode != TlsMode::disable && !tls.enabled())
+    fail("tls.mode", "allow and require need tls.cert_file and tls.key_file");
+  if (tls.client_cert != ClientCertMode::none && tls.ca_file.empty())
+    fail("tls.ca_file", "is required with tls.client_cert verify-ca or verify-full");
+  if (tls.client_cert != ClientCertMode::none && tls.mode != TlsMode::require)
+    fail("tls.client_cert", "needs tls.mode: require (a plaintext client presents no certificate)");
+  if (config.http.tls && !tls.enabled()) fail("http.tls", "needs tls.cert_file and tls.key_file");
+}
+
 void read_pool(const YAML::Node& node, const EnvLookup& env, PoolConfig& pool) {
   for_each_entry(node, "pool", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "mode") {
@@ -288,11 +358,23 @@ DatabaseConfig read_database(const std::string& name, const YAML::Node& node, co
                      db.max_db_client_connections = static_cast<int>(integer(value, path, env, 0, INT_MAX));
                    } else if (key == "auth_user") {
                      db.auth_user = non_empty(value, path, env);
+                   } else if (key == "sslmode") {
+                     db.sslmode = ssl_mode(value, path, env);
+                   } else if (key == "sslrootcert") {
+                     db.sslrootcert = readable_file(value, path, env);
+                   } else if (key == "sslcert") {
+                     db.sslcert = readable_file(value, path, env);
+                   } else if (key == "sslkey") {
+                     db.sslkey = readable_file(value, path, env);
                    } else {
                      return false;
                    }
                    return true;
                  });
+  if ((db.sslmode == SslMode::verify_ca || db.sslmode == SslMode::verify_full) && db.sslrootcert.empty())
+    fail(db_path + ".sslrootcert", "is required with sslmode verify-ca or verify-full");
+  if (db.sslcert.empty() != db.sslkey.empty())
+    fail(db_path + (db.sslcert.empty() ? ".sslcert" : ".sslkey"), "sslcert and sslkey go together");
   return db;
 }
 
@@ -323,7 +405,8 @@ bool boolean(const YAML::Node& node, const std::string& path, const EnvLookup& e
   fail(path, "expected true or false, got \"" + text + "\"");
 }
 
-void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http) {
+void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http,
+               bool& allow_plaintext_password) {
   for_each_entry(node, "http", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "max_body_size") {
       http.max_body_size = static_cast<std::uint64_t>(integer(value, path, env, 1024, 1LL << 30));
@@ -348,8 +431,10 @@ void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http
       if (!http.websocket_path.empty() && http.websocket_path[0] != '/')
         fail(path,
              "must start with '/' (or be empty to turn WebSocket off), got \"" + http.websocket_path + "\"");
-    } else if (key == "allow_cleartext_password") {
-      http.allow_cleartext_password = boolean(value, path, env);
+    } else if (key == "allow_cleartext_password") {  // deprecated: allow_plaintext_password
+      allow_plaintext_password = allow_plaintext_password || boolean(value, path, env);
+    } else if (key == "tls") {
+      http.tls = boolean(value, path, env);
     } else {
       return false;
     }
@@ -409,6 +494,7 @@ void read_users(const YAML::Node& node, const EnvLookup& env, Config& config) {
 Config read_config(const YAML::Node& root, const EnvLookup& env) {
   Config config;
   bool has_auth_type = false;
+  bool has_tls_mode = false;
   for_each_entry(root, "", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "listen") {
       for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
@@ -450,7 +536,11 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
     } else if (key == "users") {
       read_users(value, env, config);
     } else if (key == "http") {  // HTTP-SQL
-      read_http(value, env, config.http);
+      read_http(value, env, config.http, config.allow_plaintext_password);
+    } else if (key == "tls") {
+      read_tls(value, env, config.tls, has_tls_mode);
+    } else if (key == "allow_plaintext_password") {
+      config.allow_plaintext_password = config.allow_plaintext_password || boolean(value, path, env);
     } else if (key == "metrics") {
       for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
         if (k != "enabled") return false;
@@ -470,6 +560,7 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
   });
 
   if (config.databases.empty()) fail("databases", "at least one database is required");
+  check_tls(config, has_tls_mode);
   check_http_tokens(config);  // HTTP-SQL
   for (std::size_t i = 0; i < config.admin_users.size(); ++i) {
     if (!config.find_user(config.admin_users[i]))

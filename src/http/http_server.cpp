@@ -11,6 +11,8 @@
 #include "http/sql_endpoint.hpp"
 #include "http/websocket_tunnel.hpp"
 #include "log.hpp"
+#include "net/tls_tunnel.hpp"
+#include "session/cleartext_rule.hpp"
 
 namespace pgmux::http {
 
@@ -115,8 +117,8 @@ Response header_too_large(std::uint32_t limit) {
   return res;
 }
 
-asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, admin::Metrics& metrics,
-                                   std::shared_ptr<SqlEndpoint> sql) {
+asio::awaitable<void> http_session(tcp::socket socket, HttpPeer peer, session::Proxy& proxy,
+                                   admin::Metrics& metrics, std::shared_ptr<SqlEndpoint> sql) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   const std::uint64_t body_limit = proxy.config()->http.max_body_size;
@@ -147,7 +149,7 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
       const auto& req = parser.get();
       if (sql && is_websocket_request(req, proxy.config()->http)) {
         if (beast::websocket::is_upgrade(req) && !proxy.draining()) {
-          co_await serve_websocket(std::move(stream), parser.release(), proxy);
+          co_await serve_websocket(std::move(stream), parser.release(), peer, proxy);
           co_return;
         }
         res = json(proxy.draining() ? bhttp::status::service_unavailable : bhttp::status::upgrade_required,
@@ -182,6 +184,51 @@ asio::awaitable<void> http_session(tcp::socket socket, session::Proxy& proxy, ad
   }
 }
 
+HttpPeer describe_peer(const tcp::socket& socket) {
+  HttpPeer peer;
+  error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return peer;
+  peer.text = remote.address().to_string() + ":" + std::to_string(remote.port());
+  peer.loopback = session::is_loopback(remote.address());
+  return peer;
+}
+
+// HTTPS (http.tls): the handshake, then HTTP on the plaintext end of a TLS tunnel, as over TCP.
+asio::awaitable<void> https_session(tcp::socket socket, std::shared_ptr<const net::ServerTls> tls,
+                                    session::Proxy& proxy, admin::Metrics& metrics,
+                                    std::shared_ptr<SqlEndpoint> sql) {
+  HttpPeer peer = describe_peer(socket);
+  peer.tls = true;
+  peer.tls_end_point = tls->end_point;
+  const asio::any_io_executor executor = socket.get_executor();
+  error_code ec;
+  const tcp protocol = socket.local_endpoint(ec).protocol();
+  const auto fd = socket.release(ec);
+  if (ec) co_return;
+  net::Socket tcp_socket(net::worker_executor(executor), protocol, fd);
+  net::SslPtr ssl(SSL_new(tls->ctx.get()));
+  if (!ssl) co_return;
+  SSL_set_accept_state(ssl.get());
+  // No client certificate here (tls.client_cert is for the Postgres port): browsers and drivers have none.
+  SSL_set_verify(ssl.get(), SSL_VERIFY_NONE, nullptr);
+  asio::steady_timer deadline(executor, std::chrono::seconds(30));
+  auto outcome = co_await (net::tls_handshake(tcp_socket, ssl.get()) || deadline.async_wait(use_nothrow));
+  if (outcome.index() == 1 || !std::get<0>(outcome).empty()) {
+    log::info("TLS handshake with HTTP client ", peer.text,
+              " failed: ", outcome.index() == 1 ? std::string("timed out") : std::get<0>(outcome));
+    co_return;
+  }
+  net::Socket plaintext = net::start_tls_tunnel(std::move(tcp_socket), std::move(ssl), ec);
+  if (ec) co_return;
+  tcp::socket http_socket(executor);
+  const auto plain_fd = plaintext.release(ec);
+  if (ec) co_return;
+  http_socket.assign(tcp::v4(), plain_fd, ec);
+  if (ec) co_return;
+  co_await http_session(std::move(http_socket), std::move(peer), proxy, metrics, std::move(sql));
+}
+
 }  // namespace
 
 asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy, admin::Metrics& metrics,
@@ -195,8 +242,18 @@ asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy,
       log::warning("HTTP accept failed: ", ec.message());
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), http_session(std::move(socket), proxy, metrics, sql),
-                   asio::detached);
+    // HTTPS on listen.http with http.tls (never on listen.metrics: `sql` null); the context as of now, so a
+    // reload's renewed certificate serves the connections after it.
+    std::shared_ptr<const net::ServerTls> tls =
+        sql && proxy.config()->http.tls ? proxy.server_tls() : nullptr;
+    if (tls) {
+      asio::co_spawn(acceptor.get_executor(),
+                     https_session(std::move(socket), std::move(tls), proxy, metrics, sql), asio::detached);
+      continue;
+    }
+    HttpPeer peer = describe_peer(socket);
+    asio::co_spawn(acceptor.get_executor(),
+                   http_session(std::move(socket), std::move(peer), proxy, metrics, sql), asio::detached);
   }
 }
 

@@ -26,12 +26,6 @@ namespace {
 // The most either direction holds at once. A frame larger than this passes through in pieces.
 constexpr std::size_t kChunk = 64 * 1024;
 
-bool is_loopback(const asio::ip::address& address) {
-  if (address.is_loopback()) return true;
-  return address.is_v6() && address.to_v6().is_v4_mapped() &&
-         asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
-}
-
 // Client frames to the session. The next piece is read only once the last one is written, so a session that
 // does not read stops the client through TCP's window instead of growing a buffer here. Frame boundaries
 // mean nothing: the session sees one byte stream.
@@ -78,12 +72,10 @@ bool is_websocket_request(const HttpRequest& request, const config::HttpSqlConfi
   return target == config.websocket_path;
 }
 
-asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest request, session::Proxy& proxy) {
-  error_code peer_ec, ec;
-  const tcp::endpoint client = stream.socket().remote_endpoint(peer_ec);
-  const std::string peer =
-      peer_ec ? "websocket"
-              : "websocket " + client.address().to_string() + ":" + std::to_string(client.port());
+asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest request, const HttpPeer& from,
+                                      session::Proxy& proxy) {
+  error_code ec;
+  const std::string peer = (from.tls ? "wss " : "websocket ") + from.text;
 
   // One end for the session, which takes it for a TCP socket (TCP_NODELAY and the remote address then fail
   // harmlessly), the other end for the frames.
@@ -117,12 +109,11 @@ asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest requ
   auto [aec] = co_await ws.async_accept(request, use_nothrow);
   if (aec) co_return;
 
-  std::shared_ptr<const config::Config> snapshot = proxy.config();
-  const config::HttpSqlConfig& config = snapshot->http;
-  session::ClientTransport transport{
-      .peer = peer,
-      .websocket = true,
-      .cleartext_allowed = config.allow_cleartext_password || (!peer_ec && is_loopback(client.address()))};
+  session::ClientTransport transport{.peer = peer,
+                                     .websocket = true,
+                                     .tls = from.tls,
+                                     .loopback = from.loopback,
+                                     .tls_end_point = from.tls_end_point};
   log::debug("WebSocket opened from ", peer);
   asio::co_spawn(executor,
                  session::ClientSession::serve(proxy, std::move(session_socket), std::move(transport)),

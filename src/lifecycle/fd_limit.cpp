@@ -17,11 +17,15 @@ std::uint64_t descriptors_needed(const config::Config& config, int workers) {
   for (const auto& [name, db] : config.databases) {
     // A pool per (database, user): one for a forced user, else up to one per configured user.
     std::uint64_t pools = db.user ? 1 : std::max<std::size_t>(1, config.users.size());
-    backends += pools * static_cast<std::uint64_t>(config.pool_size_for(db));
+    // A TLS connection is three descriptors: the TCP socket and the two ends of its tunnel's socketpair.
+    const std::uint64_t per_backend = db.sslmode == config::SslMode::disable ? 1 : 3;
+    backends += pools * static_cast<std::uint64_t>(config.pool_size_for(db)) * per_backend;
   }
+  const std::uint64_t per_client = config.tls.mode == config::TlsMode::disable ? 1 : 3;
   const std::uint64_t listeners = 2 * static_cast<std::uint64_t>(workers) + 2;
   constexpr std::uint64_t kMargin = 64;
-  return static_cast<std::uint64_t>(config.pool.max_client_conn) + backends + listeners + kMargin;
+  return static_cast<std::uint64_t>(config.pool.max_client_conn) * per_client + backends + listeners +
+         kMargin;
 }
 
 void raise_fd_limit(std::uint64_t needed) {

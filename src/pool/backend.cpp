@@ -5,6 +5,7 @@
 
 #include "log.hpp"
 #include "net/message_io.hpp"
+#include "net/tls_tunnel.hpp"
 #include "pgmux/auth/crypto.hpp"
 #include "pgmux/auth/md5.hpp"
 #include "pgmux/auth/scram.hpp"
@@ -85,6 +86,64 @@ struct Authenticator {
   }
 };
 
+const char* sslmode_name(config::SslMode mode) {
+  switch (mode) {
+    case config::SslMode::disable:
+      return "disable";
+    case config::SslMode::prefer:
+      return "prefer";
+    case config::SslMode::require:
+      return "require";
+    case config::SslMode::verify_ca:
+      return "verify-ca";
+    case config::SslMode::verify_full:
+      return "verify-full";
+  }
+  return "?";
+}
+
+// SSLRequest, then on 'S' the handshake, after which `socket` is the plaintext end of a TLS tunnel; on 'N'
+// prefer goes on in clear and the other modes give up. Empty on success, else the failure for the client.
+asio::awaitable<std::optional<BackendLogin>> start_server_tls(net::Socket& socket,
+                                                              const config::DatabaseConfig& db,
+                                                              const net::BackendTls& tls) {
+  const std::string where = db.host + ":" + std::to_string(db.port);
+  std::string out;
+  append_ssl_request(out);
+  if (auto ec = co_await net::write_all(socket, out))
+    co_return failure(sqlstate::kConnectionFailure, "server write failed: " + ec.message());
+  // Exactly one byte: whatever the server sent after it is TLS for OpenSSL to read, never buffered here
+  // (CVE-2021-23222, the client side of the injection).
+  char answer = 0;
+  auto [ec, n] = co_await asio::async_read(socket, asio::buffer(&answer, 1), use_nothrow);
+  if (ec) co_return failure(sqlstate::kConnectionFailure, "server closed the connection on SSLRequest");
+  if (answer == 'N') {
+    if (tls.mode == config::SslMode::prefer) co_return std::nullopt;
+    co_return failure(sqlstate::kServerRejectedConnection,
+                      "server " + where + " does not support TLS, and databases." + db.name + ".sslmode is " +
+                          sslmode_name(tls.mode));
+  }
+  if (answer != 'S')
+    co_return failure(sqlstate::kProtocolViolation,
+                      "server " + where + " answered SSLRequest with something other than S or N");
+  net::SslPtr ssl = net::new_backend_ssl(tls);
+  if (!ssl) co_return failure(sqlstate::kConnectionFailure, "cannot create a TLS connection");
+  SSL_set_connect_state(ssl.get());
+  std::string problem = co_await net::tls_handshake(socket, ssl.get());
+  if (!problem.empty()) {
+    log::warning("TLS handshake with server ", where, " (databases.", db.name, ", sslmode ",
+                 sslmode_name(tls.mode), ") failed: ", problem);
+    co_return failure(sqlstate::kServerRejectedConnection, "TLS handshake with server " + where +
+                                                               " failed (sslmode " + sslmode_name(tls.mode) +
+                                                               "): " + problem);
+  }
+  error_code tec;
+  net::Socket plaintext = net::start_tls_tunnel(std::move(socket), std::move(ssl), tec);
+  if (tec) co_return failure(sqlstate::kConnectionFailure, "cannot start the TLS tunnel: " + tec.message());
+  socket = std::move(plaintext);
+  co_return std::nullopt;
+}
+
 asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const BackendCredentials& creds) {
   auto executor = co_await asio::this_coro::executor;
   tcp::resolver resolver(executor);
@@ -97,6 +156,9 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
                       "cannot connect to " + db.host + ":" + std::to_string(db.port) + ": " + cec.message());
   socket.set_option(tcp::no_delay(true));
   socket.non_blocking(true);  // the relay reads what is there before it waits
+  if (creds.tls) {
+    if (auto failed = co_await start_server_tls(socket, db, *creds.tls)) co_return std::move(*failed);
+  }
 
   std::string out;
   append_startup(out, {{"user", creds.user}, {"database", db.dbname}});
@@ -207,11 +269,13 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
 void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (backend.socket.get_executor() == executor) return;
   error_code ec;
+  // A TLS backend's socket is the plaintext end of a socketpair (its tunnel stays on its own worker), which
+  // has no TCP address: any protocol tag will do for it.
   tcp::endpoint local = backend.socket.local_endpoint(ec);
-  if (ec) return;  // a dead socket: the relay will find out and drop it
+  const tcp protocol = ec ? tcp::v4() : local.protocol();
   tcp::socket::native_handle_type fd = backend.socket.release(ec);
-  if (ec) return;
-  backend.socket = net::Socket(net::worker_executor(executor), local.protocol(), fd);
+  if (ec) return;  // a dead socket: the relay will find out and drop it
+  backend.socket = net::Socket(net::worker_executor(executor), protocol, fd);
   backend.socket.non_blocking(true, ec);
 }
 

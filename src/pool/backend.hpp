@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "net/asio.hpp"
+#include "net/tls_context.hpp"
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pgmux/protocol/session_params.hpp"
@@ -25,7 +26,8 @@ struct BackendCredentials {
   std::optional<auth::UserSecret>
       secret;  // plain (any method), md5 hash (md5 only) or verifier (useless alone)
   std::optional<std::pair<auth::Key256, auth::Key256>>
-      scram_keys;  // ClientKey, ServerKey from a client login
+      scram_keys;                              // ClientKey, ServerKey from a client login
+  std::shared_ptr<const net::BackendTls> tls;  // sslmode other than disable: how to speak TLS to the server
 };
 
 struct Backend {

@@ -80,9 +80,10 @@ namespace {
 
 // A server that is full (53300), starting or stopping (57P03) or unreachable (08) may take clients again
 // soon: such a login is tried again while the client can still wait, as PgBouncer's server_login_retry does.
-// A refusal of the credentials is final.
+// A refusal of the credentials is final, and so is a server whose TLS falls short of sslmode (08004).
 bool login_worth_retrying(const AcquireResult& failed) {
-  return failed.sqlstate == "53300" || failed.sqlstate == "57P03" || failed.sqlstate.starts_with("08");
+  return failed.sqlstate == "53300" || failed.sqlstate == "57P03" ||
+         (failed.sqlstate.starts_with("08") && failed.sqlstate != "08004");
 }
 constexpr auto kLoginRetryPause = std::chrono::milliseconds(500);
 
@@ -377,7 +378,8 @@ namespace {
 
 bool same_server(const config::DatabaseConfig& a, const config::DatabaseConfig& b) {
   return a.host == b.host && a.port == b.port && a.dbname == b.dbname && a.user == b.user &&
-         a.password == b.password;
+         a.password == b.password && a.sslmode == b.sslmode && a.sslrootcert == b.sslrootcert &&
+         a.sslcert == b.sslcert && a.sslkey == b.sslkey;
 }
 
 bool same_credentials(const BackendCredentials& a, const BackendCredentials& b) {
@@ -401,6 +403,8 @@ void Pool::reconfigure(const config::DatabaseConfig& database, const BackendCred
       credentials_ = credentials;
       server_parameters_.clear();
     }
+    // Reloaded certificate files (same names, new contents) serve the next connects.
+    configured_.tls = credentials_.tls = credentials.tls;
     database_ = database;
     settings.workers = settings_.workers;  // the traffic counters were sized for these
     settings_ = settings;

@@ -97,6 +97,10 @@ void append_startup(std::string& out, const std::vector<std::pair<std::string, s
   m.u8('\0');
 }
 
+void append_ssl_request(std::string& out) {
+  MessageBuilder(out, 0).u32(kSslRequestCode);
+}
+
 void append_cancel_request(std::string& out, std::uint32_t pid, std::uint32_t key) {
   MessageBuilder(out, 0).u32(kCancelRequestCode).u32(pid).u32(key);
 }

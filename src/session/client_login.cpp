@@ -1,4 +1,4 @@
-// The client's way in: startup packet, TLS/GSS refusal, cancel requests, authentication, welcome messages.
+// The client's way in: startup packet, TLS, cancel requests, authentication, welcome messages.
 #include <algorithm>
 
 #include "log.hpp"
@@ -11,6 +11,7 @@
 #include "pgmux/protocol/sql_keywords.hpp"
 #include "pgmux/protocol/startup.hpp"
 #include "pgmux/protocol/wire.hpp"
+#include "session/cleartext_rule.hpp"
 #include "session/client_session.hpp"
 #include "session/unknown_user.hpp"
 
@@ -42,9 +43,27 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
       co_return false;
     }
     startup = std::move(*parsed);
+    std::shared_ptr<const net::ServerTls> tls;
+    if (startup.kind == StartupPacket::Kind::ssl_request && !tls_ && !websocket_) tls = proxy_.server_tls();
+    if (tls && tls->mode != config::TlsMode::disable) {
+      // Bytes already here were sent before the handshake, in clear, yet would be read as if they came
+      // over TLS: refused, as Postgres does since CVE-2021-23214.
+      error_code aec;
+      if (socket_.available(aec) > 0 || aec) {
+        state.result = LoginResult::protocol_error;
+        log::info("client ", peer_, " sent unencrypted data after its SSLRequest: refused");
+        co_await send_error("FATAL", sqlstate::kProtocolViolation,
+                            "received unencrypted data after SSL request");
+        co_return false;
+      }
+      if (co_await net::write_all(socket_, "S")) co_return false;
+      if (!co_await start_tls(state, std::move(tls))) co_return false;
+      continue;  // the startup packet follows, over TLS
+    }
     if (startup.kind == StartupPacket::Kind::ssl_request ||
         startup.kind == StartupPacket::Kind::gssenc_request) {
-      // TLS and GSS encryption are not offered (yet): 'N', and the client goes on in plaintext or gives up.
+      // No TLS (not configured, or already on) and no GSS encryption: 'N', and the client goes on in
+      // plaintext or gives up. Whatever it sent along is its next packet, in clear as it meant it.
       if (co_await net::write_all(socket_, "N")) co_return false;
       continue;
     }
@@ -90,6 +109,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
     co_return false;
   }
 
+  if (!co_await check_tls_rules(state)) co_return false;
   // From here a failure that names no reason is the client going away mid-login (or answering an
   // authentication request with something other than a password, which is as good as leaving).
   state.result = LoginResult::client_disconnected;
@@ -194,21 +214,24 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   std::string out, body;
   char type;
 
-  if (config.auth_type != AuthType::trust && config.auth_type != AuthType::plain && password_pipelined()) {
+  const bool cleartext_ok = cleartext_password_allowed(tls_, loopback_, config.allow_plaintext_password);
+  const bool wants_cleartext =
+      config.auth_type == AuthType::plain || (config.auth_type != AuthType::trust && password_pipelined());
+  if (wants_cleartext && !cleartext_ok) {
+    state.result = LoginResult::refused_cleartext;
+    log::info("login refused: user=", user, " from ", peer_,
+              ": a password in clear text over a connection without TLS from a non-loopback address");
+    co_await send_error(
+        "FATAL", sqlstate::kInvalidAuthorization,
+        "a password in clear text (auth_type plain, or sent before the server asks for it) is accepted only "
+        "over TLS, from a loopback address, or with allow_plaintext_password: true (formerly "
+        "http.allow_cleartext_password); with Neon's serverless driver, set pipelineConnect: false to log in "
+        "with SCRAM");
+    co_return false;
+  }
+  if (config.auth_type != AuthType::trust && config.auth_type != AuthType::plain && wants_cleartext) {
     // The password came without being asked for (Neon's driver, pipelineConnect "password"), so it can only
-    // be checked in clear. Without TLS that is acceptable over WebSocket from loopback, or where the config
-    // says so.
-    if (!cleartext_allowed_) {
-      state.result = LoginResult::refused_cleartext;
-      log::info("login refused: user=", user, " from ", peer_,
-                ": password sent in clear before it was asked");
-      co_await send_error(
-          "FATAL", sqlstate::kInvalidAuthorization,
-          "a password sent before the server asks for it travels in clear text, which pgmux accepts only "
-          "over WebSocket from a loopback address or with http.allow_cleartext_password: true; with Neon's "
-          "serverless driver, set pipelineConnect: false to log in with SCRAM");
-      co_return false;
-    }
+    // be checked in clear.
     log::debug("user=", user, " from ", peer_, " sent its password before it was asked: checked in clear");
     co_return co_await check_cleartext_password(state, secret);
   }
@@ -227,40 +250,58 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     if (!secret || !auth::md5_verify(user, *secret, salt, response))
       co_return co_await refuse_password(state);
   } else {
-    // SCRAM-SHA-256. An unknown user goes through the same exchange and fails at the proof.
-    std::optional<auth::ScramVerifier> verifier;
-    if (secret) verifier = secret->verifier;
-    auth::ScramServer scram(verifier, user, proxy_.mock_secret(),
-                            auth::base64_encode(auth::random_string(18)));
-    append_auth_request(out, kAuthSasl, std::string_view("SCRAM-SHA-256\0\0", 15));
-    if (co_await net::write_all(socket_, out)) co_return false;
-    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
-    // SASLInitialResponse: mechanism\0, int32 length, data
-    std::size_t mechanism_end = body.find('\0');
-    if (mechanism_end == std::string::npos || body.compare(0, mechanism_end, "SCRAM-SHA-256") != 0 ||
-        body.size() < mechanism_end + 5) {
-      state.result = LoginResult::protocol_error;
-      co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
-      co_return false;
-    }
-    auto server_first = scram.on_client_first(std::string_view(body).substr(mechanism_end + 5));
-    if (!server_first) {
-      state.result = LoginResult::protocol_error;
-      co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
-      co_return false;
-    }
-    out.clear();
-    append_auth_request(out, kAuthSaslContinue, *server_first);
-    if (co_await net::write_all(socket_, out)) co_return false;
-    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
-    auto server_final = scram.on_client_final(body);
-    if (!server_final) co_return co_await refuse_password(state);
-    out.clear();
-    append_auth_request(out, kAuthSaslFinal, *server_final);
-    if (co_await net::write_all(socket_, out)) co_return false;
-    if (secret->kind == Kind::scram)
-      state.scram_keys = std::make_pair(scram.client_key(), secret->verifier.server_key);
+    co_return co_await authenticate_scram(state, secret);
   }
+  co_return true;
+}
+
+asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const auth::UserSecret* secret) {
+  // SCRAM-SHA-256, and over TLS SCRAM-SHA-256-PLUS first (as Postgres lists them). An unknown user goes
+  // through the same exchange and fails at the proof.
+  const bool plus_offered = tls_ && !tls_end_point_.empty();
+  std::string out, body;
+  char type;
+  using namespace std::string_view_literals;
+  const std::string_view mechanisms =
+      plus_offered ? "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"sv : "SCRAM-SHA-256\0\0"sv;
+  append_auth_request(out, kAuthSasl, mechanisms);
+  if (co_await net::write_all(socket_, out)) co_return false;
+  if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+  // SASLInitialResponse: mechanism\0, int32 length, data
+  std::size_t mechanism_end = body.find('\0');
+  const std::string_view mechanism = mechanism_end == std::string::npos
+                                         ? std::string_view()
+                                         : std::string_view(body).substr(0, mechanism_end);
+  const bool plus = plus_offered && mechanism == auth::kScramSha256Plus;
+  if ((!plus && mechanism != auth::kScramSha256) || body.size() < mechanism_end + 5) {
+    state.result = LoginResult::protocol_error;
+    co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SASLInitialResponse");
+    co_return false;
+  }
+  std::optional<auth::ScramVerifier> verifier;
+  if (secret) verifier = secret->verifier;
+  auth::ScramServer scram(verifier, state.user, proxy_.mock_secret(),
+                          auth::base64_encode(auth::random_string(18)),
+                          auth::ScramChannelBinding{plus_offered, plus, tls_end_point_});
+  auto server_first = scram.on_client_first(std::string_view(body).substr(mechanism_end + 5));
+  if (!server_first) {
+    state.result = LoginResult::protocol_error;
+    if (scram.binding_refused())
+      log::info("login refused: user=", state.user, " from ", peer_, ": ", scram.error());
+    co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
+    co_return false;
+  }
+  out.clear();
+  append_auth_request(out, kAuthSaslContinue, *server_first);
+  if (co_await net::write_all(socket_, out)) co_return false;
+  if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+  auto server_final = scram.on_client_final(body);
+  if (!server_final) co_return co_await refuse_password(state);
+  out.clear();
+  append_auth_request(out, kAuthSaslFinal, *server_final);
+  if (co_await net::write_all(socket_, out)) co_return false;
+  if (secret->kind == Kind::scram)
+    state.scram_keys = std::make_pair(scram.client_key(), secret->verifier.server_key);
   co_return true;
 }
 

@@ -8,6 +8,7 @@
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/sql_keywords.hpp"
 #include "pgmux/protocol/wire.hpp"
+#include "session/cleartext_rule.hpp"
 
 namespace pgmux::session {
 
@@ -27,7 +28,9 @@ ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport t
     : proxy_(proxy),
       socket_(std::move(socket)),
       websocket_(transport.websocket),
-      cleartext_allowed_(transport.cleartext_allowed),
+      loopback_(transport.loopback),
+      tls_(transport.tls),
+      tls_end_point_(std::move(transport.tls_end_point)),
       peer_(std::move(transport.peer)),
       connected_at_(pool::Clock::now()),
       config_(proxy.config()) {
@@ -36,7 +39,9 @@ ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport t
   if (!peer_.empty()) return;
   error_code ec;
   tcp::endpoint peer = socket_.remote_endpoint(ec);
-  if (!ec) peer_ = peer.address().to_string() + ":" + std::to_string(peer.port());
+  if (ec) return;
+  peer_ = peer.address().to_string() + ":" + std::to_string(peer.port());
+  loopback_ = is_loopback(peer.address());
 }
 
 ClientSession::~ClientSession() {
@@ -95,6 +100,8 @@ asio::awaitable<bool> ClientSession::login_in_time() {
     logged_in = outcome.index() == 0 && std::get<0>(outcome);
   }
   if (logged_in) state.result = LoginResult::ok;
+  std::string().swap(tls_end_point_);  // an idle client keeps nothing it needed only to log in
+  std::string().swap(client_cert_cn_);
   if (state.result)
     proxy_.logins().add(websocket_ ? LoginOutcomes::websocket : LoginOutcomes::postgres, *state.result);
   co_return logged_in;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "net/asio.hpp"
+#include "net/tls_context.hpp"
 #include "pgmux/protocol/session_params.hpp"
 #include "pool/pool.hpp"
 #include "session/cancel_registry.hpp"
@@ -20,14 +21,15 @@ namespace pgmux::session {
 inline constexpr std::string_view kAdminDatabase = "pgmux";
 
 // How a client reached pgmux. The session only ever sees a stream socket: a WebSocket client's is one end of
-// a socketpair whose other end carries its frames (http/websocket_tunnel), so the transport matters only for
-// the log, the metrics and the cleartext-password rule.
+// a socketpair whose other end carries its frames (http/websocket_tunnel), and a TLS client's, once its
+// SSLRequest is answered, one whose other end carries TLS records (net/tls_tunnel). So the transport matters
+// only for the log, the metrics, tls.mode and the cleartext-password rule.
 struct ClientTransport {
-  std::string peer;        // for the log; empty: the socket's own remote address
-  bool websocket = false;  // counted as protocol="websocket" in the metrics
-  // A PasswordMessage pipelined behind the startup packet may be checked in clear (auth_type plain allows it
-  // anyway).
-  bool cleartext_allowed = false;
+  std::string peer;           // for the log; empty: the socket's own remote address
+  bool websocket = false;     // counted as protocol="websocket" in the metrics
+  bool tls = false;           // wss://: already encrypted, before any SSLRequest
+  bool loopback = false;      // from a loopback address (for a socket whose own address says nothing)
+  std::string tls_end_point;  // with tls: the certificate hash SCRAM-SHA-256-PLUS binds to
 };
 
 class ClientSession : private RelayOwner {
@@ -56,6 +58,11 @@ class ClientSession : private RelayOwner {
   asio::awaitable<bool> login_in_time();
   // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
   asio::awaitable<bool> login(LoginState& login);
+  // After 'S': the TLS handshake, then socket_ becomes the plaintext end of a TLS tunnel.
+  asio::awaitable<bool> start_tls(LoginState& login, std::shared_ptr<const net::ServerTls> tls);
+  // tls.mode require and tls.client_cert, once the user is known. False: refused (the client was told).
+  asio::awaitable<bool> check_tls_rules(LoginState& login);
+  asio::awaitable<bool> authenticate_scram(LoginState& login, const auth::UserSecret* secret);
   asio::awaitable<bool> authenticate(LoginState& login);
   // client_connection_rate_per_ip: false (after a FATAL 53300) when the client's address is over its rate.
   asio::awaitable<bool> admit_connection(LoginState& login);
@@ -92,9 +99,14 @@ class ClientSession : private RelayOwner {
 
   Proxy& proxy_;
   net::Socket socket_;
-  bool websocket_ = false;          // ClientTransport::websocket
-  bool cleartext_allowed_ = false;  // ClientTransport::cleartext_allowed
-  std::string peer_;                // address:port, for the log
+  bool websocket_ = false;  // ClientTransport::websocket
+  bool loopback_ = false;   // the client connected from a loopback address
+  bool tls_ = false;        // the connection is encrypted (TLS on the Postgres port, or wss://)
+  // While logging in over TLS: the certificate hash for SCRAM-SHA-256-PLUS, and the CN of the client's
+  // certificate (tls.client_cert verify-full); cleared once logged in.
+  std::string tls_end_point_;
+  std::string client_cert_cn_;
+  std::string peer_;  // address:port, for the log
   std::string user_;
   pool::Clock::time_point connected_at_;
   // The config this client logged in under: it keeps it (and database_ points into it) even if a reload

@@ -15,13 +15,14 @@ enum class LoginResult : std::uint8_t {
   ok,
   wrong_password,  // also an unknown user: the client is not told which
   unknown_database,
-  too_many_clients,     // max_client_conn
-  login_timeout,        // client_login_timeout
-  protocol_error,       // a malformed startup packet or authentication message, no user name
-  refused_cleartext,    // a password sent before it was asked for, where that is not allowed
-  not_supported,        // replication connections
-  admin_refused,        // the admin database, by a user not in admin_users
-  server_unavailable,   // the pool's first login to the server failed
+  too_many_clients,    // max_client_conn
+  login_timeout,       // client_login_timeout
+  protocol_error,      // a malformed startup packet or authentication message, no user name
+  refused_cleartext,   // a password sent before it was asked for, where that is not allowed
+  not_supported,       // replication connections
+  admin_refused,       // the admin database, by a user not in admin_users
+  server_unavailable,  // the pool's first login to the server failed
+  tls_refused,  // without TLS where tls.mode is require, a failed handshake, or a client certificate refused
   client_disconnected,  // the client left after its startup packet, before logging in
 };
 inline constexpr std::size_t kLoginResults = static_cast<std::size_t>(LoginResult::client_disconnected) + 1;
@@ -37,6 +38,7 @@ inline constexpr std::array<std::string_view, kLoginResults> kLoginResultNames =
     "not_supported",
     "admin_refused",
     "server_unavailable",
+    "tls_refused",
     "client_disconnected",
 };
 

@@ -19,6 +19,11 @@ std::shared_ptr<const Proxy::Snapshot> Proxy::make_snapshot(config::Config confi
       throw config::ConfigError("databases." + name + ".password: malformed secret");
   }
   snapshot->kinds = count_secret_kinds(snapshot->secrets);
+  // Certificates and keys load here, before anything is swapped: a bad file refuses the start or the reload
+  // and leaves the running ones serving.
+  snapshot->server_tls = net::make_server_tls(config.tls);
+  for (const auto& [name, db] : config.databases)
+    if (auto tls = net::make_backend_tls(db)) snapshot->backend_tls.emplace(name, std::move(tls));
   snapshot->config = std::make_shared<const config::Config>(std::move(config));
   return snapshot;
 }
@@ -39,6 +44,10 @@ std::shared_ptr<const config::Config> Proxy::config() const {
   return snapshot()->config;
 }
 
+std::shared_ptr<const net::ServerTls> Proxy::server_tls() const {
+  return snapshot()->server_tls;
+}
+
 std::optional<auth::UserSecret> Proxy::user_secret(const std::string& user) const {
   auto current = snapshot();
   auto it = current->secrets.find(user);
@@ -57,6 +66,8 @@ pool::BackendCredentials Proxy::credentials_for(const Snapshot& snapshot, const 
     credentials.user = user;
     if (auto it = snapshot.secrets.find(user); it != snapshot.secrets.end()) credentials.secret = it->second;
   }
+  if (auto it = snapshot.backend_tls.find(db.name); it != snapshot.backend_tls.end())
+    credentials.tls = it->second;
   return credentials;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "net/tls_context.hpp"
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pool/pool.hpp"
@@ -48,8 +49,12 @@ class Proxy {
   SecretKinds listed_secret_kinds() const { return snapshot()->kinds; }
   // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
   const std::string& mock_secret() const { return mock_secret_; }
+  // The TLS context for clients connecting now (null: tls.cert_file not set). A reload loads the files
+  // again, so a renewed certificate is shown to connections accepted after it.
+  std::shared_ptr<const net::ServerTls> server_tls() const;
 
-  // Puts `next` in force (throws ConfigError, changing nothing, if a secret in it is malformed): new logins
+  // Puts `next` in force (throws ConfigError, changing nothing, if a secret in it is malformed or a TLS
+  // certificate or key does not load): new logins
   // see it at once; pools take their new size, timeouts and server address; pools of removed databases are
   // retired (their clients are ended at their next transaction boundary by whoever called this).
   void apply(config::Config next);
@@ -107,6 +112,8 @@ class Proxy {
     std::shared_ptr<const config::Config> config;
     std::map<std::string, auth::UserSecret> secrets;
     SecretKinds kinds;
+    std::shared_ptr<const net::ServerTls> server_tls;
+    std::map<std::string, std::shared_ptr<const net::BackendTls>> backend_tls;  // by database, if sslmode
   };
   static std::shared_ptr<const Snapshot> make_snapshot(config::Config config);
   std::shared_ptr<const Snapshot> snapshot() const;

@@ -15,7 +15,8 @@ if (!wsProxy || !databaseUrl) {
 }
 neonConfig.webSocketConstructor = ws; // node 20 has no global WebSocket
 neonConfig.wsProxy = wsProxy; // a string: the driver appends ?address=HOST:PORT, which pgmux ignores
-neonConfig.useSecureWebSocket = false; // ws://, no TLS yet
+// wss:// when PGMUX_WS_SECURE=1 (pgmux's http.tls; node trusts the test CA through NODE_EXTRA_CA_CERTS).
+neonConfig.useSecureWebSocket = process.env.PGMUX_WS_SECURE === '1';
 
 const checks = [];
 function check(name, body) {

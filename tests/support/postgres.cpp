@@ -11,7 +11,7 @@
 
 namespace pgmux::test {
 
-TestPostgres::TestPostgres() : dir_("pgmux-test-pg-"), port_(free_port()) {
+TestPostgres::TestPostgres(TestPostgresOptions options) : dir_("pgmux-test-pg-"), port_(free_port()) {
   data_ = (dir_.path() / "data").string();
   log_ = (dir_.path() / "postgres.log").string();
   std::string out;
@@ -26,12 +26,22 @@ TestPostgres::TestPostgres() : dir_("pgmux-test-pg-"), port_(free_port()) {
          << "unix_socket_directories = '" << dir_.path().string() << "'\n"
          << "max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
          << "shared_buffers = 64MB\n";
+    if (!options.ssl_cert.empty())
+      conf << "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
     std::ofstream hba(data_ + "/pg_hba.conf", std::ios::trunc);
-    hba << "local all all trust\n"
-        << "host all md5user 127.0.0.1/32 md5\n"
-        << "host all plainuser 127.0.0.1/32 password\n"
-        << "host all all 127.0.0.1/32 scram-sha-256\n";
+    hba << "local all all trust\n";
+    if (!options.hba.empty())
+      hba << options.hba << "\n";
+    else
+      hba << "host all md5user 127.0.0.1/32 md5\n"
+          << "host all plainuser 127.0.0.1/32 password\n"
+          << "host all all 127.0.0.1/32 scram-sha-256\n";
   }
+  if (!options.ssl_cert.empty() &&
+      run_as_postgres("cp " + options.ssl_cert + " " + data_ + "/server.crt && cp " + options.ssl_key + " " +
+                          data_ + "/server.key && chmod 600 " + data_ + "/server.key",
+                      &out) != 0)
+    throw std::runtime_error("copying the TLS certificate for postgres failed: " + out);
   start();
   try {
     psql("CREATE ROLE app LOGIN PASSWORD 'app-secret'");

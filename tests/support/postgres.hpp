@@ -12,13 +12,23 @@
 
 namespace pgmux::test {
 
+// Instance settings beyond the defaults every test gets.
+struct TestPostgresOptions {
+  // ssl = on with this certificate and key (copied into the data directory, as Postgres wants its key
+  // private to its own user); empty: no TLS.
+  std::string ssl_cert, ssl_key;
+  // Replaces the TCP lines of pg_hba.conf (local stays trust), e.g. "hostssl all all 127.0.0.1/32
+  // scram-sha-256".
+  std::string hba;
+};
+
 // Roles created in every instance (all own database "app"):
 //   app       SCRAM-SHA-256 password "app-secret"
 //   md5user   md5 password "md5-secret" (pg_hba asks md5 for it)
 //   plainuser cleartext over the wire (pg_hba "password") with "plain-secret"
 class TestPostgres {
  public:
-  TestPostgres();
+  explicit TestPostgres(TestPostgresOptions options = {});
   ~TestPostgres();
 
   int port() const { return port_; }

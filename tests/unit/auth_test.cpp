@@ -379,3 +379,63 @@ TEST_CASE("a SCRAM-only secret cannot answer or check md5") {
   CHECK_FALSE(md5_verify("user", *scram, salt,
                          md5_client_response("user", *parse_user_secret("user", "pencil"), salt)));
 }
+
+// --- SCRAM-SHA-256-PLUS (channel binding tls-server-end-point) ---
+namespace {
+
+// A whole exchange by hand with gs2 header `gs2` and c= set to base64(`cbind_input`); the proof is right for
+// password "pencil", so only the channel binding decides. nullopt: refused at the first message.
+std::optional<bool> bound_login(const ScramChannelBinding& binding, const std::string& gs2,
+                                const std::string& cbind_input) {
+  ScramServer server(rfc_verifier(), "user", "mock", "servernonce", binding);
+  const auto server_first = server.on_client_first(gs2 + "n=,r=clientnonce");
+  if (!server_first) return std::nullopt;
+  const std::string nonce = server_first->substr(2, server_first->find(',') - 2);
+  const std::string without_proof = "c=" + base64_encode(cbind_input) + ",r=" + nonce;
+  const std::string auth = "n=,r=clientnonce," + *server_first + "," + without_proof;
+  const auto v = rfc_verifier();
+  const Key256 client_key = hmac_sha256(as_view(pbkdf2_sha256("pencil", v.salt, v.iterations)), "Client Key");
+  const Key256 sig = hmac_sha256(as_view(v.stored_key), auth);
+  Key256 proof{};
+  for (std::size_t i = 0; i < proof.size(); ++i) proof[i] = client_key[i] ^ sig[i];
+  return server.on_client_final(without_proof + ",p=" + base64_encode(as_view(proof))).has_value();
+}
+
+const std::string kEndPoint = std::string(32, '\x5a');  // stands for the certificate's SHA-256
+const std::string kPlusHeader = "p=tls-server-end-point,,";
+
+}  // namespace
+
+TEST_CASE("SCRAM-SHA-256-PLUS: c= must carry the gs2 header and this certificate's end-point hash",
+          "[scram][tls]") {
+  const ScramChannelBinding plus{.offered = true, .selected = true, .end_point = kEndPoint};
+  CHECK(bound_login(plus, kPlusHeader, kPlusHeader + kEndPoint) == std::optional<bool>(true));
+  // Another certificate's hash (a man in the middle's), none, or the header alone: refused at the proof step.
+  CHECK(bound_login(plus, kPlusHeader, kPlusHeader + std::string(32, '\x5b')) == std::optional<bool>(false));
+  CHECK(bound_login(plus, kPlusHeader, kPlusHeader) == std::optional<bool>(false));
+  CHECK(bound_login(plus, kPlusHeader, "n,,") == std::optional<bool>(false));
+}
+
+TEST_CASE("SCRAM-SHA-256-PLUS: the gs2 header must match the mechanism chosen and what was offered",
+          "[scram][tls]") {
+  const ScramChannelBinding plus{.offered = true, .selected = true, .end_point = kEndPoint};
+  const ScramChannelBinding offered_not_chosen{.offered = true, .selected = false, .end_point = kEndPoint};
+  const ScramChannelBinding not_offered{};
+  // PLUS chosen, yet 'n' or 'y': refused.
+  CHECK_FALSE(bound_login(plus, "n,,", "n,,"));
+  CHECK_FALSE(bound_login(plus, "y,,", "y,,"));
+  // Another channel binding type than tls-server-end-point.
+  CHECK_FALSE(bound_login(plus, "p=tls-unique,,", "p=tls-unique,," + kEndPoint));
+  // 'p' with plain SCRAM-SHA-256 chosen.
+  CHECK_FALSE(bound_login(offered_not_chosen, kPlusHeader, kPlusHeader + kEndPoint));
+  CHECK_FALSE(bound_login(not_offered, kPlusHeader, kPlusHeader + kEndPoint));
+  // 'n' (client cannot bind) is fine either way.
+  CHECK(bound_login(offered_not_chosen, "n,,", "n,,") == std::optional<bool>(true));
+  CHECK(bound_login(not_offered, "n,,", "n,,") == std::optional<bool>(true));
+  // 'y' (client can bind, thinks we cannot): fine without TLS, a downgrade where PLUS was offered.
+  CHECK(bound_login(not_offered, "y,,", "y,,") == std::optional<bool>(true));
+  ScramServer server(rfc_verifier(), "user", "mock", "servernonce", offered_not_chosen);
+  CHECK_FALSE(server.on_client_first("y,,n=,r=clientnonce"));
+  CHECK(server.binding_refused());
+  CHECK(server.error().find("channel binding negotiation error") != std::string::npos);
+}

@@ -120,6 +120,8 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(example.auth_user == defaults.auth_user);
   CHECK(example.http.max_header_size == defaults.http.max_header_size);
   CHECK(example.metrics.enabled == defaults.metrics.enabled);
+  CHECK(example.allow_plaintext_password == defaults.allow_plaintext_password);
+  CHECK(example.databases.at("app").sslmode == DatabaseConfig().sslmode);
 }
 
 TEST_CASE("absent keys take their defaults", "[config]") {
@@ -602,4 +604,88 @@ TEST_CASE("bad limit and auth_query values are errors naming their key", "[confi
              StartsWith("auth_query: must take the user name as $1"));
   CHECK_THAT(error_of("http: {max_header_size: 10}\n" + kOneDatabase),
              StartsWith("http.max_header_size: must be"));
+}
+
+// --- TLS: the tls: section, databases' sslmode, allow_plaintext_password ---
+namespace {
+
+// A file that exists (the config checks that named files can be read; their contents are OpenSSL's
+// business, when pgmux starts or reloads).
+struct ScratchFile {
+  std::string path;
+  ScratchFile() {
+    char name[] = "/tmp/pgmux-config-test-XXXXXX";
+    int fd = mkstemp(name);
+    REQUIRE(fd >= 0);
+    close(fd);
+    path = name;
+  }
+  ~ScratchFile() { std::remove(path.c_str()); }
+};
+
+Config parse_tls(const std::string& yaml) {
+  return parse_config("databases:\n  app: {}\n" + yaml, fake_env());
+}
+
+}  // namespace
+
+TEST_CASE("tls: off by default; with a certificate, mode allow unless told otherwise", "[config][tls]") {
+  ScratchFile cert, key, ca;
+  Config defaults = parse_tls("");
+  CHECK_FALSE(defaults.tls.enabled());
+  CHECK(defaults.tls.mode == TlsMode::disable);
+  CHECK_FALSE(defaults.http.tls);
+  CHECK_FALSE(defaults.allow_plaintext_password);
+  CHECK(defaults.databases.at("app").sslmode == SslMode::disable);
+
+  const std::string files = "tls:\n  cert_file: " + cert.path + "\n  key_file: " + key.path + "\n";
+  Config on = parse_tls(files);
+  CHECK(on.tls.enabled());
+  CHECK(on.tls.mode == TlsMode::allow);
+  CHECK(on.tls.client_cert == ClientCertMode::none);
+  CHECK(parse_tls(files + "  mode: require\n").tls.mode == TlsMode::require);
+  CHECK(parse_tls(files + "  mode: disable\n").tls.mode == TlsMode::disable);
+  Config full =
+      parse_tls(files + "  mode: require\n  ca_file: " + ca.path +
+                "\n  client_cert: verify-full\nhttp:\n  tls: true\nallow_plaintext_password: true\n");
+  CHECK(full.tls.client_cert == ClientCertMode::verify_full);
+  CHECK(full.tls.ca_file == ca.path);
+  CHECK(full.http.tls);
+  CHECK(full.allow_plaintext_password);
+}
+
+TEST_CASE("tls: errors name the key", "[config][tls]") {
+  ScratchFile cert, key;
+  const std::string files = "tls:\n  cert_file: " + cert.path + "\n  key_file: " + key.path + "\n";
+  CHECK_THROWS_WITH(parse_tls("tls:\n  cert_file: /nonexistent/server.crt\n"),
+                    StartsWith("tls.cert_file: cannot read /nonexistent/server.crt"));
+  CHECK_THROWS_WITH(parse_tls("tls:\n  cert_file: " + cert.path + "\n"), StartsWith("tls.key_file:"));
+  CHECK_THROWS_WITH(parse_tls("tls:\n  mode: require\n"), StartsWith("tls.mode: allow and require need"));
+  CHECK_THROWS_WITH(parse_tls(files + "  mode: sometimes\n"), StartsWith("tls.mode: invalid value"));
+  CHECK_THROWS_WITH(parse_tls(files + "  mode: require\n  client_cert: verify-full\n"),
+                    StartsWith("tls.ca_file: is required"));
+  CHECK_THROWS_WITH(parse_tls(files + "  client_cert: maybe\n"),
+                    StartsWith("tls.client_cert: invalid value"));
+  CHECK_THROWS_WITH(parse_tls("http:\n  tls: true\n"), StartsWith("http.tls: needs tls.cert_file"));
+  CHECK_THROWS_WITH(parse_tls(files + "  bogus: 1\n"), StartsWith("tls.bogus: unknown key"));
+}
+
+TEST_CASE("databases: sslmode and its files, as libpq names them", "[config][tls]") {
+  ScratchFile root, cert, key;
+  auto db = [](const std::string& entries) {
+    return parse_config("databases:\n  app:\n" + entries, fake_env()).databases.at("app");
+  };
+  for (const auto& [text, mode] : std::vector<std::pair<std::string, SslMode>>{
+           {"disable", SslMode::disable}, {"prefer", SslMode::prefer}, {"require", SslMode::require}})
+    CHECK(db("    sslmode: " + text + "\n").sslmode == mode);
+  auto full = db("    sslmode: verify-full\n    sslrootcert: " + root.path + "\n    sslcert: " + cert.path +
+                 "\n    sslkey: " + key.path + "\n");
+  CHECK(full.sslmode == SslMode::verify_full);
+  CHECK(full.sslrootcert == root.path);
+  CHECK(db("    sslmode: verify-ca\n    sslrootcert: " + root.path + "\n").sslmode == SslMode::verify_ca);
+  CHECK_THROWS_WITH(db("    sslmode: verify-ca\n"), StartsWith("databases.app.sslrootcert: is required"));
+  CHECK_THROWS_WITH(db("    sslmode: allow-ish\n"), StartsWith("databases.app.sslmode: invalid value"));
+  CHECK_THROWS_WITH(db("    sslcert: " + cert.path + "\n"), StartsWith("databases.app.sslkey:"));
+  CHECK_THROWS_WITH(db("    sslrootcert: /nonexistent\n"),
+                    StartsWith("databases.app.sslrootcert: cannot read"));
 }

@@ -330,17 +330,21 @@ TEST_CASE("the example config's http: values are the documented defaults", "[htt
   CHECK(example.http.auth_cache_ttl == defaults.auth_cache_ttl);
   CHECK(example.http.auth_cache_size == defaults.auth_cache_size);
   CHECK(example.http.websocket_path == defaults.websocket_path);
-  CHECK(example.http.allow_cleartext_password == defaults.allow_cleartext_password);
+  CHECK(example.http.tls == defaults.tls);
 }
 
-TEST_CASE("config: http.websocket_path and http.allow_cleartext_password", "[websocket][config]") {
+TEST_CASE(
+    "config: http.websocket_path, and http.allow_cleartext_password as allow_plaintext_password's alias",
+    "[websocket][config]") {
   config::Config defaults = config::parse_config("databases:\n  app: {}\n", {});
   CHECK(defaults.http.websocket_path == "/v2");
-  CHECK_FALSE(defaults.http.allow_cleartext_password);
+  CHECK_FALSE(defaults.allow_plaintext_password);
   config::Config c = config::parse_config(
       "databases:\n  app: {}\nhttp:\n  websocket_path: /pg/ws\n  allow_cleartext_password: true\n", {});
   CHECK(c.http.websocket_path == "/pg/ws");
-  CHECK(c.http.allow_cleartext_password);
+  CHECK(c.allow_plaintext_password);
+  CHECK(config::parse_config("databases:\n  app: {}\nallow_plaintext_password: true\n", {})
+            .allow_plaintext_password);
   CHECK(config::parse_config("databases:\n  app: {}\nhttp:\n  websocket_path: \"\"\n", {})
             .http.websocket_path.empty());  // WebSocket off
   CHECK_THROWS_WITH(config::parse_config("databases:\n  app: {}\nhttp:\n  websocket_path: v2\n", {}),

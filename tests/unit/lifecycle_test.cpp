@@ -45,6 +45,10 @@ TEST_CASE("the descriptors a config needs count clients, every possible backend 
   config::Config config = parse(kBase);
   // 500 clients + app: 2 users x 10 + forced: 1 x 3 + listeners 2x2+2 + margin 64
   CHECK(lifecycle::descriptors_needed(config, 2) == 500 + 20 + 3 + 6 + 64);
+  // A TLS connection is three: its TCP socket and its tunnel's socketpair.
+  config.tls.mode = config::TlsMode::allow;
+  config.databases.at("forced").sslmode = config::SslMode::require;
+  CHECK(lifecycle::descriptors_needed(config, 2) == 3 * 500 + 20 + 3 * 3 + 6 + 64);
 }
 
 TEST_CASE("the open files limit is raised to what is needed, or start is refused saying what to set",

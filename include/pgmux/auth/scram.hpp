@@ -9,6 +9,17 @@
 
 namespace pgmux::auth {
 
+// Channel binding (RFC 5929 tls-server-end-point) as the connection and the client's choice of mechanism set
+// it. Over TLS pgmux offers SCRAM-SHA-256-PLUS and SCRAM-SHA-256; without TLS only the latter.
+struct ScramChannelBinding {
+  bool offered = false;   // the connection is TLS, so SCRAM-SHA-256-PLUS was offered
+  bool selected = false;  // the client chose SCRAM-SHA-256-PLUS
+  std::string end_point;  // the hash of pgmux's certificate: what the client must echo in c=
+};
+
+inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
+inline constexpr std::string_view kScramSha256Plus = "SCRAM-SHA-256-PLUS";
+
 // pgmux as the server, authenticating a client. Messages are the SASL payloads only (the bytes inside
 // SASLInitialResponse / SASLResponse and AuthenticationSASLContinue / SASLFinal), never the wire framing.
 class ScramServer {
@@ -17,14 +28,20 @@ class ScramServer {
   // `user` and `mock_secret` (so that probing reveals nothing) and always fails at the proof.
   // `server_nonce` is the random part pgmux appends to the client's nonce (printable, no ',').
   ScramServer(std::optional<ScramVerifier> verifier, std::string_view user, std::string_view mock_secret,
-              std::string server_nonce);
+              std::string server_nonce, ScramChannelBinding binding = {});
 
-  // client-first-message ("n,,n=user,r=nonce"); returns server-first-message or nullopt on malformed input or
-  // a channel-binding request ('p=') we do not offer.
+  // client-first-message ("n,,n=user,r=nonce", or "p=tls-server-end-point,,..." with SCRAM-SHA-256-PLUS);
+  // returns server-first-message or nullopt on malformed input or a gs2 header that does not match the
+  // mechanism and what was offered: 'p' without PLUS chosen, 'n' with it, or 'y' (the client can bind but
+  // believes we cannot) where PLUS was offered, which means someone removed it from the offer.
   std::optional<std::string> on_client_first(std::string_view message);
 
+  // Whether the last on_client_first failed on channel binding negotiation rather than on syntax.
+  bool binding_refused() const { return binding_refused_; }
+
   // client-final-message ("c=biws,r=...,p=..."); returns server-final-message ("v=...") when the proof is
-  // right, nullopt otherwise (malformed, wrong nonce, wrong proof, unknown user).
+  // right, nullopt otherwise (malformed, c= not the gs2 header plus our end-point hash, wrong nonce, wrong
+  // proof, unknown user).
   std::optional<std::string> on_client_final(std::string_view message);
 
   // After a successful on_client_final: ClientKey = ClientProof XOR ClientSignature. With it pgmux can log in
@@ -38,6 +55,9 @@ class ScramServer {
   std::optional<ScramVerifier> verifier_;
   ScramVerifier effective_;  // the real verifier or the mock one
   std::string server_nonce_;
+  ScramChannelBinding binding_;
+  std::string expected_cbind_;  // base64 of the client's gs2 header (and, with 'p', our end-point hash)
+  bool binding_refused_ = false;
   std::string client_first_bare_;
   std::string server_first_;
   std::string combined_nonce_;

@@ -16,6 +16,13 @@ using Duration = std::chrono::milliseconds;
 
 enum class PoolMode { transaction, session };
 enum class AuthType { scram_sha_256, md5, plain, trust };
+// tls.mode (PgBouncer: client_tls_sslmode): whether clients may, or must, log in over TLS.
+enum class TlsMode { disable, allow, require };
+// tls.client_cert: none, or a certificate the client must present, checked against tls.ca_file (verify-ca)
+// and whose CN must also equal the user name (verify-full), as Postgres's clientcert=verify-ca/verify-full.
+enum class ClientCertMode { none, verify_ca, verify_full };
+// databases.*.sslmode, as libpq names and means it.
+enum class SslMode { disable, prefer, require, verify_ca, verify_full };
 
 struct Endpoint {
   std::string host;  // IPv4 literal, IPv6 literal without brackets, or a host name
@@ -72,6 +79,23 @@ struct DatabaseConfig {
   std::optional<PoolMode> pool_mode;    // overrides pool.mode
   std::optional<int> max_db_client_connections;  // overrides pool.max_db_client_connections
   std::optional<std::string> auth_user;          // overrides the top-level auth_user for this database
+  // TLS to the server, as libpq's sslmode/sslrootcert/sslcert/sslkey. Default disable (libpq's is prefer):
+  // a server on a private network answers at once, without an SSLRequest first.
+  SslMode sslmode = SslMode::disable;
+  std::string sslrootcert;  // verify-ca, verify-full: the CA certificates the server's chain must end at
+  std::string sslcert;      // a client certificate to present (with sslkey), optional
+  std::string sslkey;
+};
+
+// --- TLS to clients: the tls: section ---
+struct TlsConfig {
+  std::string
+      cert_file;         // tls.cert_file: PEM, the server certificate (and chain); with key_file turns TLS on
+  std::string key_file;  // tls.key_file: PEM private key
+  std::string ca_file;   // tls.ca_file: CAs that client certificates must chain to (tls.client_cert)
+  TlsMode mode = TlsMode::disable;  // tls.mode: allow when a certificate is set and no mode is given
+  ClientCertMode client_cert = ClientCertMode::none;
+  bool enabled() const { return !cert_file.empty(); }
 };
 
 struct UserConfig {
@@ -97,9 +121,8 @@ struct HttpSqlConfig {
   int auth_cache_size = 10'000;     // http.auth_cache_size: entries at most; 0 = no cache
   // --- Postgres over WebSocket (the driver's Pool/Client mode) ---
   std::string websocket_path = "/v2";  // http.websocket_path: GET here upgrades; "" turns WebSocket off
-  // http.allow_cleartext_password: accept a password sent before it was asked for (the driver's
-  // pipelineConnect "password") from any WebSocket client, not only loopback ones. There is no TLS yet.
-  bool allow_cleartext_password = false;
+  // http.tls: HTTPS and wss:// on listen.http with tls.cert_file/key_file (plain HTTP stays off then).
+  bool tls = false;
 };
 
 // --- Observability: the metrics: section ---
@@ -126,6 +149,11 @@ struct Config {
   std::string log_format = "text";    // text | json (one object per line: ts, level, msg)
   HttpSqlConfig http;                 // --- HTTP-SQL (POST /sql) ---
   MetricsConfig metrics;              // --- observability ---
+  TlsConfig tls;                      // --- TLS to clients ---
+  // allow_plaintext_password: accept a password sent in clear text (before it was asked for, as Neon's
+  // driver's pipelineConnect "password" does) over a connection that is neither TLS nor from loopback.
+  // http.allow_cleartext_password is its deprecated alias.
+  bool allow_plaintext_password = false;
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }

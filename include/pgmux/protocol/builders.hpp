@@ -45,6 +45,7 @@ void append_sasl_initial_response(std::string& out, std::string_view mechanism, 
 void append_sasl_response(std::string& out, std::string_view data);
 void append_startup(std::string& out, const std::vector<std::pair<std::string, std::string>>& params);
 void append_cancel_request(std::string& out, std::uint32_t pid, std::uint32_t key);
+void append_ssl_request(std::string& out);
 // NegotiateProtocolVersion: the newest minor version we speak and the options we did not recognise.
 void append_negotiate_protocol_version(std::string& out, std::uint32_t minor,
                                        const std::vector<std::string>& unrecognised);

@@ -29,6 +29,9 @@ namespace sqlstate {
 inline constexpr const char* kProtocolViolation = "08P01";
 inline constexpr const char* kConnectionFailure = "08006";
 inline constexpr const char* kUnableToConnect = "08001";
+// The server's TLS falls short of the database's sslmode (no TLS, a certificate that does not verify): a
+// configuration problem, so the login is not retried as an unreachable server's is.
+inline constexpr const char* kServerRejectedConnection = "08004";
 inline constexpr const char* kInvalidPassword = "28P01";
 inline constexpr const char* kInvalidAuthorization = "28000";
 inline constexpr const char* kUnknownDatabase = "3D000";
