@@ -128,7 +128,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   database_ = &db->second;
   pool_->client_joined();
   user_ = state.user;
-  log::info("login: user=", user_, " database=", database_->name, " from ", peer_);
+  log::info("login: user=", user_, " database=", database_->name, " from ", peer());
   session_mode_ = config_->pool_mode_for(*database_) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {
@@ -143,7 +143,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
 asio::awaitable<bool> ClientSession::refuse_password(LoginState& state) {
   const std::string& user = state.user;
   state.result = LoginResult::wrong_password;
-  log::info("login failed: user=", user, " from ", peer_, ": wrong password or unknown user");
+  log::info("login failed: user=", user, " from ", peer(), ": wrong password or unknown user");
   co_await send_error("FATAL", sqlstate::kInvalidPassword,
                       "password authentication failed for user \"" + user + "\"");
   co_return false;
@@ -203,7 +203,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     // says so.
     if (!cleartext_allowed_) {
       state.result = LoginResult::refused_cleartext;
-      log::info("login refused: user=", user, " from ", peer_,
+      log::info("login refused: user=", user, " from ", peer(),
                 ": password sent in clear before it was asked");
       co_await send_error(
           "FATAL", sqlstate::kInvalidAuthorization,
@@ -212,7 +212,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
           "serverless driver, set pipelineConnect: false to log in with SCRAM");
       co_return false;
     }
-    log::debug("user=", user, " from ", peer_, " sent its password before it was asked: checked in clear");
+    log::debug("user=", user, " from ", peer(), " sent its password before it was asked: checked in clear");
     co_return co_await check_cleartext_password(state, secret);
   }
 

@@ -26,17 +26,23 @@ void log_session_failure(std::exception_ptr failure) {
 ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport transport)
     : proxy_(proxy),
       socket_(std::move(socket)),
-      websocket_(transport.websocket),
-      cleartext_allowed_(transport.cleartext_allowed),
-      peer_(std::move(transport.peer)),
       connected_at_(pool::Clock::now()),
-      config_(proxy.config()) {
+      config_(proxy.config()),
+      websocket_(transport.websocket),
+      cleartext_allowed_(transport.cleartext_allowed) {
+  if (!transport.peer.empty())
+    transport_peer_ = std::make_unique<const std::string>(std::move(transport.peer));
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
   if (websocket_) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
-  if (!peer_.empty()) return;
+}
+
+std::string ClientSession::peer() const {
+  if (transport_peer_) return *transport_peer_;
   error_code ec;
   tcp::endpoint peer = socket_.remote_endpoint(ec);
-  if (!ec) peer_ = peer.address().to_string() + ":" + std::to_string(peer.port());
+  // A client whose connection was reset has no peer any more: only its disconnect line says so.
+  if (ec) return "(disconnected)";
+  return peer.address().to_string() + ":" + std::to_string(peer.port());
 }
 
 ClientSession::~ClientSession() {
@@ -45,7 +51,7 @@ ClientSession::~ClientSession() {
   if (pool_) {
     pool_->client_left();
     auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
-    log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer_, " after ",
+    log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer(), " after ",
               lasted.count(), " ms");
   }
   if (websocket_) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);
@@ -60,12 +66,11 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, Cli
     co_return;
   }
   const config::PoolConfig& settings = session->config_->pool;
-  session->relay_.emplace(
-      session->socket_, *session->pool_, session->cancel_target_, session->params_,
-      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
-                    settings.client_idle_timeout, settings.max_prepared_statements,
-                    settings.pin_session_state, session->config_->metrics.enabled, session->websocket_,
-                    settings.query_timeout});
+  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
+                          RelaySettings{.pool = settings,
+                                        .release_at_idle = !session->session_mode_,
+                                        .count_traffic = session->config_->metrics.enabled,
+                                        .websocket = session->websocket_});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -103,7 +108,7 @@ void ClientSession::describe(ClientSnapshot& out) const {
   out.user = user_;
   out.websocket = websocket_;
   out.connected_at = connected_at_;
-  split_address(peer_, out.addr, out.port);
+  split_address(peer(), out.addr, out.port);
   error_code ec;
   tcp::endpoint local = socket_.local_endpoint(ec);
   if (!ec) {

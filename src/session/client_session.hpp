@@ -80,11 +80,15 @@ class ClientSession : private RelayOwner {
   asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate,
                                    std::string_view message);
 
+  // The client's address:port, for the log and SHOW CLIENTS: asked of the socket when needed rather than kept
+  // as a string in every idle session.
+  std::string peer() const;
+
+  // Fields ordered so that no padding is wasted: an idle client costs this object, and little else.
   Proxy& proxy_;
   net::Socket socket_;
-  bool websocket_ = false;          // ClientTransport::websocket
-  bool cleartext_allowed_ = false;  // ClientTransport::cleartext_allowed
-  std::string peer_;                // address:port, for the log
+  // ClientTransport::peer when given (a WebSocket client's socket is one end of a socketpair); null for TCP.
+  std::unique_ptr<const std::string> transport_peer_;
   std::string user_;
   pool::Clock::time_point connected_at_;
   // The config this client logged in under: it keeps it (and database_ points into it) even if a reload
@@ -92,6 +96,8 @@ class ClientSession : private RelayOwner {
   std::shared_ptr<const config::Config> config_;
   const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
+  bool websocket_ = false;          // ClientTransport::websocket
+  bool cleartext_allowed_ = false;  // ClientTransport::cleartext_allowed
   bool session_mode_ = false;
   bool admin_ = false;  // logged in to the admin console rather than a database
   CancelTarget cancel_target_;

@@ -230,10 +230,13 @@ Relay::Relay(net::Socket& client, pool::Pool& pool, CancelTarget& cancel_target,
       pool_(pool),
       cancel_target_(cancel_target),
       client_params_(client_params),
-      settings_(settings),
-      client_scanner_(settings.max_client_message),
+      settings_(settings.pool),
+      client_scanner_(settings.pool.max_packet_size),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
       backend_scanner_(0x7fffffff),
+      release_at_idle_(settings.release_at_idle),
+      count_traffic_(settings.count_traffic),
+      websocket_(settings.websocket),
       track_replies_(settings.release_at_idle) {}
 
 namespace {
@@ -549,7 +552,7 @@ bool Relay::forward_client_bytes() {
     }
     pos += used;
   }
-  if (settings_.count_traffic) {
+  if (count_traffic_) {
     pool::TrafficCounters& traffic = pool_.traffic();
     traffic.add_received(pos);
     if (messages.queries) traffic.add_queries(messages.queries);
@@ -1079,7 +1082,7 @@ bool Relay::forward_backend_bytes() {
     edit_ = Edit::none;
   }
   backend_saw_ready_ = messages.saw_ready;
-  if (settings_.count_traffic) {
+  if (count_traffic_) {
     pool::TrafficCounters& traffic = pool_.traffic();
     traffic.add_sent(pos);
     if (messages.transactions) traffic.add_transactions(messages.transactions);
@@ -1121,7 +1124,7 @@ bool Relay::maybe_release() {
     finish(End::backend_gone);
     return true;
   }
-  if (!settings_.release_at_idle || pinned_) {
+  if (!release_at_idle_ || pinned_) {
     // Session mode (or a pinned client) keeps its backend; when draining, the session ends here and is
     // cleaned up by its owner.
     if (!draining_) return false;
@@ -1130,7 +1133,7 @@ bool Relay::maybe_release() {
   }
   bool cancel_pending = cancel_target_.clear();
   auto now = pool::Clock::now();
-  if (settings_.count_traffic)
+  if (count_traffic_)
     pool_.traffic().add_transaction_time(
         std::chrono::duration_cast<std::chrono::microseconds>(now - leased_at_).count());
   if (cancel_pending) {
