@@ -125,11 +125,11 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
                         "database \"" + database_name + "\" does not exist");
     co_return false;
   }
-  database_ = &db->second;
+  cancel_target_.database = &db->second;
   pool_->client_joined();
   user_ = state.user;
-  log::info("login: user=", user_, " database=", database_->name, " from ", peer());
-  session_mode_ = config_->pool_mode_for(*database_) == config::PoolMode::session;
+  log::info("login: user=", user_, " database=", this->database()->name, " from ", peer());
+  session_mode_ = config_->pool_mode_for(*this->database()) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {
       for (const auto& [option, setting] : parse_startup_options(value)) state.wished.set(option, setting);
@@ -286,7 +286,6 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
     parameters = pool_->server_parameters();
   }
   client_key_ = proxy_.cancels().add(&cancel_target_);
-  cancel_target_.database = database_;
 
   std::string out;
   append_auth_request(out, kAuthOk);

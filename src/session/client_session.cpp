@@ -51,7 +51,7 @@ ClientSession::~ClientSession() {
   if (pool_) {
     pool_->client_left();
     auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
-    log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer(), " after ",
+    log::info("disconnect: user=", user_, " database=", database()->name, " from ", peer(), " after ",
               lasted.count(), " ms");
   }
   if (websocket_) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);
@@ -144,7 +144,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // A query is still running for nobody: stop it, or it runs to the end on a connection the pool no
       // longer counts (Postgres notices the closed socket only when it next writes).
       log::info("cancelling the query of a client that left mid-query: user=", self->user_);
-      co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+      co_await pool::send_cancel_request(*self->database(), lease->pid, lease->secret_key);
     }
     // Otherwise the lease closes the backend as it goes out of scope.
   };
@@ -170,7 +170,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // Built before the co_await: GCC 12 destroys a temporary of a conditional expression inside a co_await
       // twice.
       std::string why = self->proxy_.draining() ? std::string("pgmux is shutting down")
-                                                : "database \"" + self->database_->name +
+                                                : "database \"" + self->database()->name +
                                                       "\" was removed from pgmux's configuration";
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, why);
       co_return;
@@ -178,7 +178,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::killed:
       // Whatever runs on the backend is stopped and the connection dropped, as PgBouncer's KILL does.
       if (lease && relay.state().tracker.outstanding() > 0)
-        co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+        co_await pool::send_cancel_request(*self->database(), lease->pid, lease->secret_key);
       lease.close(pool::CloseReason::killed);
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown,
                                 "database killed (KILL in the admin console)");
@@ -195,7 +195,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // may take); the cancel then stops the query if the server is still there to hear it.
       const std::uint32_t pid = lease->pid, key = lease->secret_key;
       lease.close(pool::CloseReason::query_timeout);
-      co_await pool::send_cancel_request(*self->database_, pid, key);
+      co_await pool::send_cancel_request(*self->database(), pid, key);
       co_return;
     }
     case Relay::End::client_idle_timeout:

@@ -83,6 +83,8 @@ class ClientSession : private RelayOwner {
   // The client's address:port, for the log and SHOW CLIENTS: asked of the socket when needed rather than kept
   // as a string in every idle session.
   std::string peer() const;
+  // The database logged in to, in config_; kept in cancel_target_, which needs it too.
+  const config::DatabaseConfig* database() const { return cancel_target_.database; }
 
   // Fields ordered so that no padding is wasted: an idle client costs this object, and little else.
   Proxy& proxy_;
@@ -91,16 +93,15 @@ class ClientSession : private RelayOwner {
   std::unique_ptr<const std::string> transport_peer_;
   std::string user_;
   pool::Clock::time_point connected_at_;
-  // The config this client logged in under: it keeps it (and database_ points into it) even if a reload
+  // The config this client logged in under: it keeps it (and database() points into it) even if a reload
   // swaps in another.
   std::shared_ptr<const config::Config> config_;
-  const config::DatabaseConfig* database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool websocket_ = false;          // ClientTransport::websocket
   bool cleartext_allowed_ = false;  // ClientTransport::cleartext_allowed
   bool session_mode_ = false;
-  bool admin_ = false;  // logged in to the admin console rather than a database
-  CancelTarget cancel_target_;
+  bool admin_ = false;            // logged in to the admin console rather than a database
+  CancelTarget cancel_target_;    // its database is the session's (database()), set at login
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
   protocol::ParamSet params_;     // the client's session settings, re-applied on every backend it borrows
   std::optional<Relay> relay_;    // from login to the end

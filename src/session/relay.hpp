@@ -263,10 +263,11 @@ class Relay {
   int pending_ = 0;         // asynchronous operations in flight; their handlers must run before we are done
   End end_ = End::client_gone;
 
-  const bool release_at_idle_;      // RelaySettings::release_at_idle
-  const bool count_traffic_;        // RelaySettings::count_traffic
-  const bool websocket_;            // RelaySettings::websocket
-  const bool track_replies_;        // transaction mode: see replies_
+  // Fixed for the relay's life. One byte for the four keeps the relay at 280 bytes rather than 288.
+  const bool release_at_idle_ : 1;  // RelaySettings::release_at_idle
+  const bool count_traffic_ : 1;    // RelaySettings::count_traffic
+  const bool websocket_ : 1;        // RelaySettings::websocket
+  const bool track_replies_ : 1;    // transaction mode: see replies_
   bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
   bool client_stop_ = false;        // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;     // a wait on the client is armed
