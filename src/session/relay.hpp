@@ -58,7 +58,7 @@ struct RelaySettings {
 // recycling allocator, so the steady state does not allocate.
 class Relay {
  public:
-  enum class End {
+  enum class End : std::uint8_t {
     client_gone,                // EOF, error or Terminate
     backend_gone,               // the backend's connection broke mid-transaction
     client_protocol_violation,  // a message length that cannot be right
@@ -229,8 +229,9 @@ class Relay {
   std::unique_ptr<asio::steady_timer> idle_timer_;  // only with client_idle_timeout
 
   pool::BackendLease lease_;
-  pool::Clock::time_point leased_at_;  // for the pool's transaction time
-  pool::Clock::time_point acquiring_since_;
+  // While acquiring_: since when the client waits for a backend. While a backend is leased: since when it was
+  // lent (the pool's transaction time). Never both at once, so one field.
+  pool::Clock::time_point backend_since_;
   pool::Clock::time_point request_sent_;  // the oldest request the backend is answering, or its last answer
   pool::Clock::time_point last_client_activity_;
   net::IoBufferSlot client_in_;   // borrowed while the client has bytes in flight
@@ -259,15 +260,17 @@ class Relay {
   protocol::RelayState state_;
   protocol::MessageScanner client_scanner_;
   protocol::MessageScanner backend_scanner_;
-  int hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
-  int pending_ = 0;         // asynchronous operations in flight; their handlers must run before we are done
+  // 16 bits each (there are a few at most) keep the relay at 264 bytes.
+  std::int16_t hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
+  std::int16_t pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
   End end_ = End::client_gone;
 
-  // Fixed for the relay's life. One byte for the four keeps the relay at 280 bytes rather than 288.
+  // Five flags in one byte (four fixed for the relay's life) keep the relay at 264 bytes rather than 272.
   const bool release_at_idle_ : 1;  // RelaySettings::release_at_idle
   const bool count_traffic_ : 1;    // RelaySettings::count_traffic
   const bool websocket_ : 1;        // RelaySettings::websocket
   const bool track_replies_ : 1;    // transaction mode: see replies_
+  bool listed_ : 1 = false;         // on this thread's list (prev_, next_); changes twice in a relay's life
   bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
   bool client_stop_ = false;        // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;     // a wait on the client is armed
@@ -280,7 +283,6 @@ class Relay {
   bool pinned_ = false;  // session state only this backend holds: it stays until the client leaves
   bool draining_ = false;
   bool served_ = false;  // has borrowed a backend at least once
-  bool listed_ = false;
   bool backend_stream_intact_ = false;
   bool ended_ = false;
 };
