@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "log.hpp"
 
@@ -99,15 +100,32 @@ std::string takeover_address(const config::Endpoint& postgres) {
   return "pgmux-takeover:" + postgres.host + ":" + std::to_string(postgres.port);
 }
 
-std::optional<Handover> request_takeover(const config::Config& config) {
-  const std::string name = takeover_address(config.listen.postgres);
+namespace {
+
+// Whether something listens on `where`: a plain bind (no SO_REUSEPORT) fails then, as in
+// net::check_address_free.
+bool address_in_use(const config::Endpoint& where) {
+  asio::io_context io;
+  asio::ip::tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
+  asio::ip::tcp::acceptor probe(io);
+  error_code ec;
+  probe.open(endpoint.protocol(), ec);
+  if (!ec) probe.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) probe.bind(endpoint, ec);
+  return ec == asio::error::address_in_use;
+}
+
+// One request on the abstract name. nullopt when nobody listens there, or the one listening closed without a
+// word (it was letting go of the name: handing over, or draining).
+std::optional<Handover> ask_once(const config::Config& config, const std::string& name,
+                                 std::chrono::steady_clock::time_point deadline) {
   int connection = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (connection < 0) throw std::runtime_error("takeover: socket: " + errno_text());
   socklen_t length;
   sockaddr_un address = abstract_address(name, length);
   if (connect(connection, reinterpret_cast<sockaddr*>(&address), length) != 0) {
     close(connection);
-    return std::nullopt;  // nobody serves these addresses
+    return std::nullopt;  // nobody offers sockets on this name now
   }
   Greeting greeting;
   std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxSockets));
@@ -118,8 +136,8 @@ std::optional<Handover> request_takeover(const config::Config& config) {
   message.msg_control = control.data();
   message.msg_controllen = control.size();
   // An old process that does not answer must not hang this one's start.
-  ssize_t n =
-      receive_before(connection, message, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  ssize_t n = receive_before(connection, message, deadline);
+  const bool reset = n < 0 && errno == ECONNRESET;
   Handover handover;
   handover.connection = connection;
   std::vector<int> fds;
@@ -134,8 +152,8 @@ std::optional<Handover> request_takeover(const config::Config& config) {
     close(connection);
     throw std::runtime_error("takeover from the pgmux on " + name + " failed: " + why);
   };
-  if (n == 0 && fds.empty()) {
-    // It closed without a word: it is draining already (its listeners are closed), so the ports are free.
+  if ((n == 0 || reset) && fds.empty()) {
+    // It closed the name with this request still queued: it has handed its sockets over already, or drains.
     close(connection);
     return std::nullopt;
   }
@@ -156,6 +174,30 @@ std::optional<Handover> request_takeover(const config::Config& config) {
   handover.sockets.metrics.assign(http_end, fds.end());
   handover.old_pid = greeting.pid;
   return handover;
+}
+
+}  // namespace
+
+std::optional<Handover> request_takeover(const config::Config& config) {
+  const std::string name = takeover_address(config.listen.postgres);
+  // Nobody on the name is not yet nobody on the port: a pgmux offers its sockets only once its workers run,
+  // and one that took over only once its predecessor lets go of the name. While the port is held, ask again
+  // (a takeover started right after another must not fail), within the same budget as the handover itself.
+  const auto budget = std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (bool waiting = false;; waiting = true) {
+    if (auto handover = ask_once(config, name, deadline)) return handover;
+    if (!address_in_use(config.listen.postgres)) return std::nullopt;  // the ports are free: start as usual
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw std::runtime_error("takeover: " + config.listen.postgres.host + ":" +
+                               std::to_string(config.listen.postgres.port) +
+                               " is in use, but no pgmux offered its listening sockets on @" + name +
+                               " within " + std::to_string(budget.count()) + " s");
+    if (!waiting)
+      log::info("takeover: the port is in use and nobody offers sockets on @", name, " yet; waiting up to ",
+                budget.count(), " s for the running pgmux to offer them");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // before the workers run: nothing to block
+  }
 }
 
 void confirm_takeover(Handover& handover) {

@@ -16,8 +16,10 @@ namespace pgmux::lifecycle {
 std::string takeover_address(const config::Endpoint& postgres);
 
 // The new process's side, before its workers run: asks the pgmux already serving these addresses for its
-// listening sockets. nullopt when none answers (then the ports must be free as usual). Throws
-// std::runtime_error if one answered but the handover failed.
+// listening sockets. nullopt when none answers and the Postgres port is free (start as usual). While the port
+// is held but nobody offers sockets yet (a pgmux just started, or one that took over and waits for the name),
+// asks again for up to 10 s. Throws std::runtime_error if one answered but the handover failed, or nobody
+// offered sockets within that time.
 struct Handover {
   InheritedSockets sockets;
   int connection = -1;  // kept open until confirm(): the old process serves on until then

@@ -23,6 +23,14 @@ thread_local FreeList t_free;
 }  // namespace
 
 IoBuffer::IoBuffer() {
+  borrow();
+}
+
+IoBuffer::~IoBuffer() {
+  give_back();
+}
+
+void IoBuffer::borrow() {
   if (t_free.buffers.empty()) {
     storage_ = new char[kBufferSize];
   } else {
@@ -31,11 +39,15 @@ IoBuffer::IoBuffer() {
   }
 }
 
-IoBuffer::~IoBuffer() {
+void IoBuffer::give_back() {
+  if (!storage_) return;
   if (capacity_ == kBufferSize && t_free.buffers.size() < kMaxFreeBuffers)
     t_free.buffers.push_back(storage_);
   else
     delete[] storage_;
+  storage_ = nullptr;
+  capacity_ = kBufferSize;
+  begin_ = end_ = 0;
 }
 
 void IoBuffer::ensure_capacity(std::size_t n) {
@@ -47,7 +59,7 @@ void IoBuffer::ensure_capacity(std::size_t n) {
   else
     delete[] storage_;
   storage_ = bigger;
-  capacity_ = n;
+  capacity_ = static_cast<std::uint32_t>(n);
   end_ -= begin_;
   begin_ = 0;
 }
@@ -55,7 +67,7 @@ void IoBuffer::ensure_capacity(std::size_t n) {
 void IoBuffer::erase(std::size_t offset, std::size_t n) {
   char* at = storage_ + begin_ + offset;
   std::memmove(at, at + n, end_ - (begin_ + offset + n));
-  end_ -= n;
+  end_ -= static_cast<std::uint32_t>(n);
   if (begin_ == end_) begin_ = end_ = 0;
 }
 
@@ -67,7 +79,7 @@ void IoBuffer::replace(std::size_t offset, std::size_t n, std::string_view with)
   char* at = storage_ + offset;
   std::memmove(at + with.size(), at + n, size - offset - n);
   std::memcpy(at, with.data(), with.size());
-  end_ = new_size;
+  end_ = static_cast<std::uint32_t>(new_size);
 }
 
 void IoBuffer::compact() {

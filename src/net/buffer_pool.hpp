@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace pgmux::net {
@@ -25,9 +26,9 @@ class IoBuffer {
   // Room for one message of `n` bytes that must be seen whole although it is larger than a pooled buffer (a
   // named Parse with a long query): the buffer moves to the heap until it is given back.
   void ensure_capacity(std::size_t n);
-  void received(std::size_t n) { end_ += n; }
+  void received(std::size_t n) { end_ += static_cast<std::uint32_t>(n); }
   void consume(std::size_t n) {
-    begin_ += n;
+    begin_ += static_cast<std::uint32_t>(n);
     if (begin_ == end_) begin_ = end_ = 0;
   }
   // Removes n bytes at `offset` from the start of the data (a reply pgmux must not pass on).
@@ -38,9 +39,37 @@ class IoBuffer {
   void compact();
 
  private:
+  friend class IoBufferSlot;
+  struct Unborrowed {};
+  explicit IoBuffer(Unborrowed) : storage_(nullptr) {}
+  void borrow();
+  void give_back();
+
   char* storage_;
-  std::size_t capacity_ = kBufferSize;
-  std::size_t begin_ = 0, end_ = 0;
+  // 32-bit cursors: a message is at most max_packet_size (32-bit), and an idle client's relay is smaller.
+  std::uint32_t capacity_ = kBufferSize;
+  std::uint32_t begin_ = 0, end_ = 0;
+};
+
+// What std::optional<IoBuffer> does, in the size of the buffer alone (no engaged flag and its padding): a
+// null storage pointer means none is borrowed. Every client's relay holds two.
+class IoBufferSlot {
+ public:
+  IoBufferSlot() : buffer_(IoBuffer::Unborrowed{}) {}
+  IoBufferSlot(const IoBufferSlot&) = delete;
+  IoBufferSlot& operator=(const IoBufferSlot&) = delete;
+
+  explicit operator bool() const { return buffer_.storage_ != nullptr; }
+  IoBuffer& operator*() { return buffer_; }
+  IoBuffer* operator->() { return &buffer_; }
+  void emplace() {
+    buffer_.give_back();
+    buffer_.borrow();
+  }
+  void reset() { buffer_.give_back(); }
+
+ private:
+  IoBuffer buffer_;
 };
 
 }  // namespace pgmux::net

@@ -12,13 +12,13 @@ asio::awaitable<bool> ClientSession::admit_connection(LoginState& state) {
   if (settings.client_connection_rate_per_ip <= 0) co_return true;
   std::string address;
   std::uint16_t port = 0;
-  split_address(peer_, address, port);
+  split_address(peer(), address, port);
   if (proxy_.connection_rate().admit(address, settings.client_connection_rate_per_ip,
                                      settings.client_connection_burst_per_ip,
                                      ConnectionRateLimiter::Clock::now()))
     co_return true;
   state.result = LoginResult::too_many_clients;
-  log::info("login refused: ", peer_, " is over client_connection_rate_per_ip");
+  log::info("login refused: ", peer(), " is over client_connection_rate_per_ip");
   co_await send_error("FATAL", protocol::sqlstate::kTooManyConnections,
                       "too many connection attempts from this address (client_connection_rate_per_ip)");
   co_return false;
@@ -39,7 +39,7 @@ asio::awaitable<bool> ClientSession::admit_client(LoginState& state, const confi
       refusal == ClientLimits::Refusal::database
           ? "no more connections allowed for database \"" + database.name + "\" (max_db_client_connections)"
           : "no more connections allowed for user \"" + state.user + "\" (max_user_client_connections)";
-  log::info("login refused: user=", state.user, " database=", database.name, " from ", peer_, ": ", why);
+  log::info("login refused: user=", state.user, " database=", database.name, " from ", peer(), ": ", why);
   co_await send_error("FATAL", protocol::sqlstate::kTooManyConnections, why);
   co_return false;
 }

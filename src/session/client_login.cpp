@@ -51,7 +51,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
       error_code aec;
       if (socket_.available(aec) > 0 || aec) {
         state.result = LoginResult::protocol_error;
-        log::info("client ", peer_, " sent unencrypted data after its SSLRequest: refused");
+        log::info("client ", peer(), " sent unencrypted data after its SSLRequest: refused");
         co_await send_error("FATAL", sqlstate::kProtocolViolation,
                             "received unencrypted data after SSL request");
         co_return false;
@@ -149,11 +149,11 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
                         "database \"" + database_name + "\" does not exist");
     co_return false;
   }
-  database_ = &db->second;
+  cancel_target_.database = &db->second;
   pool_->client_joined();
   user_ = state.user;
-  log::info("login: user=", user_, " database=", database_->name, " from ", peer_);
-  session_mode_ = config_->pool_mode_for(*database_) == config::PoolMode::session;
+  log::info("login: user=", user_, " database=", this->database()->name, " from ", peer());
+  session_mode_ = config_->pool_mode_for(*this->database()) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {
       for (const auto& [option, setting] : parse_startup_options(value)) state.wished.set(option, setting);
@@ -167,7 +167,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
 asio::awaitable<bool> ClientSession::refuse_password(LoginState& state) {
   const std::string& user = state.user;
   state.result = LoginResult::wrong_password;
-  log::info("login failed: user=", user, " from ", peer_, ": wrong password or unknown user");
+  log::info("login failed: user=", user, " from ", peer(), ": wrong password or unknown user");
   co_await send_error("FATAL", sqlstate::kInvalidPassword,
                       "password authentication failed for user \"" + user + "\"");
   co_return false;
@@ -219,7 +219,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
       config.auth_type == AuthType::plain || (config.auth_type != AuthType::trust && password_pipelined());
   if (wants_cleartext && !cleartext_ok) {
     state.result = LoginResult::refused_cleartext;
-    log::info("login refused: user=", user, " from ", peer_,
+    log::info("login refused: user=", user, " from ", peer(),
               ": a password in clear text over a connection without TLS from a non-loopback address");
     co_await send_error(
         "FATAL", sqlstate::kInvalidAuthorization,
@@ -232,7 +232,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   if (config.auth_type != AuthType::trust && config.auth_type != AuthType::plain && wants_cleartext) {
     // The password came without being asked for (Neon's driver, pipelineConnect "password"), so it can only
     // be checked in clear.
-    log::debug("user=", user, " from ", peer_, " sent its password before it was asked: checked in clear");
+    log::debug("user=", user, " from ", peer(), " sent its password before it was asked: checked in clear");
     co_return co_await check_cleartext_password(state, secret);
   }
 
@@ -258,7 +258,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
 asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const auth::UserSecret* secret) {
   // SCRAM-SHA-256, and over TLS SCRAM-SHA-256-PLUS first (as Postgres lists them). An unknown user goes
   // through the same exchange and fails at the proof.
-  const bool plus_offered = tls_ && !tls_end_point_.empty();
+  const bool plus_offered = tls_ && tls_login_ && !tls_login_->end_point.empty();
   std::string out, body;
   char type;
   using namespace std::string_view_literals;
@@ -280,14 +280,14 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
   }
   std::optional<auth::ScramVerifier> verifier;
   if (secret) verifier = secret->verifier;
-  auth::ScramServer scram(verifier, state.user, proxy_.mock_secret(),
-                          auth::base64_encode(auth::random_string(18)),
-                          auth::ScramChannelBinding{plus_offered, plus, tls_end_point_});
+  auth::ScramServer scram(
+      verifier, state.user, proxy_.mock_secret(), auth::base64_encode(auth::random_string(18)),
+      auth::ScramChannelBinding{plus_offered, plus, plus_offered ? tls_login_->end_point : std::string()});
   auto server_first = scram.on_client_first(std::string_view(body).substr(mechanism_end + 5));
   if (!server_first) {
     state.result = LoginResult::protocol_error;
     if (scram.binding_refused())
-      log::info("login refused: user=", state.user, " from ", peer_, ": ", scram.error());
+      log::info("login refused: user=", state.user, " from ", peer(), ": ", scram.error());
     co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
     co_return false;
   }
@@ -320,7 +320,6 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
     parameters = pool_->server_parameters();
   }
   client_key_ = proxy_.cancels().add(&cancel_target_);
-  cancel_target_.database = database_;
 
   std::string out;
   append_auth_request(out, kAuthOk);

@@ -27,21 +27,31 @@ void log_session_failure(std::exception_ptr failure) {
 ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport transport)
     : proxy_(proxy),
       socket_(std::move(socket)),
+      connected_at_(pool::Clock::now()),
+      config_(proxy.config()),
       websocket_(transport.websocket),
       loopback_(transport.loopback),
-      tls_(transport.tls),
-      tls_end_point_(std::move(transport.tls_end_point)),
-      peer_(std::move(transport.peer)),
-      connected_at_(pool::Clock::now()),
-      config_(proxy.config()) {
+      tls_(transport.tls) {
+  if (!transport.tls_end_point.empty())
+    tls_login_ = std::make_unique<TlsLogin>(TlsLogin{std::move(transport.tls_end_point), {}});
+  if (!transport.peer.empty()) {
+    transport_peer_ = std::make_unique<const std::string>(std::move(transport.peer));
+  } else {
+    error_code ec;
+    tcp::endpoint peer = socket_.remote_endpoint(ec);
+    if (!ec) loopback_ = is_loopback(peer.address());
+  }
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
   if (websocket_) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
-  if (!peer_.empty()) return;
+}
+
+std::string ClientSession::peer() const {
+  if (transport_peer_) return *transport_peer_;
   error_code ec;
   tcp::endpoint peer = socket_.remote_endpoint(ec);
-  if (ec) return;
-  peer_ = peer.address().to_string() + ":" + std::to_string(peer.port());
-  loopback_ = is_loopback(peer.address());
+  // A client whose connection was reset has no peer any more: only its disconnect line says so.
+  if (ec) return "(disconnected)";
+  return peer.address().to_string() + ":" + std::to_string(peer.port());
 }
 
 ClientSession::~ClientSession() {
@@ -51,7 +61,7 @@ ClientSession::~ClientSession() {
   if (pool_) {
     pool_->client_left();
     auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
-    log::info("disconnect: user=", user_, " database=", database_->name, " from ", peer_, " after ",
+    log::info("disconnect: user=", user_, " database=", database()->name, " from ", peer(), " after ",
               lasted.count(), " ms");
   }
   if (websocket_) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);
@@ -66,12 +76,11 @@ asio::awaitable<void> ClientSession::serve(Proxy& proxy, net::Socket socket, Cli
     co_return;
   }
   const config::PoolConfig& settings = session->config_->pool;
-  session->relay_.emplace(
-      session->socket_, *session->pool_, session->cancel_target_, session->params_,
-      RelaySettings{settings.max_packet_size, !session->session_mode_, settings.query_wait_timeout,
-                    settings.client_idle_timeout, settings.max_prepared_statements,
-                    settings.pin_session_state, session->config_->metrics.enabled, session->websocket_,
-                    settings.query_timeout});
+  session->relay_.emplace(session->socket_, *session->pool_, session->cancel_target_, session->params_,
+                          RelaySettings{.pool = settings,
+                                        .release_at_idle = !session->session_mode_,
+                                        .count_traffic = session->config_->metrics.enabled,
+                                        .websocket = session->websocket_});
   ClientSession* self = session.release();  // owned by the relay's callbacks until relay_finished()
   Relay& relay = *self->relay_;
   relay.start(*self);
@@ -100,8 +109,7 @@ asio::awaitable<bool> ClientSession::login_in_time() {
     logged_in = outcome.index() == 0 && std::get<0>(outcome);
   }
   if (logged_in) state.result = LoginResult::ok;
-  std::string().swap(tls_end_point_);  // an idle client keeps nothing it needed only to log in
-  std::string().swap(client_cert_cn_);
+  tls_login_.reset();  // an idle client keeps nothing it needed only to log in
   if (state.result)
     proxy_.logins().add(websocket_ ? LoginOutcomes::websocket : LoginOutcomes::postgres, *state.result);
   co_return logged_in;
@@ -111,7 +119,7 @@ void ClientSession::describe(ClientSnapshot& out) const {
   out.user = user_;
   out.websocket = websocket_;
   out.connected_at = connected_at_;
-  split_address(peer_, out.addr, out.port);
+  split_address(peer(), out.addr, out.port);
   error_code ec;
   tcp::endpoint local = socket_.local_endpoint(ec);
   if (!ec) {
@@ -154,7 +162,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // A query is still running for nobody: stop it, or it runs to the end on a connection the pool no
       // longer counts (Postgres notices the closed socket only when it next writes).
       log::info("cancelling the query of a client that left mid-query: user=", self->user_);
-      co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+      co_await pool::send_cancel_request(*self->database(), lease->pid, lease->secret_key);
     }
     // Otherwise the lease closes the backend as it goes out of scope.
   };
@@ -180,7 +188,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // Built before the co_await: GCC 12 destroys a temporary of a conditional expression inside a co_await
       // twice.
       std::string why = self->proxy_.draining() ? std::string("pgmux is shutting down")
-                                                : "database \"" + self->database_->name +
+                                                : "database \"" + self->database()->name +
                                                       "\" was removed from pgmux's configuration";
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown, why);
       co_return;
@@ -188,7 +196,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
     case Relay::End::killed:
       // Whatever runs on the backend is stopped and the connection dropped, as PgBouncer's KILL does.
       if (lease && relay.state().tracker.outstanding() > 0)
-        co_await pool::send_cancel_request(*self->database_, lease->pid, lease->secret_key);
+        co_await pool::send_cancel_request(*self->database(), lease->pid, lease->secret_key);
       lease.close(pool::CloseReason::killed);
       co_await self->send_error("FATAL", sqlstate::kAdminShutdown,
                                 "database killed (KILL in the admin console)");
@@ -205,7 +213,7 @@ asio::awaitable<void> ClientSession::wind_up(std::unique_ptr<ClientSession> self
       // may take); the cancel then stops the query if the server is still there to hear it.
       const std::uint32_t pid = lease->pid, key = lease->secret_key;
       lease.close(pool::CloseReason::query_timeout);
-      co_await pool::send_cancel_request(*self->database_, pid, key);
+      co_await pool::send_cancel_request(*self->database(), pid, key);
       co_return;
     }
     case Relay::End::client_idle_timeout:

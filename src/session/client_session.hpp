@@ -32,6 +32,13 @@ struct ClientTransport {
   std::string tls_end_point;  // with tls: the certificate hash SCRAM-SHA-256-PLUS binds to
 };
 
+// What a TLS login needs until the client is in: the certificate hash SCRAM-SHA-256-PLUS binds to, and the
+// CN of the client's certificate (tls.client_cert verify-full).
+struct TlsLogin {
+  std::string end_point;
+  std::string client_cert_cn;
+};
+
 class ClientSession : private RelayOwner {
  public:
   ClientSession(Proxy& proxy, net::Socket socket, ClientTransport transport = {});
@@ -97,28 +104,35 @@ class ClientSession : private RelayOwner {
   asio::awaitable<void> send_error(std::string_view severity, std::string_view sqlstate,
                                    std::string_view message);
 
+  // The client's address:port, for the log and SHOW CLIENTS: asked of the socket when needed rather than kept
+  // as a string in every idle session.
+  std::string peer() const;
+  // The database logged in to, in config_; kept in cancel_target_, which needs it too.
+  const config::DatabaseConfig* database() const { return cancel_target_.database; }
+
+  // Fields ordered so that no padding is wasted: an idle client costs this object, and little else.
   Proxy& proxy_;
   net::Socket socket_;
-  bool websocket_ = false;  // ClientTransport::websocket
-  bool loopback_ = false;   // the client connected from a loopback address
-  bool tls_ = false;        // the connection is encrypted (TLS on the Postgres port, or wss://)
-  // While logging in over TLS: the certificate hash for SCRAM-SHA-256-PLUS, and the CN of the client's
-  // certificate (tls.client_cert verify-full); cleared once logged in.
-  std::string tls_end_point_;
-  std::string client_cert_cn_;
-  std::string peer_;  // address:port, for the log
+  // ClientTransport::peer when given (a WebSocket client's socket is one end of a socketpair), and a TLS
+  // client's address, kept when its socket became one end of its tunnel; null for a plain TCP client.
+  std::unique_ptr<const std::string> transport_peer_;
+  // While logging in over TLS only: the certificate hash for SCRAM-SHA-256-PLUS and the CN of the client's
+  // certificate (tls.client_cert verify-full).
+  std::unique_ptr<TlsLogin> tls_login_;
   std::string user_;
   pool::Clock::time_point connected_at_;
-  // The config this client logged in under: it keeps it (and database_ points into it) even if a reload
+  // The config this client logged in under: it keeps it (and database() points into it) even if a reload
   // swaps in another.
   std::shared_ptr<const config::Config> config_;
-  const config::DatabaseConfig* database_ = nullptr;
   // Counted in the client limits of this database and user_ (points into config_).
   const config::DatabaseConfig* limited_database_ = nullptr;
   pool::Pool* pool_ = nullptr;
+  bool websocket_ = false;  // ClientTransport::websocket
+  bool loopback_ = false;   // the client connected from a loopback address
+  bool tls_ = false;        // the connection is encrypted (TLS on the Postgres port, or wss://)
   bool session_mode_ = false;
-  bool admin_ = false;  // logged in to the admin console rather than a database
-  CancelTarget cancel_target_;
+  bool admin_ = false;            // logged in to the admin console rather than a database
+  CancelTarget cancel_target_;    // its database is the session's (database()), set at login
   std::uint64_t client_key_ = 0;  // our BackendKeyData, registered for cancels
   protocol::ParamSet params_;     // the client's session settings, re-applied on every backend it borrows
   std::optional<Relay> relay_;    // from login to the end

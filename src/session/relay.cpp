@@ -230,10 +230,13 @@ Relay::Relay(net::Socket& client, pool::Pool& pool, CancelTarget& cancel_target,
       pool_(pool),
       cancel_target_(cancel_target),
       client_params_(client_params),
-      settings_(settings),
-      client_scanner_(settings.max_client_message),
+      settings_(settings.pool),
+      client_scanner_(settings.pool.max_packet_size),
       // The server is trusted to frame its messages; the limit only guards against a corrupt stream.
       backend_scanner_(0x7fffffff),
+      release_at_idle_(settings.release_at_idle),
+      count_traffic_(settings.count_traffic),
+      websocket_(settings.websocket),
       track_replies_(settings.release_at_idle) {}
 
 namespace {
@@ -277,7 +280,7 @@ ClientSnapshot Relay::snapshot() const {
   if (owner_) owner_->describe(out);
   out.database = pool_.name();
   out.waiting = acquiring_;
-  out.waiting_since = acquiring_since_;
+  out.waiting_since = backend_since_;
   out.last_request = last_client_activity_;
   out.application_name = client_params_.get(TrackedParam::application_name);
   if (lease_) {
@@ -289,7 +292,7 @@ ClientSnapshot Relay::snapshot() const {
     server.active = true;
     server.pid = lease_->pid;
     server.connected_at = lease_->created;
-    server.last_used = leased_at_;
+    server.last_used = backend_since_;
     server.application_name = lease_->params.get(TrackedParam::application_name);
     fill_endpoints(lease_->socket, server.addr, server.port, server.local_addr, server.local_port);
   }
@@ -319,7 +322,7 @@ void Relay::expire_query(pool::Clock::time_point now) {
   if (ended_ || !lease_ || limit.count() == 0) return;
   const TxTracker& tracker = state_.tracker;
   bool owed = tracker.outstanding() > 0 || tracker.unsynced() || state_.client_writing;
-  if (!owed || now - std::max(last_client_activity_, leased_at_) < limit) return;
+  if (!owed || now - std::max(last_client_activity_, backend_since_) < limit) return;
   log::warning("query_timeout: closing a server connection that has not answered for ", limit.count(),
                " ms (backend pid ", lease_->pid, ")");
   extras().error_sqlstate = sqlstate::kQueryCanceled;
@@ -444,7 +447,7 @@ bool Relay::take_backend() {
   // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
   // not. Meanwhile the client is watched, so that one that leaves is not served later.
   acquiring_ = true;
-  acquiring_since_ = pool::Clock::now();
+  backend_since_ = pool::Clock::now();
   ++pending_;
   asio::co_spawn(
       client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
@@ -452,7 +455,7 @@ bool Relay::take_backend() {
         --pending_;
         acquiring_ = false;
         pool_.traffic().add_wait_time(
-            std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - acquiring_since_)
+            std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - backend_since_)
                 .count());
         if (ended_) {
           if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
@@ -472,8 +475,8 @@ bool Relay::take_backend() {
 bool Relay::adopt(pool::BackendLease lease) {
   served_ = true;
   lease_ = std::move(lease);
-  leased_at_ = pool::Clock::now();
-  request_sent_ = leased_at_;
+  backend_since_ = pool::Clock::now();
+  request_sent_ = backend_since_;
   pool::move_to(*lease_, client_.get_executor());
   cancel_target_.set(lease_->pid, lease_->secret_key);
   backend_in_.emplace();
@@ -549,7 +552,7 @@ bool Relay::forward_client_bytes() {
     }
     pos += used;
   }
-  if (settings_.count_traffic) {
+  if (count_traffic_) {
     pool::TrafficCounters& traffic = pool_.traffic();
     traffic.add_received(pos);
     if (messages.queries) traffic.add_queries(messages.queries);
@@ -1079,7 +1082,7 @@ bool Relay::forward_backend_bytes() {
     edit_ = Edit::none;
   }
   backend_saw_ready_ = messages.saw_ready;
-  if (settings_.count_traffic) {
+  if (count_traffic_) {
     pool::TrafficCounters& traffic = pool_.traffic();
     traffic.add_sent(pos);
     if (messages.transactions) traffic.add_transactions(messages.transactions);
@@ -1121,7 +1124,7 @@ bool Relay::maybe_release() {
     finish(End::backend_gone);
     return true;
   }
-  if (!settings_.release_at_idle || pinned_) {
+  if (!release_at_idle_ || pinned_) {
     // Session mode (or a pinned client) keeps its backend; when draining, the session ends here and is
     // cleaned up by its owner.
     if (!draining_) return false;
@@ -1130,9 +1133,9 @@ bool Relay::maybe_release() {
   }
   bool cancel_pending = cancel_target_.clear();
   auto now = pool::Clock::now();
-  if (settings_.count_traffic)
+  if (count_traffic_)
     pool_.traffic().add_transaction_time(
-        std::chrono::duration_cast<std::chrono::microseconds>(now - leased_at_).count());
+        std::chrono::duration_cast<std::chrono::microseconds>(now - backend_since_).count());
   if (cancel_pending) {
     log::info("closing a server connection a cancel request may still reach");
     lease_.close(pool::CloseReason::cancel_pending);

@@ -33,25 +33,17 @@ class RelayOwner {
   ~RelayOwner() = default;
 };
 
+// What a relay is told beyond its pool's settings.
 struct RelaySettings {
-  std::uint32_t max_client_message = 64u << 20;
-  bool release_at_idle =
-      true;  // transaction mode: the backend goes back at the ReadyForQuery that ends the transaction
-  config::Duration query_wait_timeout{120'000};
-  config::Duration client_idle_timeout{0};
-  // Transaction mode: named prepared statements are pgmux's to place on backends, at most this many per
-  // backend (0: not tracked, they break when the client changes backend).
-  std::uint32_t max_prepared_statements = 200;
-  // Transaction mode, a statement that leaves state only its backend can hold (LISTEN, temp tables...): true
-  // keeps the client on that backend until it leaves, false refuses the statement.
-  bool pin_session_state = true;
+  // pool.*: in the config snapshot the session keeps for its whole life, so every client shares one copy
+  // instead of holding its own (idle clients are many).
+  const config::PoolConfig& pool;
+  // transaction mode: the backend goes back at the ReadyForQuery that ends the transaction
+  bool release_at_idle = true;
   // metrics.enabled: count bytes, queries, transactions and their durations. Off, the relay reads no clock
   // and touches no counter per message (bench/ measures the difference).
   bool count_traffic = true;
   bool websocket = false;  // the client came over WebSocket (for the metrics' protocol label)
-  // pool.query_timeout: a request still unanswered this long after the client's last bytes ends the session
-  // (0: never). Enforced by expire_queries_on_this_thread(), not by a timer per request.
-  config::Duration query_timeout{0};
 };
 
 // The hot path, as a callback-driven state machine that lives as long as the client's session:
@@ -66,7 +58,7 @@ struct RelaySettings {
 // recycling allocator, so the steady state does not allocate.
 class Relay {
  public:
-  enum class End {
+  enum class End : std::uint8_t {
     client_gone,                // EOF, error or Terminate
     backend_gone,               // the backend's connection broke mid-transaction
     client_protocol_violation,  // a message length that cannot be right
@@ -116,7 +108,7 @@ class Relay {
   const pool::Pool& pool() const { return pool_; }
   bool holds_backend() const { return static_cast<bool>(lease_); }
   bool waiting_for_backend() const { return acquiring_; }
-  bool websocket() const { return settings_.websocket; }
+  bool websocket() const { return websocket_; }
   End end() const { return end_; }
   // The client created session state (pool.session_state: pin): its backend must be reset before reuse.
   bool pinned() const { return pinned_; }
@@ -224,33 +216,29 @@ class Relay {
   struct ClientMessages;
   struct BackendMessages;
 
+  // Ordered by size, so that no padding is wasted: an idle client's whole session is one heap block, and
+  // every 16 bytes off it count at 10,000 clients (bench/: idle memory).
   net::Socket& client_;
   pool::Pool& pool_;
   CancelTarget& cancel_target_;
   protocol::ParamSet& client_params_;
-  const RelaySettings settings_;
+  // pool.max_prepared_statements, pin_session_state, query_wait_timeout, client_idle_timeout, query_timeout
+  // (pool.max_packet_size is in client_scanner_).
+  const config::PoolConfig& settings_;
   RelayOwner* owner_ = nullptr;
   std::unique_ptr<asio::steady_timer> idle_timer_;  // only with client_idle_timeout
 
   pool::BackendLease lease_;
-  pool::Clock::time_point leased_at_;  // for the pool's transaction time
-  protocol::RelayState state_;
-  protocol::MessageScanner client_scanner_;
-  protocol::MessageScanner backend_scanner_;
-  std::optional<net::IoBuffer> client_in_;   // borrowed while the client has bytes in flight
-  std::optional<net::IoBuffer> backend_in_;  // borrowed while a backend is on loan
-  bool backend_saw_ready_ = false;           // a ReadyForQuery went by in the bytes now being forwarded
-  bool client_stop_ = false;     // the client sent Terminate: stop after forwarding what came before
-  bool client_waiting_ = false;  // a wait on the client is armed
-  bool acquiring_ = false;       // queued in the pool for a backend
-  pool::Clock::time_point acquiring_since_;
+  // While acquiring_: since when the client waits for a backend. While a backend is leased: since when it was
+  // lent (the pool's transaction time). Never both at once, so one field.
+  pool::Clock::time_point backend_since_;
   pool::Clock::time_point request_sent_;  // the oldest request the backend is answering, or its last answer
-  int hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
   pool::Clock::time_point last_client_activity_;
+  net::IoBufferSlot client_in_;   // borrowed while the client has bytes in flight
+  net::IoBufferSlot backend_in_;  // borrowed while a backend is on loan
 
   // Transaction mode: the replies in flight are followed, for named prepared statements (the client's, and
   // rewritten client bytes) and session state.
-  const bool track_replies_;
   PendingReplies replies_;
   // What only some clients need (named statements, rewritten bytes, settings to restore), allocated on first
   // use: an idle client costs as little as possible.
@@ -265,24 +253,38 @@ class Relay {
   std::unique_ptr<Extras> extras_;
   static inline const std::string kNoError;
   Extras& extras();
+  const char* pin_at_sync_ = nullptr;  // an unnamed Parse creates session state: pin if its batch succeeds
+  Relay* prev_ = nullptr;              // this thread's list of running relays
+  Relay* next_ = nullptr;
+
+  protocol::RelayState state_;
+  protocol::MessageScanner client_scanner_;
+  protocol::MessageScanner backend_scanner_;
+  // 16 bits each (there are a few at most) keep the relay at 264 bytes.
+  std::int16_t hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
+  std::int16_t pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
+  End end_ = End::client_gone;
+
+  // Five flags in one byte (four fixed for the relay's life) keep the relay at 264 bytes rather than 272.
+  const bool release_at_idle_ : 1;  // RelaySettings::release_at_idle
+  const bool count_traffic_ : 1;    // RelaySettings::count_traffic
+  const bool websocket_ : 1;        // RelaySettings::websocket
+  const bool track_replies_ : 1;    // transaction mode: see replies_
+  bool listed_ : 1 = false;         // on this thread's list (prev_, next_); changes twice in a relay's life
+  bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
+  bool client_stop_ = false;        // the client sent Terminate: stop after forwarding what came before
+  bool client_waiting_ = false;     // a wait on the client is armed
+  bool acquiring_ = false;          // queued in the pool for a backend
   enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
   bool reply_mismatch_ = false;
   bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
   bool drops_at_sync_ = false;      // a request in the batch may drop statements on the server
   PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // likewise
   bool pinned_ = false;  // session state only this backend holds: it stays until the client leaves
-  const char* pin_at_sync_ = nullptr;  // an unnamed Parse creates session state: pin if its batch succeeds
-
   bool draining_ = false;
-  bool served_ = false;    // has borrowed a backend at least once
-  Relay* prev_ = nullptr;  // this thread's list of running relays
-  Relay* next_ = nullptr;
-  bool listed_ = false;
-
+  bool served_ = false;  // has borrowed a backend at least once
   bool backend_stream_intact_ = false;
-  int pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
   bool ended_ = false;
-  End end_ = End::client_gone;
 };
 
 }  // namespace pgmux::session

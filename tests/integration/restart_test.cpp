@@ -99,6 +99,81 @@ TEST_CASE("a restart with --takeover under a client loop loses no transaction", 
   CHECK(after.value("SELECT 3") == "3");
 }
 
+TEST_CASE("two takeovers started back to back lose nothing", "[restart][back_to_back]") {
+  // Two successors started at once, neither waiting for anything: one gets the sockets from the first
+  // process; the other's request waits behind it and is dropped when the first process lets go of the name.
+  // Then the port is still in use but nobody offers sockets until the winner's predecessor has let go of the
+  // name: the other must wait for the winner's offer (rather than fail with "Address already in use") and
+  // take the sockets over from it.
+  TestPostgres& postgres = TestPostgres::shared();
+  const PgmuxOptions options{.extra_yaml = "shutdown_timeout: 20s\n"};
+  Pgmux first(postgres, options);
+  Failures failures;
+  std::atomic<bool> stop{false};
+  std::atomic<int> served{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.emplace_back([&, i] {
+      for (int n = 0; n < 5000 && !stop.load(); ++n) {  // bounded; stopped by the main thread long before
+        Connection c(first.conninfo());
+        if (!c.ok()) return failures.add("client " + std::to_string(i) + " connect: " + c.error());
+        PQsetNoticeProcessor(
+            c.get(), [](void*, const char*) {}, nullptr);
+        Outcome o = exec_bounded(c.get(), "SELECT 1", 20s);
+        if (!o.ok()) return failures.add("client " + std::to_string(i) + ": " + o.error);
+        served.fetch_add(1);
+      }
+    });
+  }
+  // To have both requests certainly wait at once, the first process is held (SIGSTOP) until both successors
+  // have connected and wait for the sockets.
+  REQUIRE(wait_until([&] { return first.log().find("takeover: offering") != std::string::npos; }, 10s));
+  std::optional<PausedProcess> first_held(std::in_place, first.process());
+  Pgmux a(postgres, options, first, /*wait=*/false);
+  Pgmux b(postgres, options, first, /*wait=*/false);
+  auto logs = [&] {
+    return "first " + first.log_tail(10) + "\na " + a.log_tail(15) + "\nb " + b.log_tail(15);
+  };
+  const bool both_ask = wait_until(
+      [&] {
+        return a.process().blocked_in_syscall(SYS_recvmsg) && b.process().blocked_in_syscall(SYS_recvmsg);
+      },
+      10s);
+  first_held.reset();
+  {
+    INFO(logs());
+    REQUIRE(both_ask);
+  }
+  const bool both_up = a.wait_listening(30s) && b.wait_listening(30s);
+  INFO(logs());
+  REQUIRE(both_up);
+  auto took_from = [](Pgmux& successor, const Pgmux& from) {
+    return successor.log().find("takeover: received 2 listening socket(s) from pid " +
+                                std::to_string(from.pid())) != std::string::npos;
+  };
+  // Whichever asked first took over from the first process, the other from it.
+  const bool a_won = took_from(a, first);
+  Pgmux& winner = a_won ? a : b;
+  Pgmux& last = a_won ? b : a;
+  CHECK(took_from(winner, first));
+  CHECK(took_from(last, winner));
+  CHECK(last.log().find("nobody offers sockets") != std::string::npos);  // it did have to wait
+  for (Pgmux* old : {&first, &winner}) {
+    int status = old->wait_exit(25s);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  const int at_exit = served.load();
+  CHECK(wait_until([&] { return served.load() >= at_exit + 50; }, 30s));
+  stop = true;
+  for (auto& t : clients) t.join();
+  INFO(failures.summary());
+  CHECK(failures.list().empty());
+  Connection after(last.conninfo());
+  REQUIRE(after.ok());
+  CHECK(after.value("SELECT 3") == "3");
+}
+
 TEST_CASE("connections waiting in the old process's accept queues at a takeover are served by the new one",
           "[restart][handover]") {
   // A listener that closes resets the connections still in its accept queue; a takeover hands the very
