@@ -79,7 +79,7 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
   if (log::parse_format(cfg.log_format, format)) log::set_format(format);
   session::Proxy proxy(cfg);
   const int workers = proxy.workers();
-  lifecycle::raise_fd_limit(lifecycle::descriptors_needed(cfg, workers));
+  lifecycle::raise_fd_limit_for(cfg, workers);
 
   // One io_context per worker: a session, its lease and its timers stay on one thread.
   lifecycle::Contexts contexts;

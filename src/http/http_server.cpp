@@ -242,6 +242,10 @@ asio::awaitable<void> serve_http(net::Acceptor& acceptor, session::Proxy& proxy,
       log::warning("HTTP accept failed: ", ec.message());
       continue;
     }
+    // A response (or a TLS record, or a WebSocket frame) written in more than one piece must not wait for
+    // the client's delayed ACK: Nagle's algorithm would hold the second piece for up to 40 ms.
+    error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
     // HTTPS on listen.http with http.tls (never on listen.metrics: `sql` null); the context as of now, so a
     // reload's renewed certificate serves the connections after it.
     std::shared_ptr<const net::ServerTls> tls =

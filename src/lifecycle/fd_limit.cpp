@@ -12,7 +12,7 @@
 
 namespace pgmux::lifecycle {
 
-std::uint64_t descriptors_needed(const config::Config& config, int workers) {
+std::uint64_t descriptors_needed(const config::Config& config, int workers, bool plaintext_clients) {
   std::uint64_t backends = 0;
   for (const auto& [name, db] : config.databases) {
     // A pool per (database, user): one for a forced user, else up to one per configured user.
@@ -21,7 +21,7 @@ std::uint64_t descriptors_needed(const config::Config& config, int workers) {
     const std::uint64_t per_backend = db.sslmode == config::SslMode::disable ? 1 : 3;
     backends += pools * static_cast<std::uint64_t>(config.pool_size_for(db)) * per_backend;
   }
-  const std::uint64_t per_client = config.tls.mode == config::TlsMode::disable ? 1 : 3;
+  const std::uint64_t per_client = plaintext_clients || config.tls.mode == config::TlsMode::disable ? 1 : 3;
   const std::uint64_t listeners = 2 * static_cast<std::uint64_t>(workers) + 2;
   constexpr std::uint64_t kMargin = 64;
   return static_cast<std::uint64_t>(config.pool.max_client_conn) * per_client + backends + listeners +
@@ -29,11 +29,28 @@ std::uint64_t descriptors_needed(const config::Config& config, int workers) {
 }
 
 void raise_fd_limit(std::uint64_t needed) {
+  raise_fd_limit(needed, needed);
+}
+
+void raise_fd_limit_for(const config::Config& config, int workers) {
+  const std::uint64_t needed = descriptors_needed(config, workers);
+  const bool clients_choose = config.tls.mode == config::TlsMode::allow;
+  raise_fd_limit(needed, clients_choose ? descriptors_needed(config, workers, true) : needed);
+}
+
+void raise_fd_limit(std::uint64_t needed, std::uint64_t enough) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
     throw std::runtime_error(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur >= needed) return;
   if (limit.rlim_cur == RLIM_INFINITY) return;
+  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed && limit.rlim_max >= enough) {
+    log::warning("pool.max_client_conn TLS clients would need ", needed,
+                 " open files, but the hard limit is ", limit.rlim_max,
+                 ": taking that; raise it (ulimit -Hn, LimitNOFILE=) if most clients use TLS");
+    needed = limit.rlim_max;
+    if (limit.rlim_cur >= needed) return;
+  }
   if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed) {
     throw std::runtime_error("pool.max_client_conn and the pool sizes need up to " + std::to_string(needed) +
                              " open files, but the hard limit (RLIMIT_NOFILE) is " +

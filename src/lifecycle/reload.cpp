@@ -41,7 +41,7 @@ std::string reload_config(session::Proxy& proxy, const std::string& path) {
     if (!log::parse_level(next.log_level, level)) throw config::ConfigError("log_level: unknown level");
     if (!log::parse_format(next.log_format, format)) throw config::ConfigError("log_format: unknown format");
     // A bigger max_client_conn or pool needs more descriptors: raised now, or the reload is refused.
-    raise_fd_limit(descriptors_needed(next, proxy.workers()));
+    raise_fd_limit_for(next, proxy.workers());
     // TLS certificates and keys named by the new config load inside apply(), before anything is swapped:
     // a bad file leaves the old ones serving.
     proxy.apply(std::move(next));  // throws, changing nothing, on a malformed secret

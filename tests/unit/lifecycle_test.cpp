@@ -49,6 +49,20 @@ TEST_CASE("the descriptors a config needs count clients, every possible backend 
   config.tls.mode = config::TlsMode::allow;
   config.databases.at("forced").sslmode = config::SslMode::require;
   CHECK(lifecycle::descriptors_needed(config, 2) == 3 * 500 + 20 + 3 * 3 + 6 + 64);
+  // Counting clients as plaintext (the least tls.mode allow needs).
+  CHECK(lifecycle::descriptors_needed(config, 2, true) == 500 + 20 + 3 * 3 + 6 + 64);
+}
+
+TEST_CASE("a hard limit between what plaintext and TLS clients need is taken with a warning", "[lifecycle]") {
+  rlimit before{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &before) == 0);
+  if (before.rlim_max == RLIM_INFINITY) return;  // nothing to be short of
+  lifecycle::raise_fd_limit(before.rlim_max + 100, before.rlim_max - 1);
+  rlimit now{};
+  getrlimit(RLIMIT_NOFILE, &now);
+  CHECK(now.rlim_cur == before.rlim_max);
+  CHECK_THROWS(lifecycle::raise_fd_limit(before.rlim_max + 100, before.rlim_max + 1));
+  setrlimit(RLIMIT_NOFILE, &before);
 }
 
 TEST_CASE("the open files limit is raised to what is needed, or start is refused saying what to set",
