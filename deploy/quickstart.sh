@@ -42,6 +42,12 @@ as_pg psql -X -q -h "$dir" -p "$PGPORT" -U postgres -c "CREATE DATABASE app OWNE
 # pgmux stores Postgres's own SCRAM verifier: no plain password in its config.
 verifier=$(as_pg psql -X -At -h "$dir" -p "$PGPORT" -U postgres -c "SELECT rolpassword FROM pg_authid WHERE rolname='app'")
 
+# A throwaway self-signed certificate for 127.0.0.1 and localhost: TLS is offered to clients that ask for it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$dir/server.key" -out "$dir/server.crt" >/dev/null 2>&1
+chmod 600 "$dir/server.key"
+
 cat > "$dir/pgmux.yaml" <<CONF
 listen:
   postgres: "127.0.0.1:$PGMUX_PORT"
@@ -49,6 +55,11 @@ listen:
 pool:
   mode: transaction
   default_pool_size: 10
+  max_client_conn: 2000
+tls:
+  cert_file: $dir/server.crt
+  key_file: $dir/server.key
+  mode: allow
 databases:
   app:
     host: 127.0.0.1
@@ -71,6 +82,7 @@ pgmux is listening on 127.0.0.1:$PGMUX_PORT in front of a throwaway PostgreSQL 1
 Its config: $dir/pgmux.yaml
 
   psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/app"
+  psql "postgresql://app:app-password@127.0.0.1:$PGMUX_PORT/app?sslmode=verify-full&sslrootcert=$dir/server.crt"
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -i app
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 32 -T 10 -S app
   PGPASSWORD=app-password pgbench -h 127.0.0.1 -p $PGMUX_PORT -U app -c 16 -j 16 -T 10 -S -M prepared app
