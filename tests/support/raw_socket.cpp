@@ -89,7 +89,9 @@ bool RawSocket::read_message(char& type, std::string& body, std::chrono::millise
   auto deadline = Clock::now() + timeout;
   for (;;) {
     if (pending_.size() >= 5) {
-      std::uint32_t length = ntohl(*reinterpret_cast<const std::uint32_t*>(pending_.data() + 1));
+      std::uint32_t length;  // unaligned in the buffer: copied out, not loaded through a cast
+      std::memcpy(&length, pending_.data() + 1, sizeof length);
+      length = ntohl(length);
       if (length >= 4 && pending_.size() >= 1 + static_cast<std::size_t>(length)) {
         type = pending_[0];
         body = pending_.substr(5, length - 4);
