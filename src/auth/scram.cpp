@@ -66,8 +66,8 @@ Key256 xor_keys(const Key256& a, const Key256& b) {
   return out;
 }
 
-// The unknown-user verifier: a salt stable per user (so repeated probes see the same salt, as for a real
-// user) and random keys that no proof can match.
+}  // namespace
+
 ScramVerifier mock_verifier(std::string_view user, std::string_view mock_secret) {
   ScramVerifier v;
   v.iterations = kMockIterations;
@@ -76,8 +76,6 @@ ScramVerifier mock_verifier(std::string_view user, std::string_view mock_secret)
   random_bytes(v.server_key);
   return v;
 }
-
-}  // namespace
 
 ScramServer::ScramServer(std::optional<ScramVerifier> verifier, std::string_view user,
                          std::string_view mock_secret, std::string server_nonce, ScramChannelBinding binding)

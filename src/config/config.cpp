@@ -232,6 +232,22 @@ SslMode ssl_mode(const YAML::Node& node, const std::string& path, const EnvLooku
   fail(path, "invalid value \"" + text + "\" (expected disable, prefer, require, verify-ca or verify-full)");
 }
 
+TlsMode tls_mode(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  if (text == "disable") return TlsMode::disable;
+  if (text == "allow") return TlsMode::allow;
+  if (text == "require") return TlsMode::require;
+  fail(path, "invalid value \"" + text + "\" (expected disable, allow or require)");
+}
+
+ClientCertMode client_cert_mode(const YAML::Node& node, const std::string& path, const EnvLookup& env) {
+  const std::string text = scalar(node, path, env);
+  if (text == "none") return ClientCertMode::none;
+  if (text == "verify-ca") return ClientCertMode::verify_ca;
+  if (text == "verify-full") return ClientCertMode::verify_full;
+  fail(path, "invalid value \"" + text + "\" (expected none, verify-ca or verify-full)");
+}
+
 void read_tls(const YAML::Node& node, const EnvLookup& env, TlsConfig& tls, bool& has_mode) {
   for_each_entry(node, "tls", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "cert_file") {
@@ -241,26 +257,10 @@ void read_tls(const YAML::Node& node, const EnvLookup& env, TlsConfig& tls, bool
     } else if (key == "ca_file") {
       tls.ca_file = readable_file(value, path, env);
     } else if (key == "mode") {
-      const std::string text = scalar(value, path, env);
-      if (text == "disable")
-        tls.mode = TlsMode::disable;
-      else if (text == "allow")
-        tls.mode = TlsMode::allow;
-      else if (text == "require")
-        tls.mode = TlsMode::require;
-      else
-        fail(path, "invalid value \"" + text + "\" (expected disable, allow or require)");
+      tls.mode = tls_mode(value, path, env);
       has_mode = true;
     } else if (key == "client_cert") {
-      const std::string text = scalar(value, path, env);
-      if (text == "none")
-        tls.client_cert = ClientCertMode::none;
-      else if (text == "verify-ca")
-        tls.client_cert = ClientCertMode::verify_ca;
-      else if (text == "verify-full")
-        tls.client_cert = ClientCertMode::verify_full;
-      else
-        fail(path, "invalid value \"" + text + "\" (expected none, verify-ca or verify-full)");
+      tls.client_cert = client_cert_mode(value, path, env);
     } else {
       return false;
     }

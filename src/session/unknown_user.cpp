@@ -4,6 +4,7 @@
 
 #include "pgmux/auth/crypto.hpp"
 #include "pgmux/auth/md5.hpp"
+#include "pgmux/auth/scram.hpp"
 
 namespace pgmux::session {
 
@@ -34,20 +35,11 @@ bool challenge_with_md5(config::AuthType auth_type, const auth::UserSecret* secr
   return md5_asked ? 2 * md5_users >= total : 2 * md5_users > total;
 }
 
-auth::ScramVerifier unknown_user_verifier(std::string_view user, std::string_view mock_secret) {
-  auth::ScramVerifier verifier;
-  verifier.iterations = 4096;  // Postgres's default scram_iterations, as for the SCRAM exchange's mock
-  verifier.salt = std::string(auth::as_view(auth::hmac_sha256(mock_secret, user)).substr(0, 16));
-  auth::random_bytes(verifier.stored_key);
-  auth::random_bytes(verifier.server_key);
-  return verifier;
-}
-
 bool cleartext_password_matches(std::string_view user, std::string_view password,
                                 const auth::UserSecret* secret, std::string_view mock_secret) {
   const bool has_verifier = secret && secret->kind != Kind::md5;
   auth::ScramVerifier mock;
-  if (!has_verifier) mock = unknown_user_verifier(user, mock_secret);
+  if (!has_verifier) mock = auth::mock_verifier(user, mock_secret);
   const auth::ScramVerifier& verifier = has_verifier ? secret->verifier : mock;
   auth::ScramVerifier derived =
       auth::scram_verifier_from_password(password, verifier.salt, verifier.iterations);

@@ -23,13 +23,10 @@ SecretKinds count_secret_kinds(const std::map<std::string, auth::UserSecret>& se
 bool challenge_with_md5(config::AuthType auth_type, const auth::UserSecret* secret,
                         const SecretKinds& listed);
 
-// A verifier no password matches, with a salt stable per user name and the usual 4096 rounds: checking a
-// password sent in clear for an unknown user against it costs one PBKDF2, as for a SCRAM user.
-auth::ScramVerifier unknown_user_verifier(std::string_view user, std::string_view mock_secret);
-
 // Whether a password sent in clear is the one `secret` stands for (null: an unknown user, never). Every call
 // costs one PBKDF2: against the user's verifier (a SCRAM secret's, or the one derived from a plain
-// password), else (an md5 hash, an unknown user) against unknown_user_verifier's.
+// password), else (an md5 hash, an unknown user) against auth::mock_verifier's, the same one the SCRAM
+// exchange shows an unknown user.
 bool cleartext_password_matches(std::string_view user, std::string_view password,
                                 const auth::UserSecret* secret, std::string_view mock_secret);
 

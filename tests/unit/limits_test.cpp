@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "pgmux/auth/md5.hpp"
+#include "pgmux/auth/scram.hpp"
 #include "session/client_limits.hpp"
 #include "session/connection_rate.hpp"
 #include "session/unknown_user.hpp"
@@ -73,12 +74,12 @@ TEST_CASE("an unknown user is challenged the way most listed users are", "[limit
 
 TEST_CASE("the unknown user's verifier has a stable salt per user and Postgres's iteration count",
           "[limits][login]") {
-  auto a = unknown_user_verifier("nobody", "secret");
-  auto b = unknown_user_verifier("nobody", "secret");
+  auto a = pgmux::auth::mock_verifier("nobody", "secret");
+  auto b = pgmux::auth::mock_verifier("nobody", "secret");
   CHECK(a.salt == b.salt);
   CHECK(a.salt.size() == 16);
   CHECK(a.iterations == 4096);
-  CHECK(unknown_user_verifier("someone", "secret").salt != a.salt);
+  CHECK(pgmux::auth::mock_verifier("someone", "secret").salt != a.salt);
 }
 
 TEST_CASE(

@@ -94,4 +94,9 @@ class ScramClient {
   std::string error_;
 };
 
+// The unknown user's verifier: a salt stable per user name and `mock_secret` (so repeated probes see the same
+// salt, as for a real user), Postgres's default 4096 rounds, and random keys that no password or proof
+// matches.
+ScramVerifier mock_verifier(std::string_view user, std::string_view mock_secret);
+
 }  // namespace pgmux::auth
