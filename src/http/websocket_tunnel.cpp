@@ -1,16 +1,12 @@
 // Postgres over WebSocket (Neon's serverless driver, Pool/Client): binary frames in, a ClientSession behind.
 #include "http/websocket_tunnel.hpp"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
-#include <cerrno>
-#include <cstring>
 #include <vector>
 
 #include "log.hpp"
+#include "net/socket_pair.hpp"
 #include "session/client_session.hpp"
 
 namespace pgmux::http {
@@ -79,20 +75,14 @@ asio::awaitable<void> serve_websocket(beast::tcp_stream stream, HttpRequest requ
 
   // One end for the session, which takes it for a TCP socket (TCP_NODELAY and the remote address then fail
   // harmlessly), the other end for the frames.
-  int ends[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
-    log::warning("WebSocket from ", peer, " refused: socketpair failed: ", std::strerror(errno));
-    co_return;  // closing the connection refuses the upgrade
-  }
   auto executor = stream.get_executor();
   net::Socket session_socket(net::worker_executor(executor));
   LocalSocket session_end(executor);
-  session_socket.assign(tcp::v4(), ends[0], ec);
-  if (ec) ::close(ends[0]);
-  error_code ec2;
-  session_end.assign(asio::local::stream_protocol(), ends[1], ec2);
-  if (ec2) ::close(ends[1]);
-  if (ec || ec2) co_return;
+  net::open_socket_pair(session_socket, session_end, ec);
+  if (ec) {
+    log::warning("WebSocket from ", peer, " refused: socketpair failed: ", ec.message());
+    co_return;  // closing the connection refuses the upgrade
+  }
 
   stream.expires_never();  // the WebSocket's own timeouts take over
   Tunnel ws(std::move(stream));

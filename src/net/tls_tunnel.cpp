@@ -12,6 +12,7 @@
 
 #include "log.hpp"
 #include "net/buffer_pool.hpp"
+#include "net/socket_pair.hpp"
 
 namespace pgmux::net {
 namespace {
@@ -139,24 +140,9 @@ asio::awaitable<std::string> tls_handshake(Socket& tcp, SSL* ssl) {
 Socket start_tls_tunnel(Socket tcp, SslPtr ssl, error_code& ec) {
   const Executor executor = tcp.get_executor();
   Socket plaintext(executor);
-  int ends[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
-    ec = error_code(errno, boost::system::system_category());
-    return plaintext;
-  }
   auto tunnel = std::unique_ptr<Tunnel>(new Tunnel{std::move(tcp), std::move(ssl), PlainEnd(executor)});
-  plaintext.assign(tcp::v4(), ends[0], ec);
-  if (ec) {
-    ::close(ends[0]);
-    ::close(ends[1]);
-    return plaintext;
-  }
-  tunnel->plain.assign(asio::local::stream_protocol(), ends[1], ec);
-  if (ec) {
-    ::close(ends[1]);
-    plaintext.close();
-    return plaintext;
-  }
+  open_socket_pair(plaintext, tunnel->plain, ec);
+  if (ec) return plaintext;
   tunnel->plain.non_blocking(true, ec);
   plaintext.non_blocking(true, ec);
   ec = {};
