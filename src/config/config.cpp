@@ -405,8 +405,8 @@ bool boolean(const YAML::Node& node, const std::string& path, const EnvLookup& e
   fail(path, "expected true or false, got \"" + text + "\"");
 }
 
-void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http,
-               bool& allow_plaintext_password) {
+void read_http(const YAML::Node& node, const EnvLookup& env, Config& config) {
+  HttpSqlConfig& http = config.http;
   for_each_entry(node, "http", [&](const std::string& key, const YAML::Node& value, const std::string& path) {
     if (key == "max_body_size") {
       http.max_body_size = static_cast<std::uint64_t>(integer(value, path, env, 1024, 1LL << 30));
@@ -422,17 +422,17 @@ void read_http(const YAML::Node& node, const EnvLookup& env, HttpSqlConfig& http
       http.statement_timeout = duration(value, path, env);
     } else if (key == "cors_allowed_origins") {
       http.cors_allowed_origins = string_list(value, path, env);
-    } else if (key == "auth_cache_ttl") {
-      http.auth_cache_ttl = duration(value, path, env);
-    } else if (key == "auth_cache_size") {
-      http.auth_cache_size = static_cast<int>(integer(value, path, env, 0, INT_MAX));
+    } else if (key == "auth_cache_ttl") {  // deprecated: the top-level auth_cache_ttl
+      config.auth_cache_ttl = duration(value, path, env);
+    } else if (key == "auth_cache_size") {  // deprecated: the top-level auth_cache_size
+      config.auth_cache_size = static_cast<int>(integer(value, path, env, 0, INT_MAX));
     } else if (key == "websocket_path") {
       http.websocket_path = scalar(value, path, env);
       if (!http.websocket_path.empty() && http.websocket_path[0] != '/')
         fail(path,
              "must start with '/' (or be empty to turn WebSocket off), got \"" + http.websocket_path + "\"");
     } else if (key == "allow_cleartext_password") {  // deprecated: allow_plaintext_password
-      allow_plaintext_password = allow_plaintext_password || boolean(value, path, env);
+      config.allow_plaintext_password = config.allow_plaintext_password || boolean(value, path, env);
     } else if (key == "tls") {
       http.tls = boolean(value, path, env);
     } else {
@@ -536,11 +536,15 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
     } else if (key == "users") {
       read_users(value, env, config);
     } else if (key == "http") {  // HTTP-SQL
-      read_http(value, env, config.http, config.allow_plaintext_password);
+      read_http(value, env, config);
     } else if (key == "tls") {
       read_tls(value, env, config.tls, has_tls_mode);
     } else if (key == "allow_plaintext_password") {
       config.allow_plaintext_password = config.allow_plaintext_password || boolean(value, path, env);
+    } else if (key == "auth_cache_ttl") {
+      config.auth_cache_ttl = duration(value, path, env);
+    } else if (key == "auth_cache_size") {
+      config.auth_cache_size = static_cast<int>(integer(value, path, env, 0, INT_MAX));
     } else if (key == "metrics") {
       for_each_entry(value, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
         if (k != "enabled") return false;

@@ -33,7 +33,9 @@ Proxy::Proxy(config::Config config)
       workers_(snapshot_->config->workers > 0
                    ? snapshot_->config->workers
                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
-      mock_secret_(auth::random_string(32)) {}
+      mock_secret_(auth::random_string(32)),
+      password_cache_(static_cast<std::size_t>(snapshot_->config->auth_cache_size),
+                      snapshot_->config->auth_cache_ttl) {}
 
 std::shared_ptr<const Proxy::Snapshot> Proxy::snapshot() const {
   std::lock_guard lock(snapshot_mutex_);
@@ -149,6 +151,9 @@ void Proxy::apply(config::Config next) {
     snapshot_ = fresh;
   }
   const config::Config& config = *fresh->config;
+  // A changed password no longer matches its entry anyway (the secret is hashed in); a removed user's, or one
+  // now looked up by auth_query, must not linger either.
+  password_cache_.reconfigure(static_cast<std::size_t>(config.auth_cache_size), config.auth_cache_ttl);
   for (auto& [key, pool] : pools_) {
     auto db = config.databases.find(key.first);
     if (db == config.databases.end()) {

@@ -18,6 +18,7 @@
 #include "session/client_limits.hpp"
 #include "session/connection_rate.hpp"
 #include "session/login_outcomes.hpp"
+#include "session/password_cache.hpp"
 #include "session/unknown_user.hpp"
 
 namespace pgmux::session {
@@ -49,6 +50,9 @@ class Proxy {
   SecretKinds listed_secret_kinds() const { return snapshot()->kinds; }
   // Random per-process bytes that make mock SCRAM salts for unknown users unpredictable yet stable.
   const std::string& mock_secret() const { return mock_secret_; }
+  // Recent successful cleartext password checks (auth_cache_ttl/_size), for wire logins and POST /sql; a
+  // reload empties it.
+  PasswordCache& password_cache() const { return password_cache_; }
   // The TLS context for clients connecting now (null: tls.cert_file not set). A reload loads the files
   // again, so a renewed certificate is shown to connections accepted after it.
   std::shared_ptr<const net::ServerTls> server_tls() const;
@@ -147,6 +151,7 @@ class Proxy {
   LoginOutcomes logins_;
   ClientLimits client_limits_;
   ConnectionRateLimiter connection_rate_;
+  mutable PasswordCache password_cache_;
   ProcessControl* control_ = nullptr;
 };
 

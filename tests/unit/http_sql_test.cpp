@@ -245,40 +245,6 @@ TEST_CASE("an ErrorResponse becomes the driver's error object; a huge answer sto
   CHECK_FALSE(feed('G', ""));  // CopyInResponse makes no sense to the writer
 }
 
-TEST_CASE("passwords are checked against plain, md5 and SCRAM secrets", "[http-sql]") {
-  auto plain = auth::parse_user_secret("u", "pw");
-  auto md5 = auth::parse_user_secret("u", auth::md5_stored_hash("u", "pw"));
-  auto scram = auth::parse_user_secret(
-      "u", auth::format_scram_verifier(auth::scram_verifier_from_password("pw", "saltsalt", 4096)));
-  REQUIRE((plain && md5 && scram));
-  REQUIRE(scram->kind == auth::UserSecret::Kind::scram);
-  for (const auto* secret : {&*plain, &*md5, &*scram}) {
-    CHECK(password_matches("u", "pw", *secret));
-    CHECK_FALSE(password_matches("u", "pw2", *secret));
-    CHECK_FALSE(password_matches("u", "", *secret));
-  }
-  CHECK_FALSE(password_matches("v", "pw", *md5));  // md5 salts with the user name
-}
-
-TEST_CASE("the credential cache remembers successes for a while, per user, within its size", "[http-sql]") {
-  CredentialCache cache(2, 1000ms);
-  auto t0 = CredentialCache::Clock::now();
-  CHECK_FALSE(cache.recently_verified("a", "pa", t0));
-  cache.remember("a", "pa", t0);
-  CHECK(cache.recently_verified("a", "pa", t0 + 999ms));
-  CHECK_FALSE(cache.recently_verified("a", "pb", t0));           // another password is not the one checked
-  CHECK_FALSE(cache.recently_verified("ap", "a", t0));           // the pair, not the concatenation
-  CHECK_FALSE(cache.recently_verified("a", "pa", t0 + 1000ms));  // expired
-  cache.remember("b", "pb", t0 + 1ms);
-  cache.remember("c", "pc", t0 + 2ms);  // full: "a" (closest to expiring) goes
-  CHECK_FALSE(cache.recently_verified("a", "pa", t0 + 3ms));
-  CHECK(cache.recently_verified("b", "pb", t0 + 3ms));
-  CHECK(cache.recently_verified("c", "pc", t0 + 3ms));
-  CredentialCache off(0, 1000ms);
-  off.remember("a", "pa", t0);
-  CHECK_FALSE(off.recently_verified("a", "pa", t0));
-}
-
 TEST_CASE("config: the http: section and users[].http_tokens", "[http-sql][config]") {
   config::Config defaults = config::parse_config("databases:\n  app: {}\n", {});
   CHECK(defaults.http.max_body_size == 10u << 20);
@@ -298,8 +264,8 @@ TEST_CASE("config: the http: section and users[].http_tokens", "[http-sql][confi
   CHECK(c.http.max_params_per_query == 10);
   CHECK(c.http.statement_timeout == 250ms);
   CHECK(c.http.cors_allowed_origins == std::vector<std::string>{"*"});
-  CHECK(c.http.auth_cache_ttl == 300'000ms);
-  CHECK(c.http.auth_cache_size == 0);
+  CHECK(c.auth_cache_ttl == 300'000ms);  // the older names of the top-level keys
+  CHECK(c.auth_cache_size == 0);
   CHECK_THROWS_WITH(config::parse_config("databases:\n  app: {}\nhttp:\n  max_body_size: 10\n", {}),
                     Catch::Matchers::StartsWith("http.max_body_size:"));
   CHECK_THROWS_WITH(config::parse_config("databases:\n  app: {}\nhttp:\n  body: 1\n", {}),
@@ -327,8 +293,6 @@ TEST_CASE("the example config's http: values are the documented defaults", "[htt
   CHECK(example.http.max_params_per_query == defaults.max_params_per_query);
   CHECK(example.http.statement_timeout == defaults.statement_timeout);
   CHECK(example.http.cors_allowed_origins == defaults.cors_allowed_origins);
-  CHECK(example.http.auth_cache_ttl == defaults.auth_cache_ttl);
-  CHECK(example.http.auth_cache_size == defaults.auth_cache_size);
   CHECK(example.http.websocket_path == defaults.websocket_path);
   CHECK(example.http.tls == defaults.tls);
 }

@@ -117,8 +117,6 @@ struct HttpSqlConfig {
   std::uint32_t max_header_size = 16u << 10;      // http.max_header_size: larger request headers get 431
   Duration statement_timeout{0};                  // http.statement_timeout: 0 = the server's own setting
   std::vector<std::string> cors_allowed_origins;  // http.cors_allowed_origins: exact origins, or "*"
-  Duration auth_cache_ttl{60'000};  // http.auth_cache_ttl: how long a checked password is trusted
-  int auth_cache_size = 10'000;     // http.auth_cache_size: entries at most; 0 = no cache
   // --- Postgres over WebSocket (the driver's Pool/Client mode) ---
   std::string websocket_path = "/v2";  // http.websocket_path: GET here upgrades; "" turns WebSocket off
   // http.tls: HTTPS and wss:// on listen.http with tls.cert_file/key_file (plain HTTP stays off then).
@@ -154,6 +152,10 @@ struct Config {
   // driver's pipelineConnect "password" does) over a connection that is neither TLS nor from loopback.
   // http.allow_cleartext_password is its deprecated alias.
   bool allow_plaintext_password = false;
+  // Cleartext password checks that succeeded are trusted this long (wire logins and POST /sql alike), at
+  // most auth_cache_size users at once (0 = no cache). http.auth_cache_ttl/_size are their older names.
+  Duration auth_cache_ttl{60'000};
+  int auth_cache_size = 10'000;
 
   int pool_size_for(const DatabaseConfig& db) const { return db.pool_size.value_or(pool.default_pool_size); }
   PoolMode pool_mode_for(const DatabaseConfig& db) const { return db.pool_mode.value_or(pool.mode); }
