@@ -66,7 +66,8 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
     pool.learn_from_login(auth.identity->user, std::nullopt, auth.identity->password);
 
   const auto asked = pool::Clock::now();
-  pool::BackendLease lease = pool.try_acquire_idle();
+  const asio::any_io_executor here = co_await asio::this_coro::executor;
+  pool::BackendLease lease = pool.try_acquire_idle(here.target<net::Executor>());
   if (!lease) {
     InFlight waiting(proxy_.http_requests_waiting());
     pool::AcquireResult acquired = co_await pool.acquire(config.pool.query_wait_timeout);

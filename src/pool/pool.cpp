@@ -58,12 +58,19 @@ Pool::Pool(config::DatabaseConfig database, BackendCredentials credentials, Pool
 
 Pool::~Pool() = default;
 
-BackendLease Pool::try_acquire_idle() {
+BackendLease Pool::try_acquire_idle(const net::Executor* here) {
   std::unique_lock lock(mutex_);
   if (paused_) return {};
   while (!idle_.empty()) {
-    std::unique_ptr<Backend> backend = std::move(idle_.back());
-    idle_.pop_back();
+    auto pick = std::prev(idle_.end());
+    if (here)
+      for (auto it = idle_.rbegin(); it != idle_.rend(); ++it)
+        if ((*it)->socket.get_executor() == *here) {
+          pick = std::prev(it.base());
+          break;
+        }
+    std::unique_ptr<Backend> backend = std::move(*pick);
+    idle_.erase(pick);  // keeps the order: the front is the longest idle, for the sweep
     if (looks_healthy(*backend)) return BackendLease(this, std::move(backend));
     // It spoke while idle (a FATAL from a restarting server) or hung up: never reuse it.
     --total_;
@@ -104,7 +111,9 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
   for (;;) {
     std::shared_ptr<Waiter> waiter;
     {
-      if (BackendLease idle = try_acquire_idle()) co_return AcquireResult{std::move(idle), {}, {}};
+      const asio::any_io_executor caller = co_await asio::this_coro::executor;
+      if (BackendLease idle = try_acquire_idle(caller.target<net::Executor>()))
+        co_return AcquireResult{std::move(idle), {}, {}};
       std::unique_lock lock(mutex_);
       if (total_ < settings_.max_size && !paused_) {
         ++total_;

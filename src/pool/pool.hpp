@@ -98,8 +98,10 @@ class Pool {
   // An idle backend, a new connection if under max_size, or the next one released; `wait_timeout` 0 =
   // forever.
   asio::awaitable<AcquireResult> acquire(config::Duration wait_timeout);
-  // The common case without a coroutine frame: an idle, healthy backend, or an empty lease.
-  BackendLease try_acquire_idle();
+  // The common case without a coroutine frame: an idle, healthy backend, or an empty lease. The most recently
+  // used one living on `here` (the caller's worker) if there is one: taking another worker's moves its socket
+  // (four system calls) and wakes nothing faster.
+  BackendLease try_acquire_idle(const net::Executor* here = nullptr);
 
   // The parameters the server reported at its first login (for clients' ParameterStatus), empty until then.
   ServerParameters server_parameters() const;

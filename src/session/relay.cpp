@@ -443,7 +443,8 @@ bool Relay::take_backend() {
     finish(End::client_gone);  // Terminate: saying goodbye needs no backend
     return false;
   }
-  if (pool::BackendLease idle = pool_.try_acquire_idle()) return adopt(std::move(idle));
+  const net::Executor here = client_.get_executor();
+  if (pool::BackendLease idle = pool_.try_acquire_idle(&here)) return adopt(std::move(idle));
   // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
   // not. Meanwhile the client is watched, so that one that leaves is not served later.
   acquiring_ = true;
