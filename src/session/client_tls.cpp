@@ -18,13 +18,17 @@ constexpr unsigned char kTlsHandshakeRecord = 0x16;
 }  // namespace
 
 asio::awaitable<bool> ClientSession::opens_with_tls_handshake() {
-  // Waiting for readability holds no buffer; the byte is peeked so that whichever reader comes next (the TLS
-  // handshake, or read_startup_packet) sees the connection from its start.
-  auto [ec] = co_await socket_.async_wait(net::Socket::wait_read, use_nothrow);
-  if (ec) co_return false;
-  unsigned char first = 0;
-  const std::size_t n = socket_.receive(asio::buffer(&first, 1), net::Socket::message_peek, ec);
-  co_return !ec && n == 1 && first == kTlsHandshakeRecord;
+  // The byte is peeked so that whichever reader comes next (the TLS handshake, or read_startup_packet) sees
+  // the connection from its start. The socket is non-blocking: the peek is tried first (the client's first
+  // bytes are often here by now), and only when nothing is, readability is waited for, holding no buffer.
+  for (;;) {
+    unsigned char first = 0;
+    error_code ec;
+    const std::size_t n = socket_.receive(asio::buffer(&first, 1), net::Socket::message_peek, ec);
+    if (ec != asio::error::would_block) co_return !ec && n == 1 && first == kTlsHandshakeRecord;
+    auto [wait_ec] = co_await socket_.async_wait(net::Socket::wait_read, use_nothrow);
+    if (wait_ec) co_return false;
+  }
 }
 
 asio::awaitable<bool> ClientSession::start_direct_tls(LoginState& state) {
