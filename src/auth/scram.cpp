@@ -216,9 +216,9 @@ ScramClient ScramClient::with_keys(const Key256& client_key, const Key256& serve
 std::string ScramClient::client_first(std::string_view tls_end_point) {
   client_first_bare_ = "n=,r=" + client_nonce_;
   auth_message_.clear();
-  gs2_header_ = tls_end_point.empty() ? "n,," : "p=tls-server-end-point,,";
-  channel_binding_ = gs2_header_ + std::string(tls_end_point);
-  return gs2_header_ + client_first_bare_;
+  const std::string gs2_header = tls_end_point.empty() ? "n,," : "p=tls-server-end-point,,";
+  channel_binding_ = gs2_header + std::string(tls_end_point);
+  return gs2_header + client_first_bare_;
 }
 
 std::optional<std::string> ScramClient::on_server_first(std::string_view message) {

@@ -1,5 +1,4 @@
 // The client's way in: startup packet, TLS, cancel requests, authentication, welcome messages.
-// messages.
 #include <algorithm>
 
 #include "log.hpp"

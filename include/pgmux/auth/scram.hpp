@@ -92,7 +92,6 @@ class ScramClient {
   Key256 server_key_{};
   std::string client_nonce_;
   std::string client_first_bare_;
-  std::string gs2_header_;
   std::string channel_binding_;  // c='s content before base64: the gs2 header, then any end-point hash
   std::string auth_message_;
   std::string error_;
