@@ -213,10 +213,12 @@ ScramClient ScramClient::with_keys(const Key256& client_key, const Key256& serve
   return c;
 }
 
-std::string ScramClient::client_first() {
+std::string ScramClient::client_first(std::string_view tls_end_point) {
   client_first_bare_ = "n=,r=" + client_nonce_;
   auth_message_.clear();
-  return "n,," + client_first_bare_;
+  const std::string gs2_header = tls_end_point.empty() ? "n,," : "p=tls-server-end-point,,";
+  channel_binding_ = gs2_header + std::string(tls_end_point);
+  return gs2_header + client_first_bare_;
 }
 
 std::optional<std::string> ScramClient::on_server_first(std::string_view message) {
@@ -254,8 +256,8 @@ std::optional<std::string> ScramClient::on_server_first(std::string_view message
     client_key_ = hmac_sha256(as_view(salted), "Client Key");
     server_key_ = hmac_sha256(as_view(salted), "Server Key");
   }
-  // We always send "n,," (no channel binding), whose base64 is "biws".
-  const std::string without_proof = "c=biws,r=" + std::string(*nonce);
+  // c= carries the gs2 header (for "n,," that is "biws") and, with SCRAM-SHA-256-PLUS, the certificate hash.
+  const std::string without_proof = "c=" + base64_encode(channel_binding_) + ",r=" + std::string(*nonce);
   auth_message_ = client_first_bare_ + "," + std::string(message) + "," + without_proof;
   const Key256 stored_key = sha256(as_view(client_key_));
   const Key256 proof = xor_keys(client_key_, hmac_sha256(as_view(stored_key), auth_message_));

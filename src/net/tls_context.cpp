@@ -7,6 +7,8 @@
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
 
+#include "net/postgres_alpn.hpp"
+
 namespace pgmux::net {
 namespace {
 
@@ -75,6 +77,8 @@ std::shared_ptr<const ServerTls> make_server_tls(const config::TlsConfig& tls) {
   SSL_CTX_set_num_tickets(ctx, 1);
   static const unsigned char kSessionContext[] = "pgmux";
   SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+  // Effective only on the Postgres listener's connections, which say so per SSL; HTTPS shares the context.
+  install_postgres_alpn(ctx);
   if (tls.client_cert != config::ClientCertMode::none) {
     if (SSL_CTX_load_verify_locations(ctx, tls.ca_file.c_str(), nullptr) != 1)
       fail("tls.ca_file", "cannot load " + tls.ca_file);

@@ -28,6 +28,12 @@ constexpr std::uint32_t kMaxAuthMessage = 65535;  // Postgres's own limit for au
 asio::awaitable<bool> ClientSession::login(LoginState& state) {
   StartupPacket startup;
   std::string packet, error;
+  // Direct TLS (PostgreSQL 17, sslnegotiation=direct): a ClientHello where the first packet would be. Only a
+  // plain TCP connection's first bytes are looked at: a WebSocket client is already inside HTTP (and wss://
+  // inside TLS). With TLS on, the startup packet follows as after an SSLRequest; there was no plaintext
+  // before the handshake, so nothing for the CVE-2021-23214 check below to find.
+  if (!tls_ && !websocket_ && co_await opens_with_tls_handshake() && !co_await start_direct_tls(state))
+    co_return false;
   for (;;) {
     if (auto ec = co_await net::read_startup_packet(socket_, packet, kMaxStartupPacket)) {
       if (ec == boost::system::errc::protocol_error) {

@@ -65,8 +65,14 @@ class ClientSession : private RelayOwner {
   asio::awaitable<bool> login_in_time();
   // Startup packet, TLS/GSS refusal, cancel requests, authentication. True when the client may send queries.
   asio::awaitable<bool> login(LoginState& login);
-  // After 'S': the TLS handshake, then socket_ becomes the plaintext end of a TLS tunnel.
-  asio::awaitable<bool> start_tls(LoginState& login, std::shared_ptr<const net::ServerTls> tls);
+  // Whether the connection's first byte (peeked, not read) begins a TLS handshake record: direct TLS.
+  asio::awaitable<bool> opens_with_tls_handshake();
+  // Direct TLS: the handshake as after 'S' where tls.mode allows TLS; false (closed) where it does not.
+  asio::awaitable<bool> start_direct_tls(LoginState& login);
+  // After 'S' (or a ClientHello first, `direct`): the TLS handshake, with the ALPN rule of the Postgres
+  // listener, then socket_ becomes the plaintext end of a TLS tunnel.
+  asio::awaitable<bool> start_tls(LoginState& login, std::shared_ptr<const net::ServerTls> tls,
+                                  bool direct = false);
   // tls.mode require and tls.client_cert, once the user is known. False: refused (the client was told).
   asio::awaitable<bool> check_tls_rules(LoginState& login);
   asio::awaitable<bool> authenticate_scram(LoginState& login, const auth::UserSecret* secret);

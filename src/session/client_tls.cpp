@@ -1,7 +1,8 @@
-// A client's TLS: the handshake after 'S', then tls.mode and client certificates once the user is known.
+// A client's TLS: the handshake after 'S' or a ClientHello first, then tls.mode and client certificates.
 #include <openssl/x509.h>
 
 #include "log.hpp"
+#include "net/postgres_alpn.hpp"
 #include "net/tls_tunnel.hpp"
 #include "pgmux/protocol/wire.hpp"
 #include "session/client_session.hpp"
@@ -10,15 +11,58 @@ namespace pgmux::session {
 
 using namespace protocol;
 
-asio::awaitable<bool> ClientSession::start_tls(LoginState& state, std::shared_ptr<const net::ServerTls> tls) {
+namespace {
+// A TLS record begins with its content type, 22 for a handshake (RFC 8446 5.1). A startup packet begins with
+// the high byte of its length, 0 for every length pgmux accepts (kMaxStartupPacket), so the two never mix.
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
+}  // namespace
+
+asio::awaitable<bool> ClientSession::opens_with_tls_handshake() {
+  // The byte is peeked so that whichever reader comes next (the TLS handshake, or read_startup_packet) sees
+  // the connection from its start. The socket is non-blocking: the peek is tried first (the client's first
+  // bytes are often here by now), and only when nothing is, readability is waited for, holding no buffer.
+  for (;;) {
+    unsigned char first = 0;
+    error_code ec;
+    const std::size_t n = socket_.receive(asio::buffer(&first, 1), net::Socket::message_peek, ec);
+    if (ec != asio::error::would_block) co_return !ec && n == 1 && first == kTlsHandshakeRecord;
+    auto [wait_ec] = co_await socket_.async_wait(net::Socket::wait_read, use_nothrow);
+    if (wait_ec) co_return false;
+  }
+}
+
+asio::awaitable<bool> ClientSession::start_direct_tls(LoginState& state) {
+  std::shared_ptr<const net::ServerTls> tls = proxy_.server_tls();
+  if (!tls || tls->mode == config::TlsMode::disable) {
+    // A ClientHello cannot be answered in clear: there is no error message the client could read.
+    state.result = LoginResult::tls_refused;
+    log::info("client ", peer(),
+              " opened with a TLS handshake (direct TLS), but TLS is off (tls.mode): closed");
+    co_return false;
+  }
+  co_return co_await start_tls(state, std::move(tls), true);
+}
+
+asio::awaitable<bool> ClientSession::start_tls(LoginState& state, std::shared_ptr<const net::ServerTls> tls,
+                                               bool direct) {
   net::SslPtr ssl(SSL_new(tls->ctx.get()));
   if (!ssl) co_return false;
   SSL_set_accept_state(ssl.get());
+  net::PostgresAlpn alpn{.direct = direct};
+  net::expect_postgres_alpn(ssl.get(), &alpn);
   tls_login_ = std::make_unique<TlsLogin>();
   std::string problem = co_await net::tls_handshake(socket_, ssl.get());
+  net::forget_postgres_alpn(ssl.get());
   if (!problem.empty()) {
     state.result = LoginResult::tls_refused;
-    log::info("TLS handshake with client ", peer(), " failed: ", problem);
+    if (alpn.no_alpn)
+      log::info("TLS handshake with client ", peer(),
+                " refused: direct TLS without ALPN (it must offer \"postgresql\")");
+    else if (alpn.refused)
+      log::info("TLS handshake with client ", peer(),
+                " refused: its ALPN offer does not include \"postgresql\"");
+    else
+      log::info("TLS handshake with client ", peer(), " failed: ", problem);
     co_return false;  // nothing to tell it: it speaks TLS, and there is no TLS to speak it over
   }
   if (tls->client_cert != config::ClientCertMode::none) {

@@ -118,8 +118,6 @@ TEST_CASE(
       {"a startup packet claiming 0x7fffffff bytes", be32(0x7fffffff) + be32(196608)},
       {"a startup packet claiming 3 bytes", be32(3) + be32(196608)},
       {"an HTTP request", "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"},
-      {"a TLS ClientHello sent without SSLRequest",
-       std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) + std::string(64, '\x5a')},
   };
   for (const auto& [name, bytes] : cases) {
     SECTION(name) {
@@ -134,6 +132,18 @@ TEST_CASE(
       CHECK(error_response_sqlstate(received) == "08P01");
       CHECK(steady.value("SELECT 2") == "2");
     }
+  }
+  SECTION(
+      "a TLS ClientHello without SSLRequest where TLS is off: closed, as a TLS client reads no plaintext") {
+    // Direct TLS (PostgreSQL 17) on a pgmux without a certificate; direct_tls_test.cpp has the TLS side.
+    RawSocket raw(mux.port());
+    REQUIRE(raw.connected());
+    REQUIRE(raw.send_all(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) +
+                         std::string(64, '\x5a')));
+    std::string received;
+    CHECK(raw.read_until_closed(received, 5s));
+    CHECK(received.empty());
+    CHECK(steady.value("SELECT 2") == "2");
   }
   Connection fresh(mux.conninfo());
   REQUIRE(fresh.ok());

@@ -9,6 +9,7 @@
 #include "libpq.hpp"
 #include "pgmux.hpp"
 #include "raw_socket.hpp"
+#include "scram_login.hpp"
 #include "websocket_client.hpp"
 
 using namespace pgmux::test;

@@ -8,8 +8,6 @@
 #include <boost/beast/websocket.hpp>
 #include <cstring>
 
-#include "pgmux/auth/crypto.hpp"
-#include "pgmux/auth/scram.hpp"
 #include "raw_socket.hpp"
 
 namespace pgmux::test {
@@ -127,11 +125,9 @@ void WebSocketClient::drop() {
   closed_ = true;
 }
 
-namespace {
-std::string message(char type, const std::string& body) {
+std::string wire_message(char type, const std::string& body) {
   return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
 }
-}  // namespace
 
 std::string startup_message(const std::string& user, const std::string& database) {
   std::string body = be32(196608) + "user" + '\0' + user + '\0' + "database" + '\0' + database + '\0' + '\0';
@@ -139,15 +135,15 @@ std::string startup_message(const std::string& user, const std::string& database
 }
 
 std::string password_message(const std::string& password) {
-  return message('p', password + '\0');
+  return wire_message('p', password + '\0');
 }
 
 std::string query_message(const std::string& sql) {
-  return message('Q', sql + '\0');
+  return wire_message('Q', sql + '\0');
 }
 
 std::string terminate_message() {
-  return message('X', "");
+  return wire_message('X', "");
 }
 
 std::string error_field(const std::string& body, char code) {
@@ -185,37 +181,6 @@ std::vector<std::string> data_rows(const std::vector<WireMessage>& messages) {
     rows.push_back(row);
   }
   return rows;
-}
-
-std::string scram_login(WebSocketClient& client, const std::string& user, const std::string& password,
-                        const std::string& database) {
-  if (!client.send(startup_message(user, database))) return "startup not sent";
-  WireMessage m;
-  auto auth_code = [&] {
-    std::uint32_t code = 0;
-    if (m.body.size() >= 4) std::memcpy(&code, m.body.data(), 4);
-    return ntohl(code);
-  };
-  if (!client.read_message(m)) return "no answer to the startup message";
-  if (m.type == 'E') return error_field(m.body, 'C');
-  if (m.type != 'R' || auth_code() != 10) return "expected AuthenticationSASL";
-  auto scram = auth::ScramClient::with_password(password, auth::base64_encode(auth::random_string(18)));
-  std::string first = scram.client_first();
-  if (!client.send(message(
-          'p', std::string("SCRAM-SHA-256") + '\0' + be32(static_cast<std::uint32_t>(first.size())) + first)))
-    return "SASLInitialResponse not sent";
-  if (!client.read_message(m) || m.type != 'R' || auth_code() != 11) return "expected SASLContinue";
-  auto final_message = scram.on_server_first(m.body.substr(4));
-  if (!final_message) return "bad server-first-message: " + scram.error();
-  if (!client.send(message('p', *final_message))) return "SASLResponse not sent";
-  if (!client.read_message(m)) return "no answer to the proof";
-  if (m.type == 'E') return error_field(m.body, 'C');
-  if (m.type != 'R' || auth_code() != 12 || !scram.on_server_final(m.body.substr(4))) return "bad SASLFinal";
-  std::vector<WireMessage> rest;
-  if (!client.read_until_ready(rest)) return "no ReadyForQuery after login";
-  for (const auto& r : rest)
-    if (r.type == 'E') return error_field(r.body, 'C');
-  return "";
 }
 
 }  // namespace pgmux::test

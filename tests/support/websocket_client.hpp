@@ -48,15 +48,11 @@ class WebSocketClient {
 };
 
 // Wire messages a client sends.
+std::string wire_message(char type, const std::string& body);  // type, length, body
 std::string startup_message(const std::string& user, const std::string& database);
 std::string password_message(const std::string& password);
 std::string query_message(const std::string& sql);
 std::string terminate_message();
-
-// Logs in with SCRAM-SHA-256 (waiting for each server message), to ReadyForQuery. "" on success, else what
-// went wrong (the SQLSTATE of an ErrorResponse, or a description).
-std::string scram_login(WebSocketClient& client, const std::string& user, const std::string& password,
-                        const std::string& database);
 
 // The field `code` ('C' SQLSTATE, 'M' message...) of an ErrorResponse body.
 std::string error_field(const std::string& body, char code);

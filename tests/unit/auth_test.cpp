@@ -41,9 +41,10 @@ constexpr std::string_view kPostgresBenchVerifier =
     "SCRAM-SHA-256$4096:om6+d2fluNiKl7vbvF8rVQ==$iRrjzReCIbuvSoJ0J0/xQM4ip+tUB50w/WlOZ0nogCk=:"
     "Gn1ssLk7oAhHbD3iJje6fagoj6NTFzkkn9fy+9V7mgU=";
 
-// Runs a whole exchange; true when both the server accepts the proof and the client accepts the server.
-bool login(ScramClient& client, ScramServer& server) {
-  const auto server_first = server.on_client_first(client.client_first());
+// Runs a whole exchange (bound to `end_point` when given); true when both the server accepts the proof and
+// the client accepts the server.
+bool login(ScramClient& client, ScramServer& server, std::string_view end_point = {}) {
+  const auto server_first = server.on_client_first(client.client_first(end_point));
   if (!server_first) return false;
   const auto client_final = client.on_server_first(*server_first);
   if (!client_final) return false;
@@ -438,4 +439,21 @@ TEST_CASE("SCRAM-SHA-256-PLUS: the gs2 header must match the mechanism chosen an
   CHECK_FALSE(server.on_client_first("y,,n=,r=clientnonce"));
   CHECK(server.binding_refused());
   CHECK(server.error().find("channel binding negotiation error") != std::string::npos);
+}
+
+TEST_CASE("ScramClient with a tls-server-end-point hash logs in to a PLUS ScramServer bound to that hash",
+          "[scram][tls]") {
+  const ScramChannelBinding plus{.offered = true, .selected = true, .end_point = kEndPoint};
+  ScramServer server(rfc_verifier(), "user", "mock", "servernonce", plus);
+  auto client = ScramClient::with_password("pencil", "clientnonce");
+  CHECK(client.client_first(kEndPoint).starts_with(kPlusHeader));
+  CHECK(login(client, server, kEndPoint));
+  // The hash of another certificate (a man in the middle's): the server refuses the proof.
+  ScramServer other(rfc_verifier(), "user", "mock", "servernonce", plus);
+  auto fooled = ScramClient::with_password("pencil", "clientnonce");
+  const auto server_first = other.on_client_first(fooled.client_first(std::string(32, '\x5b')));
+  REQUIRE(server_first);
+  const auto client_final = fooled.on_server_first(*server_first);
+  REQUIRE(client_final);
+  CHECK_FALSE(other.on_client_final(*client_final));
 }

@@ -74,8 +74,10 @@ class ScramClient {
   // With ClientKey and ServerKey recovered from a client's login against the same verifier: no PBKDF2 needed.
   static ScramClient with_keys(const Key256& client_key, const Key256& server_key, std::string client_nonce);
 
-  // The client-first-message, "n,,n=,r=<nonce>" (Postgres ignores the user name here).
-  std::string client_first();
+  // The client-first-message, "n,,n=,r=<nonce>" (Postgres ignores the user name here). With the server's
+  // tls-server-end-point hash (RFC 5929), "p=tls-server-end-point,,n=,r=<nonce>" for SCRAM-SHA-256-PLUS, and
+  // the hash goes into the client-final-message's c=.
+  std::string client_first(std::string_view tls_end_point = {});
   // server-first-message -> client-final-message; nullopt if malformed or the nonce does not extend ours.
   std::optional<std::string> on_server_first(std::string_view message);
   // server-final-message: true only if the server signature verifies ("e=..." or a bad signature: false).
@@ -90,6 +92,7 @@ class ScramClient {
   Key256 server_key_{};
   std::string client_nonce_;
   std::string client_first_bare_;
+  std::string channel_binding_;  // c='s content before base64: the gs2 header, then any end-point hash
   std::string auth_message_;
   std::string error_;
 };
