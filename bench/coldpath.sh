@@ -5,7 +5,7 @@
 # figures compare one C client with another), the HTTP paths by coldpath_client.py, neon-ws by node.
 #
 #   bench/coldpath.sh                         # REPS=5 DELAY=20 (ms), every path against every target
-#   QUICK=1 bench/coldpath.sh                 # smoke run: 1 repetition, DELAY=10
+#   QUICK=1 bench/coldpath.sh                 # smoke run: 1 repetition, DELAY=10, CPU_REPS=5
 #   PATHS="libpq-scram pipelined-tls" TARGETS=pgmux bench/coldpath.sh
 #
 # The Markdown table goes to stdout, progress to stderr, every measurement to the TSV at $OUT (see bench/README.md).
@@ -17,7 +17,8 @@ top=$(cd "$here/.." && pwd)
 # ---- knobs ------------------------------------------------------------------------------------------------------
 REPS=${REPS:-5}
 DELAY=${DELAY:-20}   # ms the relay holds each chunk, in each direction
-if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10; fi
+CPU_REPS=${CPU_REPS:-20}   # logins per CPU figure of the C client (at least REPS)
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10 CPU_REPS=5; fi
 TARGETS=${TARGETS:-"direct pgbouncer pgmux"}
 PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-tls-new-ctx pipelined-direct-tls
   http-cold http-warm neon-ws"}
@@ -263,26 +264,42 @@ path_label() {
   esac
 }
 
-# The C client's line for path $2 on port $1 as user $3, through relays of its own (coldpath_client.py
-# --relay-only in a process of its own, which serves until its stdin closes).
-measure_c() {
-  local port=$1 path=$2 user=$3 conninfo p0="" pd="" wfd line
+# Paths the C client times (with it built).
+c_path() { [ -n "$c_client" ] && [[ $1 == libpq-* || $1 == pipelined-* ]]; }
+
+# Every C-client path of target $1 in one coldpath_login process, which takes them in turn, round by round,
+# so drift on a shared machine lands on all of them alike. Its lines go to c_line["target path"]. The relays
+# are coldpath_client.py --relay-only in a process of its own, which serves until its stdin closes.
+declare -A c_line
+measure_c_target() {
+  local target=$1 port path paths=() conninfo p0="" pd="" wfd out="" name rest pipe_user=()
+  for path in $PATHS; do c_path "$path" && [ -z "$(skip_reason "$target" "$path")" ] && paths+=("$path"); done
+  [ ${#paths[@]} -gt 0 ] || return 0
+  port=$(port_of "$target" libpq)
   # host names the certificate's subject for verify-full and SNI; hostaddr spares a lookup of localhost.
-  conninfo="host=localhost hostaddr=127.0.0.1 port=$port user=$user password=$PASSWORD dbname=bench"
+  conninfo="host=localhost hostaddr=127.0.0.1 port=$port user=bench password=$PASSWORD dbname=bench"
   conninfo+=" sslrootcert=$work/ca.crt gssencmode=disable connect_timeout=10"
   coproc relay { exec "$PYTHON" "$here/coldpath_client.py" --relay-only --port "$port" --delay-ms "$DELAY"; }
   wfd=${relay[1]}
   read -r -t 30 p0 pd <&"${relay[0]}" || true
   if [ -n "$pd" ]; then
-    line=$("$c_client" --path "$path" --conninfo "$conninfo" --reps "$REPS" --relays "$p0" "$pd" \
-      --delay-ms "$DELAY") || line=$'error\tNA\tNA\tNA\tNA\tNA\tcoldpath_login exited with an error'
+    # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
+    [ "$target" = direct ] && pipe_user=(--pipelined-user pipe)
+    out=$("$c_client" --conninfo "$conninfo" --reps "$REPS" --cpu-reps "$CPU_REPS" --relays "$p0" "$pd" \
+      --delay-ms "$DELAY" "${pipe_user[@]}" "${paths[@]}") ||
+      log "$target: coldpath_login exited with an error"
   else
-    line=$'error\tNA\tNA\tNA\tNA\tNA\tthe relay did not start'
+    log "$target: the relay did not start"
   fi
   exec {wfd}>&-
   # shellcheck disable=SC2154 # relay_PID is set by coproc
   wait "$relay_PID" 2>/dev/null || true
-  printf '%s\n' "$line"
+  while IFS= read -r name && [ -n "$name" ]; do
+    rest=${name#*$'\t'}
+    c_line["$target ${name%%$'\t'*}"]=$rest
+  done <<<"$out"
+  # A path without its line errors in measure().
+  return 0
 }
 
 measure() {
@@ -300,9 +317,9 @@ measure() {
     line=$(PYTHON=$PYTHON NEON_DIR=$NEON_DIR NODE_EXTRA_CA_CERTS=$work/ca.crt "$NODE" "$here/coldpath_neon.mjs" \
       "$(port_of "$target" "$path")" "$DELAY" "$REPS" "$user" "$PASSWORD" bench \
       "$([ "$pgmux_tls" = yes ] && echo 1 || echo 0)") || line=$'error\tNA\tNA\tNA\tNA\tNA\tnode exited with an error'
-  elif [ -n "$c_client" ] && [[ $path == libpq-* || $path == pipelined-* ]]; then
+  elif c_path "$path"; then
     client=c
-    line=$(measure_c "$(port_of "$target" "$path")" "$path" "$user")
+    line=${c_line["$target $path"]:-$'error\tNA\tNA\tNA\tNA\tNA\tno line from coldpath_login'}
   else
     client=python
     line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
@@ -314,7 +331,7 @@ measure() {
 }
 
 report() {
-  awk -F'\t' -v targets="$TARGETS" -v delay="$DELAY" -v reps="$REPS" '
+  awk -F'\t' -v targets="$TARGETS" -v delay="$DELAY" -v reps="$REPS" -v cpu_reps="$CPU_REPS" '
     BEGIN {
       about["c"] = "bench/coldpath_login.c (C, libpq and OpenSSL)"
       about["python"] = "bench/coldpath_client.py (Python: psycopg, ssl, http.client)"
@@ -344,7 +361,8 @@ report() {
       nt = split(targets, t, " ")
       printf "RT: round trips to the first row of SELECT 1 on a new connection, (min t(%s ms) - min t(0)) / (2 x %s ms) + 1 for\n", delay, delay
       printf "the TCP handshake, which the relay does not delay (http-warm: no +1, its connection is open). CPU ms: the\n"
-      printf "client process'"'"'s own CPU (user + system) per login, without the relay, median. %d logins per figure.\n", reps
+      printf "client process'"'"'s own CPU (user + system) per login, without the relay, median. RT from %d logins per delay;\n", reps
+      printf "CPU ms from %d logins (C client: every path of a target in one process, in turn) or %d (Python, node).\n", (cpu_reps > reps ? cpu_reps : reps), reps
       printf "Clients:"
       for (i = 1; i <= nc; i++) printf "%s %s: %s", (i > 1 ? ";" : ""), rows[order[i]], about[order[i]]
       printf ".\n\n| path |"
@@ -396,6 +414,7 @@ main() {
   mkdir -p "$(dirname "$OUT")"
   printf 'target\tpath\tstatus\tt0_ms\tt_delay_ms\tround_trips\tclient_cpu_ms\twall_ms\tnote\tclient\n' >"$OUT"
   local path target
+  for target in $TARGETS; do measure_c_target "$target"; done
   for path in $PATHS; do
     for target in $TARGETS; do measure "$target" "$path"; done
   done
