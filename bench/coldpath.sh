@@ -20,8 +20,8 @@ DELAY=${DELAY:-20}   # ms the relay holds each chunk, in each direction
 CPU_REPS=${CPU_REPS:-20}   # logins per CPU figure of the C client (at least REPS)
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10 CPU_REPS=5; fi
 TARGETS=${TARGETS:-"direct pgbouncer pgmux"}
-PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-tls-new-ctx pipelined-direct-tls
-  http-cold http-warm neon-ws"}
+PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-tls-new-ctx
+  pipelined-direct-tls http-cold http-warm neon-ws"}
 PGMUX_BIN=${PGMUX_BIN:-$top/build/pgmux}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
@@ -99,8 +99,9 @@ make_certs() {
   [ "$(id -u)" -ne 0 ] || chown postgres "$work"/server.* "$work"/ca.*
 }
 
-# bench/coldpath_login.c into the temp dir. A missing compiler or libpq/OpenSSL headers fall back to the Python
-# client (labelled in the table); a compile error in a complete tool chain is a broken bench and fails the run.
+# Compiles the C client (bench/coldpath_login.c, coldpath_pipelined.c) into the temp dir. A missing compiler or
+# missing libpq/OpenSSL headers fall back to the Python client (labelled in the table); a compile error with a
+# complete tool chain is a broken bench and fails the run.
 build_c_client() {
   local cflags
   if ! command -v "$CC" >/dev/null; then
@@ -114,8 +115,8 @@ build_c_client() {
     return 0
   fi
   # shellcheck disable=SC2086 # cflags is a list of flags
-  "$CC" -O2 -Wall -Wextra -o "$work/coldpath_login" "$here/coldpath_login.c" $cflags -lpq -lssl -lcrypto ||
-    die "$CC could not build bench/coldpath_login.c"
+  "$CC" -O2 -Wall -Wextra -o "$work/coldpath_login" "$here/coldpath_login.c" "$here/coldpath_pipelined.c" \
+    $cflags -lpq -lssl -lcrypto || die "$CC could not build bench/coldpath_login.c"
   c_client=$work/coldpath_login
 }
 
@@ -362,7 +363,8 @@ report() {
       printf "RT: round trips to the first row of SELECT 1 on a new connection, (min t(%s ms) - min t(0)) / (2 x %s ms) + 1 for\n", delay, delay
       printf "the TCP handshake, which the relay does not delay (http-warm: no +1, its connection is open). CPU ms: the\n"
       printf "client process'"'"'s own CPU (user + system) per login, without the relay, median. RT from %d logins per delay;\n", reps
-      printf "CPU ms from %d logins (C client: every path of a target in one process, in turn) or %d (Python, node).\n", (cpu_reps > reps ? cpu_reps : reps), reps
+      printf "CPU ms from %d logins (C client: every path of a target in one process, in turn) or %d (Python, node).\n",
+        (cpu_reps > reps ? cpu_reps : reps), reps
       printf "Clients:"
       for (i = 1; i <= nc; i++) printf "%s %s: %s", (i > 1 ? ";" : ""), rows[order[i]], about[order[i]]
       printf ".\n\n| path |"
@@ -377,7 +379,8 @@ report() {
         if (paths[p] ~ /^pipelined-/) pipelined[++npl] = paths[p]
       }
       if (npl && ("libpq-scram-tls" in seen)) {
-        printf "\nClient CPU of a pipelined login over libpq SCRAM+TLS'"'"'s, same client, same run (issue #11: pipelined TLS <= 0.25):\n\n"
+        printf "\nClient CPU of a pipelined login over libpq SCRAM+TLS'"'"'s, same client, same run"
+        printf " (issue #11: pipelined TLS <= 0.25):\n\n"
         printf "| CPU ratio |"
         for (i = 1; i <= nt; i++) printf " %s |", t[i]
         printf "\n|---|"
