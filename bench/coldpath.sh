@@ -273,7 +273,7 @@ c_path() { [ -n "$c_client" ] && [[ $1 == libpq-* || $1 == pipelined-* ]]; }
 # are coldpath_client.py --relay-only in a process of its own, which serves until its stdin closes.
 declare -A c_line
 measure_c_target() {
-  local target=$1 port path paths=() conninfo p0="" pd="" wfd out="" name rest pipe_user=()
+  local target=$1 port path paths=() conninfo p0="" pd="" wfd relay_pid out="" name rest pipe_user=() limit
   for path in $PATHS; do c_path "$path" && [ -z "$(skip_reason "$target" "$path")" ] && paths+=("$path"); done
   [ ${#paths[@]} -gt 0 ] || return 0
   port=$(port_of "$target" libpq)
@@ -281,20 +281,25 @@ measure_c_target() {
   conninfo="host=localhost hostaddr=127.0.0.1 port=$port user=bench password=$PASSWORD dbname=bench"
   conninfo+=" sslrootcert=$work/ca.crt gssencmode=disable connect_timeout=10"
   coproc relay { exec "$PYTHON" "$here/coldpath_client.py" --relay-only --port "$port" --delay-ms "$DELAY"; }
-  wfd=${relay[1]}
+  # shellcheck disable=SC2154 # relay_PID is set by coproc
+  wfd=${relay[1]} relay_pid=$relay_PID
   read -r -t 30 p0 pd <&"${relay[0]}" || true
   if [ -n "$pd" ]; then
     # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
     [ "$target" = direct ] && pipe_user=(--pipelined-user pipe)
-    out=$("$c_client" --conninfo "$conninfo" --reps "$REPS" --cpu-reps "$CPU_REPS" --relays "$p0" "$pd" \
-      --delay-ms "$DELAY" "${pipe_user[@]}" "${paths[@]}") ||
-      log "$target: coldpath_login exited with an error"
+    # Its socket waits give up after 10 s, but a query on a logged-in libpq connection has no limit: a hard
+    # one of a minute plus, per login, 1 s and 20 round trips of the relay (the slowest seen take a third).
+    limit=$(awk -v n=$(((2 * REPS + CPU_REPS) * ${#paths[@]})) -v d="$DELAY" \
+      'BEGIN { printf "%d", 60 + n * (1 + d / 25) }')
+    out=$(timeout -k 5 "$limit" "$c_client" --conninfo "$conninfo" --reps "$REPS" --cpu-reps "$CPU_REPS" \
+      --relays "$p0" "$pd" --delay-ms "$DELAY" "${pipe_user[@]}" "${paths[@]}") ||
+      log "$target: coldpath_login failed or ran out of time ($limit s)"
   else
     log "$target: the relay did not start"
   fi
-  exec {wfd}>&-
-  # shellcheck disable=SC2154 # relay_PID is set by coproc
-  wait "$relay_PID" 2>/dev/null || true
+  exec {wfd}>&-   # the relay ends when its stdin closes; stop_pid makes sure
+  stop_pid "$relay_pid"
+  wait "$relay_pid" 2>/dev/null || true
   while IFS= read -r name && [ -n "$name" ]; do
     rest=${name#*$'\t'}
     c_line["$target ${name%%$'\t'*}"]=$rest
