@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Cold-path benchmark: round trips and client CPU of one login to the first row, pgmux vs PgBouncer vs Postgres.
 #
+# The libpq and pipelined paths are timed by bench/coldpath_login.c (compiled here with $CC, so their CPU
+# figures compare one C client with another), the HTTP paths by coldpath_client.py, neon-ws by node.
+#
 #   bench/coldpath.sh                         # REPS=5 DELAY=20 (ms), every path against every target
-#   QUICK=1 bench/coldpath.sh                 # smoke run: 1 repetition, DELAY=10
+#   QUICK=1 bench/coldpath.sh                 # smoke run: 1 repetition, DELAY=10, CPU_REPS=5
 #   PATHS="libpq-scram pipelined-tls" TARGETS=pgmux bench/coldpath.sh
 #
 # The Markdown table goes to stdout, progress to stderr, every measurement to the TSV at $OUT (see bench/README.md).
@@ -14,13 +17,16 @@ top=$(cd "$here/.." && pwd)
 # ---- knobs ------------------------------------------------------------------------------------------------------
 REPS=${REPS:-5}
 DELAY=${DELAY:-20}   # ms the relay holds each chunk, in each direction
-if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10; fi
+CPU_REPS=${CPU_REPS:-20}   # logins per CPU figure of the C client (at least REPS)
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then REPS=1 DELAY=10 CPU_REPS=5; fi
 TARGETS=${TARGETS:-"direct pgbouncer pgmux"}
-PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-direct-tls http-cold http-warm neon-ws"}
+PATHS=${PATHS:-"libpq-scram libpq-scram-tls libpq-scram-tls-cb pipelined-tls pipelined-tls-new-ctx
+  pipelined-direct-tls http-cold http-warm neon-ws"}
 PGMUX_BIN=${PGMUX_BIN:-$top/build/pgmux}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 PYTHON=${PYTHON:-/usr/bin/python3}   # Debian's, which has python3-psycopg
+CC=${CC:-cc}                         # builds bench/coldpath_login.c; without it (or libpq-dev) Python times all
 NODE=${NODE:-node}
 NEON_DIR=${NEON_DIR:-$top/tests/neon}   # Neon's driver: `npm ci` there first, else neon-ws is skipped
 OUT=${OUT:-$here/results/coldpath-$(date +%Y%m%d-%H%M%S).tsv}   # bench/results/ is git-ignored
@@ -31,6 +37,7 @@ export LC_ALL=C
 work=""
 pgmux_pid=""
 pgmux_tls=no   # yes once pgmux accepts the tls: section (the binary has TLS)
+c_client=""    # the compiled bench/coldpath_login, once built
 
 log() { printf '[coldpath %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -90,6 +97,34 @@ make_certs() {
   chmod 600 "$work/server.key"
   # Postgres and PgBouncer read the key as the postgres user (pgmux runs as the caller and reads it too).
   [ "$(id -u)" -ne 0 ] || chown postgres "$work"/server.* "$work"/ca.*
+}
+
+# Compiles the C client (bench/coldpath_login.c, coldpath_pipelined.c) into the temp dir. A missing compiler or
+# missing libpq/OpenSSL headers fall back to the Python client (labelled in the table); a compile error with a
+# complete tool chain is a broken bench and fails the run.
+build_c_client() {
+  local cflags
+  if ! command -v "$CC" >/dev/null; then
+    without_c_client "no C compiler ($CC)"
+    return 0
+  fi
+  cflags=$(pkg-config --cflags libpq 2>/dev/null || echo "-I$(pg_config --includedir 2>/dev/null)")
+  # shellcheck disable=SC2086 # cflags is a list of flags
+  if ! printf '#include <libpq-fe.h>\n#include <openssl/ssl.h>\n' | "$CC" $cflags -E -x c - >/dev/null 2>&1; then
+    without_c_client "no libpq-fe.h or openssl/ssl.h (Debian: libpq-dev, libssl-dev)"
+    return 0
+  fi
+  # shellcheck disable=SC2086 # cflags is a list of flags
+  "$CC" -O2 -Wall -Wextra -o "$work/coldpath_login" "$here/coldpath_login.c" "$here/coldpath_pipelined.c" \
+    $cflags -lpq -lssl -lcrypto || die "$CC could not build bench/coldpath_login.c"
+  c_client=$work/coldpath_login
+}
+
+without_c_client() {
+  log "warning: $1: the libpq and pipelined rows are timed by the Python client instead, whose CPU figures"
+  log "warning: compare Python's ssl with psycopg's libpq, not one C client with another; no pipelined-tls-new-ctx"
+  # shellcheck disable=SC2086 # PATHS is a list of words
+  PATHS=$(printf '%s\n' $PATHS | grep -vx pipelined-tls-new-ctx | tr '\n' ' ')
 }
 
 psql_admin() { as_pg "$PG_BIN/psql" -X -q -h "$work" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
@@ -230,45 +265,114 @@ path_label() {
   esac
 }
 
+# Paths the C client times (with it built).
+c_path() { [ -n "$c_client" ] && [[ $1 == libpq-* || $1 == pipelined-* ]]; }
+
+# Every C-client path of target $1 in one coldpath_login process, which takes them in turn, round by round,
+# so drift on a shared machine lands on all of them alike. Its lines go to c_line["target path"]. The relays
+# are coldpath_client.py --relay-only in a process of its own, which serves until its stdin closes.
+declare -A c_line
+measure_c_target() {
+  local target=$1 port path paths=() conninfo p0="" pd="" wfd relay_pid out="" name rest pipe_user=() limit
+  for path in $PATHS; do c_path "$path" && [ -z "$(skip_reason "$target" "$path")" ] && paths+=("$path"); done
+  [ ${#paths[@]} -gt 0 ] || return 0
+  port=$(port_of "$target" libpq)
+  # host names the certificate's subject for verify-full and SNI; hostaddr spares a lookup of localhost.
+  conninfo="host=localhost hostaddr=127.0.0.1 port=$port user=bench password=$PASSWORD dbname=bench"
+  conninfo+=" sslrootcert=$work/ca.crt gssencmode=disable connect_timeout=10"
+  coproc relay { exec "$PYTHON" "$here/coldpath_client.py" --relay-only --port "$port" --delay-ms "$DELAY"; }
+  # shellcheck disable=SC2154 # relay_PID is set by coproc
+  wfd=${relay[1]} relay_pid=$relay_PID
+  read -r -t 30 p0 pd <&"${relay[0]}" || true
+  if [ -n "$pd" ]; then
+    # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
+    [ "$target" = direct ] && pipe_user=(--pipelined-user pipe)
+    # Its socket waits give up after 10 s, but a query on a logged-in libpq connection has no limit: a hard
+    # one of a minute plus, per login, 1 s and 20 round trips of the relay (the slowest seen take a third).
+    limit=$(awk -v n=$(((2 * REPS + CPU_REPS) * ${#paths[@]})) -v d="$DELAY" \
+      'BEGIN { printf "%d", 60 + n * (1 + d / 25) }')
+    out=$(timeout -k 5 "$limit" "$c_client" --conninfo "$conninfo" --reps "$REPS" --cpu-reps "$CPU_REPS" \
+      --relays "$p0" "$pd" --delay-ms "$DELAY" "${pipe_user[@]}" "${paths[@]}") ||
+      log "$target: coldpath_login failed or ran out of time ($limit s)"
+  else
+    log "$target: the relay did not start"
+  fi
+  exec {wfd}>&-   # the relay ends when its stdin closes; stop_pid makes sure
+  stop_pid "$relay_pid"
+  wait "$relay_pid" 2>/dev/null || true
+  while IFS= read -r name && [ -n "$name" ]; do
+    rest=${name#*$'\t'}
+    c_line["$target ${name%%$'\t'*}"]=$rest
+  done <<<"$out"
+  # A path without its line errors in measure().
+  return 0
+}
+
 measure() {
-  local target=$1 path=$2 reason user=bench https=() line
+  local target=$1 path=$2 reason user=bench https=() line client
   reason=$(skip_reason "$target" "$path")
   if [ -n "$reason" ]; then
-    printf '%s\t%s\tn/a\tNA\tNA\tNA\tNA\tNA\tNA\t%s\n' "$target" "$(path_label "$path")" "$reason" >>"$OUT"
+    printf '%s\t%s\tn/a\tNA\tNA\tNA\tNA\tNA\t%s\t-\n' "$target" "$(path_label "$path")" "$reason" >>"$OUT"
     return
   fi
   # Postgres takes a pipelined cleartext login only from role pipe (hostssl ... password, see start_postgres).
   [ "$target" = direct ] && [[ $path == pipelined-* ]] && user=pipe
   [ "$pgmux_tls" = yes ] && https=(--https)
   if [ "$path" = neon-ws ]; then
+    client=node
     line=$(PYTHON=$PYTHON NEON_DIR=$NEON_DIR NODE_EXTRA_CA_CERTS=$work/ca.crt "$NODE" "$here/coldpath_neon.mjs" \
       "$(port_of "$target" "$path")" "$DELAY" "$REPS" "$user" "$PASSWORD" bench \
       "$([ "$pgmux_tls" = yes ] && echo 1 || echo 0)") || line=$'error\tNA\tNA\tNA\tNA\tNA\tnode exited with an error'
+  elif c_path "$path"; then
+    client=c
+    line=${c_line["$target $path"]:-$'error\tNA\tNA\tNA\tNA\tNA\tno line from coldpath_login'}
   else
-      line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
+    client=python
+    line=$("$PYTHON" "$here/coldpath_client.py" --path "$path" --port "$(port_of "$target" "$path")" \
       --delay-ms "$DELAY" --reps "$REPS" --user "$user" --password "$PASSWORD" --dbname bench \
       --cafile "$work/ca.crt" "${https[@]}") || line=$'error\tNA\tNA\tNA\tNA\tNA\tclient exited with an error'
   fi
-  printf '%s\t%s\t%s\n' "$target" "$(path_label "$path")" "$line" >>"$OUT"
-  log "$target $path: $(printf '%s' "$line" | tr '\t' ' ')"
+  printf '%s\t%s\t%s\t%s\n' "$target" "$(path_label "$path")" "$line" "$client" >>"$OUT"
+  log "$target $path ($client): $(printf '%s' "$line" | tr '\t' ' ')"
 }
 
 report() {
-  awk -F'\t' -v targets="$TARGETS" -v delay="$DELAY" -v reps="$REPS" '
+  awk -F'\t' -v targets="$TARGETS" -v delay="$DELAY" -v reps="$REPS" -v cpu_reps="$CPU_REPS" '
+    BEGIN {
+      about["c"] = "bench/coldpath_login.c (C, libpq and OpenSSL)"
+      about["python"] = "bench/coldpath_client.py (Python: psycopg, ssl, http.client)"
+      about["node"] = "bench/coldpath_neon.mjs (node)"
+    }
     NR == 1 { next }
     {
       if (!($2 in seen)) { seen[$2] = 1; paths[++np] = $2 }
-      if ($3 == "ok") cell[$2, $1] = sprintf("%.1f | %.2f", $6, $7)
+      if ($3 == "ok") { cell[$2, $1] = sprintf("%.1f | %.2f", $6, $7); cpu[$2, $1] = $7; by[$2, $1] = $10 }
       else if ($3 == "unsupported") cell[$2, $1] = "not supported | –"
       else if ($3 == "n/a") cell[$2, $1] = "n/a | –"
       else cell[$2, $1] = "error | –"
+      if ($10 in about && !(($10, $2) in listed)) {
+        listed[$10, $2] = 1
+        if ($10 in rows) rows[$10] = rows[$10] ", " $2
+        else { order[++nc] = $10; rows[$10] = $2 }
+      }
       if ($3 != "ok" && $3 != "n/a" && $9 != "") notes[++nn] = $1 " " $2 ": " $9
+    }
+    # The CPU of path p over libpq SCRAM+TLS on target tg, when both were measured by the same client.
+    function ratio(p, tg, base) {
+      base = "libpq-scram-tls"
+      if (!((p, tg) in cpu) || !((base, tg) in cpu) || by[p, tg] != by[base, tg] || cpu[base, tg] <= 0) return "–"
+      return sprintf("%.2f", cpu[p, tg] / cpu[base, tg])
     }
     END {
       nt = split(targets, t, " ")
       printf "RT: round trips to the first row of SELECT 1 on a new connection, (min t(%s ms) - min t(0)) / (2 x %s ms) + 1 for\n", delay, delay
       printf "the TCP handshake, which the relay does not delay (http-warm: no +1, its connection is open). CPU ms: the\n"
-      printf "client process'"'"'s own CPU per login, without the relay, median. %d logins per figure.\n\n| path |", reps
+      printf "client process'"'"'s own CPU (user + system) per login, without the relay, median. RT from %d logins per delay;\n", reps
+      printf "CPU ms from %d logins (C client: every path of a target in one process, in turn) or %d (Python, node).\n",
+        (cpu_reps > reps ? cpu_reps : reps), reps
+      printf "Clients:"
+      for (i = 1; i <= nc; i++) printf "%s %s: %s", (i > 1 ? ";" : ""), rows[order[i]], about[order[i]]
+      printf ".\n\n| path |"
       for (i = 1; i <= nt; i++) printf " %s RT | %s CPU ms |", t[i], t[i]
       printf "\n|---|"
       for (i = 1; i <= nt; i++) printf "---:|---:|"
@@ -277,6 +381,21 @@ report() {
         printf "| %s |", paths[p]
         for (i = 1; i <= nt; i++) printf " %s |", ((paths[p], t[i]) in cell) ? cell[paths[p], t[i]] : "– | –"
         printf "\n"
+        if (paths[p] ~ /^pipelined-/) pipelined[++npl] = paths[p]
+      }
+      if (npl && ("libpq-scram-tls" in seen)) {
+        printf "\nClient CPU of a pipelined login over libpq SCRAM+TLS'"'"'s, same client, same run"
+        printf " (issue #11: pipelined TLS <= 0.25):\n\n"
+        printf "| CPU ratio |"
+        for (i = 1; i <= nt; i++) printf " %s |", t[i]
+        printf "\n|---|"
+        for (i = 1; i <= nt; i++) printf "---:|"
+        printf "\n"
+        for (p = 1; p <= npl; p++) {
+          printf "| %s / libpq-scram-tls |", pipelined[p]
+          for (i = 1; i <= nt; i++) printf " %s |", ratio(pipelined[p], t[i])
+          printf "\n"
+        }
       }
       if (nn) { printf "\n"; for (i = 1; i <= nn; i++) printf "- %s\n", notes[i] }
     }' "$OUT"
@@ -293,6 +412,7 @@ main() {
   PGMUX_HTTP_PORT=$(free_port "$PGPORT" "$BOUNCER_PORT" "$PGMUX_PORT")
   log "ports: postgres $PGPORT, pgbouncer $BOUNCER_PORT, pgmux $PGMUX_PORT (http $PGMUX_HTTP_PORT)"
   make_certs
+  build_c_client
   start_postgres
   write_configs
   [[ " $TARGETS " == *" pgbouncer "* ]] && start_pgbouncer
@@ -300,8 +420,9 @@ main() {
   log "pgmux $("$PGMUX_BIN" --version) (TLS: $pgmux_tls), $("$PGBOUNCER_BIN" --version | head -1), $REPS reps, delay $DELAY ms"
   log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
   mkdir -p "$(dirname "$OUT")"
-  printf 'target\tpath\tstatus\tt0_ms\tt_delay_ms\tround_trips\tclient_cpu_ms\twall_ms\tnote\n' >"$OUT"
+  printf 'target\tpath\tstatus\tt0_ms\tt_delay_ms\tround_trips\tclient_cpu_ms\twall_ms\tnote\tclient\n' >"$OUT"
   local path target
+  for target in $TARGETS; do measure_c_target "$target"; done
   for path in $PATHS; do
     for target in $TARGETS; do measure "$target" "$path"; done
   done

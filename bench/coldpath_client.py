@@ -130,8 +130,11 @@ def start_relays(port, delays):
 def libpq_login(args, port, sslmode, channel_binding=None):
     import psycopg
 
-    conninfo = dict(host="127.0.0.1", port=port, user=args.user, password=args.password, dbname=args.dbname,
-                    sslmode=sslmode, gssencmode="disable", connect_timeout=10)
+    # verify-full against the bench's CA, as the pipelined client checks the certificate too; host names the
+    # certificate's subject, hostaddr spares the lookup.
+    conninfo = dict(host="localhost", hostaddr="127.0.0.1", port=port, user=args.user, password=args.password,
+                    dbname=args.dbname, sslmode=sslmode, sslrootcert=args.cafile, gssencmode="disable",
+                    connect_timeout=10)
     if channel_binding:
         conninfo["channel_binding"] = channel_binding
     try:
@@ -269,8 +272,8 @@ def make_path(name):
     """The path's login function (args, port) -> None or False ("warm-up, do not count")."""
     return {
         "libpq-scram": lambda a, p: libpq_login(a, p, "disable"),
-        "libpq-scram-tls": lambda a, p: libpq_login(a, p, "require"),
-        "libpq-scram-tls-cb": lambda a, p: libpq_login(a, p, "require", "require"),
+        "libpq-scram-tls": lambda a, p: libpq_login(a, p, "verify-full"),
+        "libpq-scram-tls-cb": lambda a, p: libpq_login(a, p, "verify-full", "require"),
         "pipelined-tls": lambda a, p: pipelined_login(a, p, direct=False),
         "pipelined-direct-tls": lambda a, p: pipelined_login(a, p, direct=True),
         "http-cold": http_cold,
