@@ -368,9 +368,18 @@ void Relay::wait_client() {
                        --pending_;
                        client_waiting_ = false;
                        if (ended_) return maybe_done();
+                       if (client_stop_) return;  // read nothing after Terminate, EOF included
                        if (ec) return finish(End::client_gone);
                        pump_client();
                      }));
+}
+
+// Terminate came after requests still unanswered. Postgres answers them before it closes (a serverless
+// client may send its last query and Terminate in one write, then read): the replies are relayed, and the
+// session ends at the last one (maybe_release).
+void Relay::end_after_replies() {
+  if (!lease_ || state_.tracker.outstanding() <= static_cast<std::uint32_t>(hidden_replies_))
+    return finish(End::client_gone);
 }
 
 void Relay::pump_client() {
@@ -566,7 +575,7 @@ bool Relay::forward_client_bytes() {
     return false;
   }
   if (client_stop_) {
-    finish(End::client_gone);
+    end_after_replies();
     return false;
   }
   in.compact();
@@ -592,7 +601,7 @@ bool Relay::write_rewritten_to_backend() {
                       state_.client_writing = false;
                       if (ended_) return maybe_done();
                       if (ec) return finish(End::backend_gone);
-                      if (client_stop_) return finish(End::client_gone);
+                      if (client_stop_) return end_after_replies();
                       client_in_->compact();
                       state_.client_partial = !client_in_->empty() || !client_scanner_.at_boundary();
                       pump_client();
@@ -980,7 +989,7 @@ bool Relay::write_to_backend(std::size_t n) {
                       if (ended_) return maybe_done();
                       if (ec) return finish(End::backend_gone);
                       client_in_->consume(rest);
-                      if (client_stop_) return finish(End::client_gone);
+                      if (client_stop_) return end_after_replies();
                       client_in_->compact();
                       state_.client_partial = !client_in_->empty() || !client_scanner_.at_boundary();
                       pump_client();
@@ -1119,6 +1128,10 @@ bool Relay::maybe_release() {
   backend_in_->compact();
   // Transaction mode hands the backend back at the ReadyForQuery that leaves nothing outstanding.
   bool at_rest = backend_in_->empty() && backend_scanner_.at_boundary();
+  if (client_stop_ && at_rest && state_.tracker.outstanding() == 0) {
+    finish(End::client_gone);  // the last reply owed before the client's Terminate went out
+    return true;
+  }
   if (!backend_saw_ready_ || !state_.releasable() || !at_rest) return false;
   if (!replies_.empty()) {
     log::error("a server connection is idle with replies still expected; closing it");

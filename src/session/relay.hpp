@@ -128,6 +128,7 @@ class Relay {
 
  private:
   void wait_client();
+  void end_after_replies();
   void pump_client();
   // Borrows a backend for the bytes just read. False when the pump must stop here (asynchronous acquire, or
   // the client is leaving).

@@ -1,6 +1,7 @@
 // Logging in through pgmux: each authentication method, right and wrong, and the errors a client gets.
 #include <catch2/catch.hpp>
 
+#include "bounded.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
 
@@ -117,4 +118,29 @@ TEST_CASE("the client gets the server's parameters and its own application_name"
   CHECK(std::string(PQparameterStatus(c.get(), "server_version")).starts_with("15."));
   CHECK(std::string(PQparameterStatus(c.get(), "application_name")) == "checker");
   CHECK(PQbackendPID(c.get()) != 0);
+}
+
+TEST_CASE("once a pool knows its server's parameters, a login waits for no backend", "[login]") {
+  // The only backend is inside another client's transaction: logins still complete, with the parameters
+  // pgmux remembered, and their first query then waits for the backend.
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .query_wait_timeout = "20s"});
+  INFO(mux.log_tail());
+  Connection holder(mux.conninfo());
+  REQUIRE(holder.ok());
+  holder.exec("BEGIN");
+  CHECK(holder.value("SELECT 'holding'") == "holding");
+  std::vector<std::unique_ptr<Connection>> logins;
+  for (int i = 0; i < 5; ++i) {
+    // connect_timeout bounds the wait should a login need the backend after all.
+    logins.push_back(std::make_unique<Connection>(mux.conninfo() + " connect_timeout=5"));
+    REQUIRE(logins.back()->ok());
+    CHECK(std::string(PQparameterStatus(logins.back()->get(), "server_version")).starts_with("15."));
+  }
+  REQUIRE(PQsendQuery(logins[0]->get(), "SELECT 'after the holder'") == 1);
+  holder.exec("COMMIT");
+  bool timed_out = false;
+  Result r = next_result(logins[0]->get(), std::chrono::steady_clock::now() + 20s, timed_out);
+  REQUIRE(r);
+  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "after the holder");
 }
