@@ -1,6 +1,7 @@
 // Who an HTTP request is: a configured user proven by password or by an API token.
 #include "http/http_auth.hpp"
 
+#include "log.hpp"
 #include "pgmux/auth/crypto.hpp"
 #include "session/unknown_user.hpp"
 
@@ -25,6 +26,8 @@ AuthOutcome HttpAuthenticator::authenticate(const SqlRequest& request) {
   }
 
   auto failed = [&] {
+    // As for a wire login: one line per failed password.
+    log::info("POST /sql: password authentication failed for user=", request.user);
     return AuthOutcome{std::nullopt,
                        {401, "28P01", "password authentication failed for user \"" + request.user + "\""}};
   };

@@ -116,8 +116,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   }
 
   if (!co_await check_tls_rules(state)) co_return false;
-  // From here a failure that names no reason is the client going away mid-login (or answering an
-  // authentication request with something other than a password, which is as good as leaving).
+  // From here a failure that names no reason is the client going away mid-login.
   state.result = LoginResult::client_disconnected;
   if (!co_await authenticate(state)) co_return false;
 
@@ -151,6 +150,8 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   pool_ = db == config_->databases.end() ? nullptr : proxy_.pool_for(database_name, state.user);
   if (!pool_) {
     state.result = LoginResult::unknown_database;
+    log::info("login refused: user=", state.user, " from ", peer(), ": database \"", database_name,
+              "\" is not in the config");
     co_await send_error("FATAL", sqlstate::kUnknownDatabase,
                         "database \"" + database_name + "\" does not exist");
     co_return false;
@@ -191,6 +192,24 @@ bool ClientSession::password_pipelined() {
   return !ec && n == 1 && type == 'p';
 }
 
+asio::awaitable<bool> ClientSession::read_auth_response(LoginState& state, std::string& body) {
+  char type = 0;
+  error_code ec = co_await net::read_message(socket_, type, body, kMaxAuthMessage);
+  if (ec == boost::system::errc::protocol_error) {
+    state.result = LoginResult::protocol_error;
+    co_await send_error("FATAL", sqlstate::kProtocolViolation, "invalid length of authentication message");
+    co_return false;
+  }
+  if (ec || type == 'X') co_return false;  // gone, or leaving politely: nobody to tell
+  if (type != 'p') {
+    state.result = LoginResult::protocol_error;
+    co_await send_error("FATAL", sqlstate::kProtocolViolation,
+                        std::string("expected password response, got message type ") + type);
+    co_return false;
+  }
+  co_return true;
+}
+
 asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
                                                               const auth::UserSecret* secret) {
   // AuthenticationCleartextPassword is sent even when the password is already here: the exchange stays the
@@ -198,10 +217,9 @@ asio::awaitable<bool> ClientSession::check_cleartext_password(LoginState& state,
   // mode, removes its handler for this request (so it is ignored) and also swallows the first
   // ReadyForQuery, since it already told its caller the connection was ready; it needs nothing else.
   std::string out, body;
-  char type;
   append_auth_request(out, kAuthCleartext);
   if (co_await net::write_all(socket_, out)) co_return false;
-  if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+  if (!co_await read_auth_response(state, body)) co_return false;
   std::string_view password(body.data(), std::min(body.size(), body.find('\0')));
   // A recent success answers from the cache; anything else costs one PBKDF2 whatever the secret and whether
   // the user exists, so the time a wrong password takes tells neither.
@@ -219,7 +237,6 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   if (!co_await find_secret(state, secret_copy)) co_return false;
   const auth::UserSecret* secret = secret_copy ? &*secret_copy : nullptr;
   std::string out, body;
-  char type;
 
   const bool cleartext_ok = cleartext_password_allowed(tls_, loopback_, config.allow_plaintext_password);
   const bool wants_cleartext =
@@ -252,7 +269,7 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
     auth::random_bytes(salt);
     append_auth_request(out, kAuthMd5, {reinterpret_cast<const char*>(salt.data()), salt.size()});
     if (co_await net::write_all(socket_, out)) co_return false;
-    if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+    if (!co_await read_auth_response(state, body)) co_return false;
     std::string_view response(body.data(), std::min(body.size(), body.find('\0')));
     if (!secret || !auth::md5_verify(user, *secret, salt, response))
       co_return co_await refuse_password(state);
@@ -267,13 +284,12 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
   // through the same exchange and fails at the proof.
   const bool plus_offered = tls_ && tls_login_ && !tls_login_->end_point.empty();
   std::string out, body;
-  char type;
   using namespace std::string_view_literals;
   const std::string_view mechanisms =
       plus_offered ? "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"sv : "SCRAM-SHA-256\0\0"sv;
   append_auth_request(out, kAuthSasl, mechanisms);
   if (co_await net::write_all(socket_, out)) co_return false;
-  if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+  if (!co_await read_auth_response(state, body)) co_return false;
   // SASLInitialResponse: mechanism\0, int32 length, data
   std::size_t mechanism_end = body.find('\0');
   const std::string_view mechanism = mechanism_end == std::string::npos
@@ -301,7 +317,7 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
   out.clear();
   append_auth_request(out, kAuthSaslContinue, *server_first);
   if (co_await net::write_all(socket_, out)) co_return false;
-  if (co_await net::read_message(socket_, type, body, kMaxAuthMessage) || type != 'p') co_return false;
+  if (!co_await read_auth_response(state, body)) co_return false;
   auto server_final = scram.on_client_final(body);
   if (!server_final) co_return co_await refuse_password(state);
   out.clear();

@@ -89,6 +89,9 @@ class ClientSession : private RelayOwner {
   bool password_pipelined();
   // AuthenticationCleartextPassword, then the PasswordMessage checked against the user's secret.
   asio::awaitable<bool> check_cleartext_password(LoginState& login, const auth::UserSecret* secret);
+  // The client's answer to an authentication request: a PasswordMessage (SASL responses included) of at most
+  // 64 KiB. Anything else gets FATAL 08P01, as from Postgres.
+  asio::awaitable<bool> read_auth_response(LoginState& login, std::string& body);
   asio::awaitable<bool> refuse_password(LoginState& login);
   asio::awaitable<bool> send_welcome(LoginState& login);
   asio::awaitable<void> forward_cancel(std::uint32_t pid, std::uint32_t key);

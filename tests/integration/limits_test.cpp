@@ -34,6 +34,27 @@ bool refused_with(const Connection& c, const std::string& text) {
 
 }  // namespace
 
+TEST_CASE("an authentication answer over 64 KiB, or of another type, is refused with 08P01", "[limits]") {
+  Pgmux mux(TestPostgres::shared());
+  INFO(mux.log_tail());
+  // Postgres's own limits: a password or SASL message of at most 65,535 bytes, and only 'p' in reply.
+  for (const std::string& answer : {"p" + be32(70000) + std::string(100, 'x'), "Q" + be32(9) + "SELECT"}) {
+    RawSocket raw(mux.port());
+    REQUIRE(raw.connected());
+    REQUIRE(raw.send_all(startup_of_length(200)));
+    char type = 0;
+    std::string body;
+    REQUIRE(raw.read_message(type, body, 5s));
+    REQUIRE(type == 'R');
+    REQUIRE(raw.send_all(answer));
+    std::string received;
+    CHECK(raw.read_until_closed(received, 5s));
+    CHECK(error_response_sqlstate(received) == "08P01");
+  }
+  Connection still(mux.conninfo());  // and everyone else is served
+  CHECK(still.ok());
+}
+
 TEST_CASE("a startup packet of 10,000 bytes is read and one of 10,001 is refused with 08P01", "[limits]") {
   Pgmux mux(TestPostgres::shared());
   {
