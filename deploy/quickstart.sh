@@ -4,7 +4,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
-"$top/deploy/build.sh"
+"$top/deploy/build.sh" --target pgmux  # the tests build with ./tests/run.sh
 
 PGPORT=${PGPORT:-5433} PGMUX_PORT=${PGMUX_PORT:-6432} PGMUX_HTTP_PORT=${PGMUX_HTTP_PORT:-8080}
 bin=/usr/lib/postgresql/15/bin
