@@ -39,15 +39,16 @@ Acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
 asio::awaitable<void> accept_loop(Acceptor& acceptor, std::function<void(Socket)> on_client) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    // A connection accepted just as the acceptor closed (a takeover handed the listeners over meanwhile) is
+    // served all the same: it left the shared accept queue, so the new process will never see it.
+    if (!ec) on_client(std::move(socket));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // EMFILE and friends: say so and go on; the connection stays in the backlog until there is room.
       log::warning("accept failed: ", ec.message());
       asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
       co_await pause.async_wait(use_nothrow);
-      continue;
     }
-    on_client(std::move(socket));
   }
 }
 
