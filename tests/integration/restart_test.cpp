@@ -20,32 +20,43 @@
 
 using namespace pgmux::test;
 
+namespace {
+
+// A serverless client: a new connection for every transaction (the statements of `sql`), as a function
+// invocation makes, until `stop` (bounded: 5000 at most, stopped by the main thread long before). Counts each
+// one that completes in `done`; the first failure ends it, noted in `failures`.
+void serverless_client(int id, const std::string& conninfo, std::initializer_list<const char*> sql,
+                       const std::atomic<bool>& stop, std::atomic<int>& done, Failures& failures) {
+  for (int n = 0; n < 5000 && !stop.load(); ++n) {
+    Connection c(conninfo);
+    if (!c.ok()) return failures.add("client " + std::to_string(id) + " connect: " + c.error());
+    // The old process says 57P01 after a transaction it let finish: expected, and not worth printing.
+    PQsetNoticeProcessor(
+        c.get(), [](void*, const char*) {}, nullptr);
+    for (const char* statement : sql) {
+      Outcome o = exec_bounded(c.get(), statement, 20s);
+      if (!o.ok()) return failures.add("client " + std::to_string(id) + ": " + statement + ": " + o.error);
+    }
+    done.fetch_add(1);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("a restart with --takeover under a client loop loses no transaction", "[restart]") {
   TestPostgres& postgres = TestPostgres::shared();
   const PgmuxOptions options{.extra_yaml = "shutdown_timeout: 20s\n", .http = true};
   auto old_mux = std::make_unique<Pgmux>(postgres, options);
 
-  // Serverless clients: a new connection for every transaction, as a function invocation makes.
+  // Serverless clients, a new connection per transaction.
   Failures failures;
   std::atomic<bool> stop{false};
   std::atomic<int> committed{0};
   std::vector<std::thread> clients;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 4; ++i)
     clients.emplace_back([&, i] {
-      for (int n = 0; n < 5000 && !stop.load(); ++n) {  // bounded; stopped by the main thread long before
-        Connection c(old_mux->conninfo());
-        if (!c.ok()) return failures.add("client " + std::to_string(i) + " connect: " + c.error());
-        // The old process says 57P01 after a transaction it let finish: expected, and not worth printing.
-        PQsetNoticeProcessor(
-            c.get(), [](void*, const char*) {}, nullptr);
-        for (const char* sql : {"BEGIN", "SELECT 1", "COMMIT"}) {
-          Outcome o = exec_bounded(c.get(), sql, 20s);
-          if (!o.ok()) return failures.add("client " + std::to_string(i) + ": " + sql + ": " + o.error);
-        }
-        committed.fetch_add(1);
-      }
+      serverless_client(i, old_mux->conninfo(), {"BEGIN", "SELECT 1", "COMMIT"}, stop, committed, failures);
     });
-  }
   // And bare connections as fast as they go, so that some are sure to wait in an accept queue at the switch:
   // each must get its answer (pgmux declines TLS with 'N', then refuses a startup packet without a user with
   // 28000), never a reset.
@@ -112,19 +123,9 @@ TEST_CASE("two takeovers started back to back lose nothing", "[restart][back_to_
   std::atomic<bool> stop{false};
   std::atomic<int> served{0};
   std::vector<std::thread> clients;
-  for (int i = 0; i < 3; ++i) {
-    clients.emplace_back([&, i] {
-      for (int n = 0; n < 5000 && !stop.load(); ++n) {  // bounded; stopped by the main thread long before
-        Connection c(first.conninfo());
-        if (!c.ok()) return failures.add("client " + std::to_string(i) + " connect: " + c.error());
-        PQsetNoticeProcessor(
-            c.get(), [](void*, const char*) {}, nullptr);
-        Outcome o = exec_bounded(c.get(), "SELECT 1", 20s);
-        if (!o.ok()) return failures.add("client " + std::to_string(i) + ": " + o.error);
-        served.fetch_add(1);
-      }
-    });
-  }
+  for (int i = 0; i < 3; ++i)
+    clients.emplace_back(
+        [&, i] { serverless_client(i, first.conninfo(), {"SELECT 1"}, stop, served, failures); });
   // To have both requests certainly wait at once, the first process is held (SIGSTOP) until both successors
   // have connected and wait for the sockets.
   REQUIRE(wait_until([&] { return first.log().find("takeover: offering") != std::string::npos; }, 10s));
