@@ -3,14 +3,16 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 
 namespace pgmux::auth {
 namespace {
@@ -38,6 +40,36 @@ const unsigned char* bytes_of(std::string_view s) {
 [[noreturn]] void crypto_failure(const char* what) {
   std::fprintf(stderr, "pgmux: OpenSSL %s failed\n", what);
   std::abort();
+}
+
+// SHA-256, fetched from the provider once. EVP_sha256() and HMAC() look the algorithm up on every call in
+// OpenSSL 3, which cost more than the hashing itself on the login path (a SCRAM login computes a few).
+const EVP_MD* sha256_md() {
+  static EVP_MD* const md = [] {
+    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    if (!fetched) crypto_failure("SHA-256 fetch");
+    return fetched;
+  }();
+  return md;
+}
+
+// One digest context per thread, reset for every use.
+EVP_MD_CTX* digest_context() {
+  struct Owned {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Owned() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Owned owned;
+  if (!owned.ctx) crypto_failure("digest context");
+  return owned.ctx;
+}
+
+void digest_parts(std::initializer_list<std::string_view> parts, unsigned char* out) {
+  EVP_MD_CTX* ctx = digest_context();
+  unsigned int len = 0;
+  bool ok = EVP_DigestInit_ex2(ctx, sha256_md(), nullptr) == 1;
+  for (std::string_view part : parts) ok = ok && EVP_DigestUpdate(ctx, part.data(), part.size()) == 1;
+  if (!ok || EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != 32) crypto_failure("SHA-256");
 }
 
 }  // namespace
@@ -98,21 +130,30 @@ std::optional<std::string> base64_decode(std::string_view text) {
 
 Key256 sha256(std::string_view bytes) {
   Key256 out{};
-  unsigned int len = 0;
-  if (EVP_Digest(bytes_of(bytes), bytes.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
-      len != out.size())
-    crypto_failure("SHA-256");
+  digest_parts({bytes}, out.data());
   return out;
 }
 
+// HMAC (RFC 2104) over the cached SHA-256: H((K ^ opad) || H((K ^ ipad) || message)), the key hashed first
+// when longer than the 64-byte block.
 Key256 hmac_sha256(std::string_view key, std::string_view message) {
-  Key256 out{};
-  unsigned int len = 0;
-  if (key.size() > static_cast<std::size_t>(INT_MAX)) crypto_failure("HMAC key length");
-  if (HMAC(EVP_sha256(), bytes_of(key), static_cast<int>(key.size()), bytes_of(message), message.size(),
-           out.data(), &len) == nullptr ||
-      len != out.size())
-    crypto_failure("HMAC-SHA-256");
+  constexpr std::size_t kBlock = 64;
+  std::array<unsigned char, kBlock> block{};
+  if (key.size() > kBlock)
+    digest_parts({key}, block.data());
+  else
+    std::copy(key.begin(), key.end(), block.begin());
+  std::array<char, kBlock> inner_pad, outer_pad;
+  for (std::size_t i = 0; i < kBlock; ++i) {
+    inner_pad[i] = static_cast<char>(block[i] ^ 0x36);
+    outer_pad[i] = static_cast<char>(block[i] ^ 0x5c);
+  }
+  Key256 inner{}, out{};
+  digest_parts({{inner_pad.data(), kBlock}, message}, inner.data());
+  digest_parts({{outer_pad.data(), kBlock}, as_view(inner)}, out.data());
+  OPENSSL_cleanse(block.data(), block.size());
+  OPENSSL_cleanse(inner_pad.data(), kBlock);
+  OPENSSL_cleanse(outer_pad.data(), kBlock);
   return out;
 }
 
@@ -122,7 +163,7 @@ Key256 pbkdf2_sha256(std::string_view password, std::string_view salt, int itera
       salt.size() > static_cast<std::size_t>(INT_MAX))
     crypto_failure("PBKDF2 arguments");  // callers validate iteration counts before getting here
   if (PKCS5_PBKDF2_HMAC(reinterpret_cast<const char*>(bytes_of(password)), static_cast<int>(password.size()),
-                        bytes_of(salt), static_cast<int>(salt.size()), iterations, EVP_sha256(),
+                        bytes_of(salt), static_cast<int>(salt.size()), iterations, sha256_md(),
                         static_cast<int>(out.size()), out.data()) != 1)
     crypto_failure("PBKDF2-HMAC-SHA-256");
   return out;
@@ -143,13 +184,15 @@ std::string md5_hex(std::string_view bytes) {
   return out;
 }
 
+// getrandom(2): the kernel's CSPRNG in one system call. RAND_bytes took twice as long here (its DRBG sits
+// behind locks and fork checks), and the login path draws a nonce and a cancel key for every client.
 void random_bytes(std::span<std::uint8_t> out) {
-  // RAND_bytes takes an int length; chunk so huge spans cannot overflow it.
   std::size_t done = 0;
   while (done < out.size()) {
-    const std::size_t chunk = std::min<std::size_t>(out.size() - done, 1 << 20);
-    if (RAND_bytes(out.data() + done, static_cast<int>(chunk)) != 1) crypto_failure("RAND_bytes");
-    done += chunk;
+    const ssize_t n = getrandom(out.data() + done, out.size() - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) crypto_failure("getrandom");
+    done += static_cast<std::size_t>(n);
   }
 }
 

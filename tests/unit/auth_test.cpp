@@ -90,6 +90,13 @@ TEST_CASE("hash primitives match published vectors") {
   // RFC 4231 test case 2.
   CHECK(to_hex(as_view(hmac_sha256("Jefe", "what do ya want for nothing?"))) ==
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  // RFC 4231 test case 6: a key longer than the block is hashed first.
+  CHECK(to_hex(as_view(hmac_sha256(std::string(131, '\xaa'),
+                                   "Test Using Larger Than Block-Size Key - Hash Key First"))) ==
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  // A key of exactly one block is used as it is.
+  CHECK(to_hex(as_view(hmac_sha256(std::string(64, 'k'), ""))) ==
+        "83026a325aaee70e36cfe607536aa1054104ad1077c36134810d4ccded1ccd3b");  // Python hmac
   CHECK(to_hex(as_view(pbkdf2_sha256("password", "salt", 1))) ==
         "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b");
   CHECK(md5_hex("") == "d41d8cd98f00b204e9800998ecf8427e");

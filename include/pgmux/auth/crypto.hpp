@@ -19,7 +19,7 @@ Key256 hmac_sha256(std::string_view key, std::string_view message);
 Key256 pbkdf2_sha256(std::string_view password, std::string_view salt, int iterations);
 std::string md5_hex(std::string_view bytes);  // 32 lowercase hex digits
 
-// Cryptographically secure random bytes (RAND_bytes); aborts if the generator fails.
+// Cryptographically secure random bytes (getrandom); aborts if the generator fails.
 void random_bytes(std::span<std::uint8_t> out);
 std::string random_string(std::size_t n);  // n raw random bytes
 
