@@ -18,7 +18,7 @@ asio::awaitable<bool> ClientSession::admit_connection(LoginState& state) {
                                      ConnectionRateLimiter::Clock::now()))
     co_return true;
   state.result = LoginResult::too_many_clients;
-  log::info("login refused: ", peer(), " is over client_connection_rate_per_ip");
+  log::info("login refused: ", logged_peer(), " is over client_connection_rate_per_ip");
   co_await send_error("FATAL", protocol::sqlstate::kTooManyConnections,
                       "too many connection attempts from this address (client_connection_rate_per_ip)");
   co_return false;
@@ -39,7 +39,8 @@ asio::awaitable<bool> ClientSession::admit_client(LoginState& state, const confi
       refusal == ClientLimits::Refusal::database
           ? "no more connections allowed for database \"" + database.name + "\" (max_db_client_connections)"
           : "no more connections allowed for user \"" + state.user + "\" (max_user_client_connections)";
-  log::info("login refused: user=", state.user, " database=", database.name, " from ", peer(), ": ", why);
+  log::info("login refused: user=", state.user, " database=", database.name, " from ", logged_peer(), ": ",
+            why);
   co_await send_error("FATAL", protocol::sqlstate::kTooManyConnections, why);
   co_return false;
 }

@@ -57,7 +57,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
       error_code aec;
       if (socket_.available(aec) > 0 || aec) {
         state.result = LoginResult::protocol_error;
-        log::info("client ", peer(), " sent unencrypted data after its SSLRequest: refused");
+        log::info("client ", logged_peer(), " sent unencrypted data after its SSLRequest: refused");
         co_await send_error("FATAL", sqlstate::kProtocolViolation,
                             "received unencrypted data after SSL request");
         co_return false;
@@ -150,7 +150,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   pool_ = db == config_->databases.end() ? nullptr : proxy_.pool_for(database_name, state.user);
   if (!pool_) {
     state.result = LoginResult::unknown_database;
-    log::info("login refused: user=", state.user, " from ", peer(), ": database \"", database_name,
+    log::info("login refused: user=", state.user, " from ", logged_peer(), ": database \"", database_name,
               "\" is not in the config");
     co_await send_error("FATAL", sqlstate::kUnknownDatabase,
                         "database \"" + database_name + "\" does not exist");
@@ -159,7 +159,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
   cancel_target_.database = &db->second;
   pool_->client_joined();
   user_ = state.user;
-  log::info("login: user=", user_, " database=", this->database()->name, " from ", peer());
+  log::info("login: user=", user_, " database=", this->database()->name, " from ", logged_peer());
   session_mode_ = config_->pool_mode_for(*this->database()) == config::PoolMode::session;
   for (const auto& [name, value] : startup.params) {
     if (name == "options") {
@@ -174,7 +174,7 @@ asio::awaitable<bool> ClientSession::login(LoginState& state) {
 asio::awaitable<bool> ClientSession::refuse_password(LoginState& state) {
   const std::string& user = state.user;
   state.result = LoginResult::wrong_password;
-  log::info("login failed: user=", user, " from ", peer(), ": wrong password or unknown user");
+  log::info("login failed: user=", user, " from ", logged_peer(), ": wrong password or unknown user");
   co_await send_error("FATAL", sqlstate::kInvalidPassword,
                       "password authentication failed for user \"" + user + "\"");
   co_return false;
@@ -238,12 +238,13 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   const auth::UserSecret* secret = secret_copy ? &*secret_copy : nullptr;
   std::string out, body;
 
-  const bool cleartext_ok = cleartext_password_allowed(tls_, loopback_, config.allow_plaintext_password);
+  const bool cleartext_ok =
+      cleartext_password_allowed(tls_, from_loopback(), config.allow_plaintext_password);
   const bool wants_cleartext =
       config.auth_type == AuthType::plain || (config.auth_type != AuthType::trust && password_pipelined());
   if (wants_cleartext && !cleartext_ok) {
     state.result = LoginResult::refused_cleartext;
-    log::info("login refused: user=", user, " from ", peer(),
+    log::info("login refused: user=", user, " from ", logged_peer(),
               ": a password in clear text over a connection without TLS from a non-loopback address");
     co_await send_error(
         "FATAL", sqlstate::kInvalidAuthorization,
@@ -256,7 +257,8 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   if (config.auth_type != AuthType::trust && config.auth_type != AuthType::plain && wants_cleartext) {
     // The password came without being asked for (Neon's driver, pipelineConnect "password"), so it can only
     // be checked in clear.
-    log::debug("user=", user, " from ", peer(), " sent its password before it was asked: checked in clear");
+    log::debug("user=", user, " from ", logged_peer(),
+               " sent its password before it was asked: checked in clear");
     co_return co_await check_cleartext_password(state, secret);
   }
 
@@ -310,7 +312,7 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
   if (!server_first) {
     state.result = LoginResult::protocol_error;
     if (scram.binding_refused())
-      log::info("login refused: user=", state.user, " from ", peer(), ": ", scram.error());
+      log::info("login refused: user=", state.user, " from ", logged_peer(), ": ", scram.error());
     co_await send_error("FATAL", sqlstate::kProtocolViolation, "malformed SCRAM message: " + scram.error());
     co_return false;
   }

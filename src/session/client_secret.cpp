@@ -15,7 +15,7 @@ asio::awaitable<bool> ClientSession::find_secret(LoginState& state, std::optiona
   if (!found.error.empty()) {
     // Nothing about the user: the lookup failed the same way whoever asked.
     state.result = LoginResult::server_unavailable;
-    log::warning("auth_query for user=", state.user, " database=", state.database, " from ", peer(),
+    log::warning("auth_query for user=", state.user, " database=", state.database, " from ", logged_peer(),
                  " failed: ", found.error);
     std::string why = "authentication lookup failed (auth_query): " + found.error;
     co_await send_error("FATAL", found.sqlstate, why);

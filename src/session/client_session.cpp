@@ -34,13 +34,8 @@ ClientSession::ClientSession(Proxy& proxy, net::Socket socket, ClientTransport t
       tls_(transport.tls) {
   if (!transport.tls_end_point.empty())
     tls_login_ = std::make_unique<TlsLogin>(TlsLogin{std::move(transport.tls_end_point), {}});
-  if (!transport.peer.empty()) {
+  if (!transport.peer.empty())
     transport_peer_ = std::make_unique<const std::string>(std::move(transport.peer));
-  } else {
-    error_code ec;
-    tcp::endpoint peer = socket_.remote_endpoint(ec);
-    if (!ec) loopback_ = is_loopback(peer.address());
-  }
   proxy_.client_count().fetch_add(1, std::memory_order_relaxed);
   if (websocket_) proxy_.websocket_client_count().fetch_add(1, std::memory_order_relaxed);
 }
@@ -54,6 +49,15 @@ std::string ClientSession::peer() const {
   return peer.address().to_string() + ":" + std::to_string(peer.port());
 }
 
+bool ClientSession::from_loopback() const {
+  // A transport that knows the address said so; a TLS client's socket is its tunnel's, but TLS allows
+  // cleartext anyway.
+  if (loopback_ || transport_peer_) return loopback_;
+  error_code ec;
+  tcp::endpoint peer = socket_.remote_endpoint(ec);
+  return !ec && is_loopback(peer.address());
+}
+
 ClientSession::~ClientSession() {
   if (client_key_) proxy_.cancels().remove(client_key_);
   if (limited_database_) proxy_.client_limits().leave(limited_database_->name, user_);
@@ -61,7 +65,7 @@ ClientSession::~ClientSession() {
   if (pool_) {
     pool_->client_left();
     auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(pool::Clock::now() - connected_at_);
-    log::info("disconnect: user=", user_, " database=", database()->name, " from ", peer(), " after ",
+    log::info("disconnect: user=", user_, " database=", database()->name, " from ", logged_peer(), " after ",
               lasted.count(), " ms");
   }
   if (websocket_) proxy_.websocket_client_count().fetch_sub(1, std::memory_order_relaxed);

@@ -116,6 +116,16 @@ class ClientSession : private RelayOwner {
   // The client's address:port, for the log and SHOW CLIENTS: asked of the socket when needed rather than kept
   // as a string in every idle session.
   std::string peer() const;
+  // peer() for a log line: looked up only if the line is written (at the default level the login and
+  // disconnect lines are, at warning they are not, and every lookup is a system call).
+  struct LoggedPeer {
+    const ClientSession& session;
+    std::string text() const { return session.peer(); }  // a member: it may call the private peer()
+    friend std::ostream& operator<<(std::ostream& out, const LoggedPeer& p) { return out << p.text(); }
+  };
+  LoggedPeer logged_peer() const { return {*this}; }
+  // For the cleartext rule: from a loopback address. Asked of the socket only then (most logins never ask).
+  bool from_loopback() const;
   // The database logged in to, in config_; kept in cancel_target_, which needs it too.
   const config::DatabaseConfig* database() const { return cancel_target_.database; }
 
@@ -137,7 +147,7 @@ class ClientSession : private RelayOwner {
   const config::DatabaseConfig* limited_database_ = nullptr;
   pool::Pool* pool_ = nullptr;
   bool websocket_ = false;  // ClientTransport::websocket
-  bool loopback_ = false;   // the client connected from a loopback address
+  bool loopback_ = false;   // ClientTransport::loopback
   bool tls_ = false;        // the connection is encrypted (TLS on the Postgres port, or wss://)
   bool session_mode_ = false;
   bool admin_ = false;            // logged in to the admin console rather than a database

@@ -36,7 +36,7 @@ asio::awaitable<bool> ClientSession::start_direct_tls(LoginState& state) {
   if (!tls || tls->mode == config::TlsMode::disable) {
     // A ClientHello cannot be answered in clear: there is no error message the client could read.
     state.result = LoginResult::tls_refused;
-    log::info("client ", peer(),
+    log::info("client ", logged_peer(),
               " opened with a TLS handshake (direct TLS), but TLS is off (tls.mode): closed");
     co_return false;
   }
@@ -56,13 +56,13 @@ asio::awaitable<bool> ClientSession::start_tls(LoginState& state, std::shared_pt
   if (!problem.empty()) {
     state.result = LoginResult::tls_refused;
     if (alpn.no_alpn)
-      log::info("TLS handshake with client ", peer(),
+      log::info("TLS handshake with client ", logged_peer(),
                 " refused: direct TLS without ALPN (it must offer \"postgresql\")");
     else if (alpn.refused)
-      log::info("TLS handshake with client ", peer(),
+      log::info("TLS handshake with client ", logged_peer(),
                 " refused: its ALPN offer does not include \"postgresql\"");
     else
-      log::info("TLS handshake with client ", peer(), " failed: ", problem);
+      log::info("TLS handshake with client ", logged_peer(), " failed: ", problem);
     co_return false;  // nothing to tell it: it speaks TLS, and there is no TLS to speak it over
   }
   if (tls->client_cert != config::ClientCertMode::none) {
@@ -73,7 +73,7 @@ asio::awaitable<bool> ClientSession::start_tls(LoginState& state, std::shared_pt
       if (n > 0) tls_login_->client_cert_cn.assign(cn, static_cast<std::size_t>(n));
     }
   }
-  log::debug("TLS with client ", peer(), ": ", SSL_get_version(ssl.get()), " ",
+  log::debug("TLS with client ", logged_peer(), ": ", SSL_get_version(ssl.get()), " ",
              SSL_get_cipher_name(ssl.get()), SSL_session_reused(ssl.get()) ? " (resumed)" : "");
   // From here the socket is one end of the tunnel, which knows no address: the client's is kept for the log.
   if (!transport_peer_) transport_peer_ = std::make_unique<const std::string>(peer());
@@ -89,7 +89,8 @@ asio::awaitable<bool> ClientSession::start_tls(LoginState& state, std::shared_pt
 asio::awaitable<bool> ClientSession::check_tls_rules(LoginState& state) {
   if (!tls_ && config_->tls.mode == config::TlsMode::require) {
     state.result = LoginResult::tls_refused;
-    log::info("login refused: user=", state.user, " from ", peer(), ": no TLS, and tls.mode is require");
+    log::info("login refused: user=", state.user, " from ", logged_peer(),
+              ": no TLS, and tls.mode is require");
     co_await send_error(
         "FATAL", sqlstate::kInvalidAuthorization,
         "pgmux accepts only TLS connections (tls.mode: require); connect with sslmode=require");
@@ -99,7 +100,7 @@ asio::awaitable<bool> ClientSession::check_tls_rules(LoginState& state) {
   if (tls_ && !websocket_ && config_->tls.client_cert == config::ClientCertMode::verify_full &&
       (!tls_login_ || tls_login_->client_cert_cn != state.user)) {
     state.result = LoginResult::tls_refused;
-    log::info("login refused: user=", state.user, " from ", peer(), ": client certificate CN \"",
+    log::info("login refused: user=", state.user, " from ", logged_peer(), ": client certificate CN \"",
               tls_login_ ? tls_login_->client_cert_cn : std::string(),
               "\" is not the user name (tls.client_cert: verify-full)");
     co_await send_error("FATAL", sqlstate::kInvalidAuthorization,
