@@ -254,6 +254,7 @@ asio::awaitable<void> Console::show_config(const std::vector<std::string>&, std:
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"listen.postgres", c.listen.postgres.host + ":" + std::to_string(c.listen.postgres.port)},
       {"workers", std::to_string(c.workers)},
+      {"tcp_defer_accept", c.tcp_defer_accept ? "true" : "false"},
       {"log_level", c.log_level},
       {"log_format", c.log_format},
       {"pool.mode", mode_name(c.pool.mode)},

@@ -508,6 +508,8 @@ Config read_config(const YAML::Node& root, const EnvLookup& env) {
           return false;
         return true;
       });
+    } else if (key == "tcp_defer_accept") {
+      config.tcp_defer_accept = boolean(value, path, env);
     } else if (key == "workers") {
       config.workers = static_cast<int>(integer(value, path, env, 0, 1024));
     } else if (key == "shutdown_timeout") {

@@ -24,6 +24,7 @@ std::vector<std::string> keys_needing_restart(const config::Config& running, con
       (running.listen.metrics && !same(*running.listen.metrics, *next.listen.metrics)))
     keys.push_back("listen.metrics");
   if (running.workers != next.workers) keys.push_back("workers");
+  if (running.tcp_defer_accept != next.tcp_defer_accept) keys.push_back("tcp_defer_accept");
   return keys;
 }
 
@@ -36,6 +37,7 @@ std::string reload_config(session::Proxy& proxy, const std::string& path) {
     // The running listeners stay, whatever the file says now, so SHOW CONFIG tells what is in force.
     next.listen = proxy.config()->listen;
     next.workers = proxy.config()->workers;
+    next.tcp_defer_accept = proxy.config()->tcp_defer_accept;
     log::Level level;
     log::Format format;
     if (!log::parse_level(next.log_level, level)) throw config::ConfigError("log_level: unknown level");

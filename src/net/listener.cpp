@@ -1,6 +1,9 @@
 // A listening socket per worker thread (SO_REUSEPORT), so the kernel spreads connections across cores.
 #include "net/listener.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <stdexcept>
 
 #include "log.hpp"
@@ -21,7 +24,12 @@ void check_address_free(asio::io_context& io, const config::Endpoint& where) {
                              ec.message());
 }
 
-Acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
+void set_defer_accept(Acceptor& acceptor, bool on) {
+  error_code ec;  // an option the kernel lacks changes nothing that matters: accepting works either way
+  acceptor.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_DEFER_ACCEPT>(on ? 45 : 0), ec);
+}
+
+Acceptor open_listener(asio::io_context& io, const config::Endpoint& where, bool defer_accept) {
   tcp::endpoint endpoint(asio::ip::make_address(where.host), where.port);
   Acceptor acceptor(io);
   acceptor.open(endpoint.protocol());
@@ -32,6 +40,7 @@ Acceptor open_listener(asio::io_context& io, const config::Endpoint& where) {
   if (ec)
     throw std::runtime_error("cannot listen on " + where.host + ":" + std::to_string(where.port) + ": " +
                              ec.message());
+  set_defer_accept(acceptor, defer_accept);
   acceptor.listen(asio::socket_base::max_listen_connections);
   return acceptor;
 }

@@ -146,7 +146,10 @@ TEST_CASE("client_login_timeout cuts a client stalled in any phase of its login"
 
 TEST_CASE("2,000 connections that never log in are cut at client_login_timeout while others keep working",
           "[limits]") {
-  Pgmux mux(TestPostgres::shared(), {.max_client_conn = 2500, .pool_yaml = "  client_login_timeout: 2s\n"});
+  // Without TCP_DEFER_ACCEPT, so that the silent half reaches pgmux too (with it, the kernel keeps them).
+  Pgmux mux(TestPostgres::shared(), {.max_client_conn = 2500,
+                                     .pool_yaml = "  client_login_timeout: 2s\n",
+                                     .extra_yaml = "tcp_defer_accept: false\n"});
   Connection steady(mux.conninfo());
   REQUIRE(steady.ok());
   std::vector<std::unique_ptr<RawSocket>> flood;

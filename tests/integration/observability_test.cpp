@@ -7,6 +7,7 @@
 #include "http_get.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
+#include "pgmux/protocol/builders.hpp"
 #include "raw_socket.hpp"
 #include "scram_login.hpp"
 #include "websocket_client.hpp"
@@ -28,7 +29,10 @@ bool reaches(const Pgmux& mux, const std::string& series, double value) {
 
 TEST_CASE("each login attempt moves the logins counter of its protocol and result, and no user label",
           "[metrics][login]") {
-  Pgmux mux(TestPostgres::shared(), {.pool_yaml = "  client_login_timeout: 1s\n", .http = true});
+  // Without TCP_DEFER_ACCEPT, so that a connection that says nothing reaches pgmux and times out there.
+  Pgmux mux(
+      TestPostgres::shared(),
+      {.pool_yaml = "  client_login_timeout: 1s\n", .extra_yaml = "tcp_defer_accept: false\n", .http = true});
   std::string page = http_get(mux.http_port(), "/metrics").body;
   // Every series is there from the start, at zero.
   for (const char* result : {"ok", "wrong_password", "unknown_database", "too_many_clients", "login_timeout",
@@ -95,6 +99,40 @@ TEST_CASE("a login past max_client_conn counts as too_many_clients", "[metrics][
   CHECK_FALSE(second.ok());
   CHECK(reaches(mux, logins("postgres", "too_many_clients"), 1));
   CHECK(reaches(mux, logins("postgres", "ok"), 1));
+}
+
+TEST_CASE("tcp_defer_accept: a connection reaches pgmux with its first bytes; one that sends none never does",
+          "[metrics][login]") {
+  const std::string postgres_clients = "pgmux_clients_connected{protocol=\"postgres\"}";
+  auto open_silent = [](const Pgmux& mux) {
+    std::vector<std::unique_ptr<RawSocket>> silent;
+    for (int i = 0; i < 20; ++i) {
+      silent.push_back(std::make_unique<RawSocket>(mux.port()));
+      REQUIRE(silent.back()->connected());
+    }
+    return silent;
+  };
+  SECTION("on (the default): the silent ones stay in the kernel, and one that speaks is served at once") {
+    Pgmux mux(TestPostgres::shared(), {.http = true});
+    auto silent = open_silent(mux);
+    // Queued ahead of this login: without the option pgmux would have taken them first.
+    Connection client(mux.conninfo());
+    REQUIRE(client.ok());
+    CHECK(sample(http_get(mux.http_port(), "/metrics").body, postgres_clients) == 1);
+    std::string startup;
+    pgmux::protocol::append_startup(startup, {{"user", "app"}, {"database", "app"}});
+    REQUIRE(silent[0]->send_all(startup));
+    char type = 0;
+    std::string body;
+    REQUIRE(silent[0]->read_message(type, body, 5s));
+    CHECK(type == 'R');  // asked for its password
+    CHECK(reaches(mux, postgres_clients, 2));
+  }
+  SECTION("off: every connection is a client from the moment it is accepted") {
+    Pgmux mux(TestPostgres::shared(), {.extra_yaml = "tcp_defer_accept: false\n", .http = true});
+    auto silent = open_silent(mux);
+    CHECK(reaches(mux, postgres_clients, 20));
+  }
 }
 
 TEST_CASE("with log_format: json every log line is a JSON object with ts, level and msg", "[log]") {

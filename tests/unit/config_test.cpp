@@ -95,6 +95,7 @@ TEST_CASE("the example file's values are the documented defaults", "[config]") {
   CHECK(example.listen.postgres.host == defaults.listen.postgres.host);
   CHECK(example.listen.postgres.port == defaults.listen.postgres.port);
   CHECK(example.workers == defaults.workers);
+  CHECK(example.tcp_defer_accept == defaults.tcp_defer_accept);
   CHECK(example.log_level == defaults.log_level);
   CHECK(example.log_format == defaults.log_format);
   CHECK(example.auth_type == defaults.auth_type);
@@ -130,6 +131,7 @@ TEST_CASE("absent keys take their defaults", "[config]") {
   CHECK(c.listen.postgres.host == "127.0.0.1");
   CHECK(c.listen.postgres.port == 6432);
   CHECK(c.workers == 0);
+  CHECK(c.tcp_defer_accept);  // PgBouncer's default on Linux
   CHECK(c.log_level == "info");
   CHECK(c.log_format == "text");
   CHECK(c.auth_type == AuthType::scram_sha_256);
@@ -160,6 +162,7 @@ TEST_CASE("every key is read into its field", "[config]") {
   const Config c = parse(R"(
 listen: {postgres: "0.0.0.0:7000"}
 workers: 8
+tcp_defer_accept: false
 log_level: debug
 auth_type: md5
 pool:
@@ -188,6 +191,7 @@ users:
   CHECK(c.listen.postgres.host == "0.0.0.0");
   CHECK(c.listen.postgres.port == 7000);
   CHECK(c.workers == 8);
+  CHECK_FALSE(c.tcp_defer_accept);
   CHECK(c.log_level == "debug");
   CHECK(c.auth_type == AuthType::md5);
   CHECK(c.pool.mode == PoolMode::session);

@@ -23,7 +23,8 @@ const char* kBase =
 
 }  // namespace
 
-TEST_CASE("a reload names the listener and worker keys it cannot apply, and nothing else", "[lifecycle]") {
+TEST_CASE("a reload names the listener, worker and tcp_defer_accept keys it cannot apply, and nothing else",
+          "[lifecycle]") {
   config::Config running = parse(kBase);
   CHECK(lifecycle::keys_needing_restart(running, parse(kBase)).empty());
   std::string changed = kBase;
@@ -38,6 +39,8 @@ TEST_CASE("a reload names the listener and worker keys it cannot apply, and noth
   with_http.insert(with_http.find("workers"), "  http: \"127.0.0.1:8080\"\n");
   CHECK(lifecycle::keys_needing_restart(running, parse(with_http)) ==
         std::vector<std::string>{"listen.http"});
+  CHECK(lifecycle::keys_needing_restart(running, parse(std::string(kBase) + "tcp_defer_accept: false\n")) ==
+        std::vector<std::string>{"tcp_defer_accept"});
 }
 
 TEST_CASE("the descriptors a config needs count clients, every possible backend and the listeners",

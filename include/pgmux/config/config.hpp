@@ -142,6 +142,7 @@ struct Config {
   std::optional<std::string> auth_user;
   std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
   int workers = 0;                    // 0 = one per core
+  bool tcp_defer_accept = true;       // TCP_DEFER_ACCEPT on the listeners (net::set_defer_accept)
   Duration shutdown_timeout{30'000};  // SIGTERM: how long transactions in flight may take to finish
   std::string log_level = "info";     // debug | info | warning | error
   std::string log_format = "text";    // text | json (one object per line: ts, level, msg)
