@@ -21,6 +21,7 @@
 #include "session/client_session.hpp"
 #include "session/proxy.hpp"
 #include "session/query_timeout_sweep.hpp"
+#include "session/queue_ticket.hpp"
 
 namespace {
 
@@ -109,6 +110,7 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
     for (auto& acceptor : listeners[i].postgres)
       asio::co_spawn(io, net::accept_loop(acceptor, on_client), asio::detached);
     session::start_query_timeout_sweep(io, cfg.pool.query_timeout);
+    session::start_queue_deadline_watch(io);
   }
 
   // HTTP (POST /sql, metrics, health) on every worker, like the Postgres port: /sql is a workload, and the

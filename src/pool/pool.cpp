@@ -7,20 +7,56 @@
 
 namespace pgmux::pool {
 
-// A client waiting for a backend. It sleeps on a timer on its own executor; whoever frees a backend hands it
-// over under the pool's mutex and cancels the timer from the waiter's executor. Shared ownership keeps the
-// timer alive until that posted cancel has run, even if the waiter has already given up.
-struct Pool::Waiter {
-  explicit Waiter(asio::any_io_executor executor) : timer(executor, asio::steady_timer::time_point::max()) {}
+// acquire()'s waiter: a coroutine asleep on a timer on its own executor, woken by cancelling the timer from
+// there. Shared ownership keeps the timer alive until that posted cancel has run, even if the waiter has
+// already given up.
+struct Pool::Waiter final : PoolWaiter {
+  explicit Waiter(const asio::any_io_executor& executor)
+      : PoolWaiter(net::worker_executor(executor)), timer(executor, asio::steady_timer::time_point::max()) {}
+  void wake() override {
+    std::shared_ptr<Waiter> keep = std::move(self);
+    asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+  }
   asio::steady_timer timer;
-  std::unique_ptr<Backend> backend;  // handed over
-  bool may_connect = false;          // or: a slot was freed, connect yourself
-  bool killed = false;               // or: KILL, give up
-  bool served = false;               // neither of them: try again (RESUME)
-  Waiter* next = nullptr;
-  Waiter* prev = nullptr;
   std::shared_ptr<Waiter> self;  // the queue's reference while queued
 };
+
+void Pool::unlink(PoolWaiter& waiter) {
+  (waiter.prev_ ? waiter.prev_->next_ : waiters_head_) = waiter.next_;
+  (waiter.next_ ? waiter.next_->prev_ : waiters_tail_) = waiter.prev_;
+  waiter.next_ = waiter.prev_ = nullptr;
+  --waiting_;
+}
+
+bool Pool::join_queue(PoolWaiter& waiter) {
+  std::lock_guard lock(mutex_);
+  if (paused_ || !idle_.empty() || total_ < settings_.max_size) return false;
+  waiter.prev_ = waiters_tail_;
+  (waiters_tail_ ? waiters_tail_->next_ : waiters_head_) = &waiter;
+  waiters_tail_ = &waiter;
+  ++waiting_;
+  return true;
+}
+
+bool Pool::leave_queue(PoolWaiter& waiter) {
+  std::lock_guard lock(mutex_);
+  if (waiter.served) return false;
+  unlink(waiter);
+  return true;
+}
+
+void Pool::return_slot() {
+  std::lock_guard lock(mutex_);
+  --total_;
+  --connecting_;
+  offer_free_slots();
+  wake_quiet_watchers();
+}
+
+bool Pool::paused() const {
+  std::lock_guard lock(mutex_);
+  return paused_;
+}
 
 BackendLease& BackendLease::operator=(BackendLease&& other) noexcept {
   if (this != &other) {
@@ -96,7 +132,7 @@ constexpr auto kLoginRetryPause = std::chrono::milliseconds(500);
 
 }  // namespace
 
-asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
+asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout, bool holds_slot) {
   const Clock::time_point deadline =
       wait_timeout.count() > 0 ? Clock::now() + wait_timeout : Clock::time_point::max();
   // Connects a new backend; false when the caller should wait and go round again instead of failing.
@@ -108,6 +144,10 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
     co_await pause.async_wait(use_nothrow);
     co_return false;
   };
+  if (holds_slot) {
+    AcquireResult result;
+    if (co_await connect(result)) co_return result;
+  }
   for (;;) {
     std::shared_ptr<Waiter> waiter;
     {
@@ -121,8 +161,8 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
       } else {
         waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
         waiter->self = waiter;
-        waiter->prev = waiters_tail_;
-        (waiters_tail_ ? waiters_tail_->next : waiters_head_) = waiter.get();
+        waiter->prev_ = waiters_tail_;
+        (waiters_tail_ ? waiters_tail_->next_ : waiters_head_) = waiter.get();
         waiters_tail_ = waiter.get();
         ++waiting_;
         if (wait_timeout.count() > 0) waiter->timer.expires_at(deadline);
@@ -137,9 +177,7 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
     co_await waiter->timer.async_wait(use_nothrow);
     std::unique_lock lock(mutex_);
     if (!waiter->served) {  // timed out: leave the queue
-      (waiter->prev ? waiter->prev->next : waiters_head_) = waiter->next;
-      (waiter->next ? waiter->next->prev : waiters_tail_) = waiter->prev;
-      --waiting_;
+      unlink(*waiter);
       waiter->self.reset();
       co_return AcquireResult{{},
                               protocol::sqlstate::kQueryCanceled,
@@ -150,7 +188,7 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout) {
     if (waiter->killed)
       co_return AcquireResult{
           {}, protocol::sqlstate::kAdminShutdown, "database killed (KILL in the admin console)"};
-    if (waiter->backend) co_return AcquireResult{BackendLease(this, std::move(waiter->backend)), {}, {}};
+    if (waiter->lease) co_return AcquireResult{std::move(waiter->lease), {}, {}};
     if (waiter->may_connect) {
       lock.unlock();
       AcquireResult result;
@@ -189,35 +227,31 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
 }
 
 bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
-  Waiter* waiter = waiters_head_;
+  PoolWaiter* waiter = waiters_head_;
   if (!waiter || paused_) return false;  // paused: backends stay idle, freed slots stay free until RESUME
   // Prefer, among the oldest few, a waiter on the backend's own worker: it is woken without crossing threads
   // and keeps the socket where it is. Looking only a few places down bounds how far anyone can be passed
   // over.
   if (backend) {
     constexpr int kLookahead = 4;
-    Waiter* candidate = waiter;
-    for (int i = 0; candidate && i < kLookahead; ++i, candidate = candidate->next) {
-      if (candidate->timer.get_executor() == backend->socket.get_executor()) {
+    PoolWaiter* candidate = waiter;
+    for (int i = 0; candidate && i < kLookahead; ++i, candidate = candidate->next_) {
+      if (candidate->home == backend->socket.get_executor()) {
         waiter = candidate;
         break;
       }
     }
   }
-  (waiter->prev ? waiter->prev->next : waiters_head_) = waiter->next;
-  (waiter->next ? waiter->next->prev : waiters_tail_) = waiter->prev;
-  waiter->next = waiter->prev = nullptr;
-  --waiting_;
+  unlink(*waiter);
   waiter->served = true;
   if (backend) {
-    waiter->backend = std::move(backend);
+    waiter->lease = BackendLease(this, std::move(backend));
   } else {
     waiter->may_connect = true;  // the waiter connects in place of the connection that went away
     ++total_;
     ++connecting_;
   }
-  std::shared_ptr<Waiter> keep = std::move(waiter->self);
-  asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+  waiter->wake();
   return true;
 }
 
@@ -273,15 +307,11 @@ void Pool::resume() {
   std::lock_guard lock(mutex_);
   paused_ = false;
   // Every queued client tries again, in queue order: an idle backend, a new connection, or the queue anew.
-  while (Waiter* waiter = waiters_head_) {
-    waiters_head_ = waiter->next;
-    waiter->next = waiter->prev = nullptr;
+  while (PoolWaiter* waiter = waiters_head_) {
+    unlink(*waiter);
     waiter->served = true;
-    std::shared_ptr<Waiter> keep = std::move(waiter->self);
-    asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+    waiter->wake();
   }
-  waiters_tail_ = nullptr;
-  waiting_ = 0;
 }
 
 void Pool::kill() {
@@ -289,15 +319,11 @@ void Pool::kill() {
   {
     std::lock_guard lock(mutex_);
     paused_ = true;
-    while (Waiter* waiter = waiters_head_) {
-      waiters_head_ = waiter->next;
-      waiter->next = waiter->prev = nullptr;
+    while (PoolWaiter* waiter = waiters_head_) {
+      unlink(*waiter);
       waiter->served = waiter->killed = true;
-      std::shared_ptr<Waiter> keep = std::move(waiter->self);
-      asio::post(keep->timer.get_executor(), [keep] { keep->timer.cancel(); });
+      waiter->wake();
     }
-    waiters_tail_ = nullptr;
-    waiting_ = 0;
     total_ -= static_cast<int>(idle_.size());
     count_close(CloseReason::killed, idle_.size());
     closing.swap(idle_);

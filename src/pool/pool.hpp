@@ -66,6 +66,31 @@ class BackendLease {
   std::unique_ptr<Backend> backend_;
 };
 
+// A client in a pool's queue for a backend. The pool fills in the outcome and unlinks it under its mutex,
+// then calls wake(), which must carry on on the waiter's own worker: the caller may be any thread, and still
+// holds the pool's mutex.
+class PoolWaiter {
+ public:
+  explicit PoolWaiter(net::Executor home) : home(home) {}
+  PoolWaiter(const PoolWaiter&) = delete;
+  PoolWaiter& operator=(const PoolWaiter&) = delete;
+
+  BackendLease lease;        // handed over
+  bool may_connect = false;  // or: a slot was freed: connect in it (Pool::acquire with holds_slot)
+  bool killed = false;       // or: KILL in the admin console: give up
+  bool served = false;       // set with any outcome; alone, it means RESUME: try again
+  net::Executor home;        // the worker it waits on: a backend living there is handed to it first
+
+ protected:
+  ~PoolWaiter() = default;
+
+ private:
+  friend class Pool;
+  virtual void wake() = 0;
+  PoolWaiter* next_ = nullptr;
+  PoolWaiter* prev_ = nullptr;
+};
+
 struct PoolSettings {
   int max_size = 20;
   int workers = 1;
@@ -96,8 +121,19 @@ class Pool {
   ~Pool();
 
   // An idle backend, a new connection if under max_size, or the next one released; `wait_timeout` 0 =
-  // forever.
-  asio::awaitable<AcquireResult> acquire(config::Duration wait_timeout);
+  // forever. `holds_slot`: a queued waiter was given a free slot (PoolWaiter::may_connect): connect in it
+  // first.
+  asio::awaitable<AcquireResult> acquire(config::Duration wait_timeout, bool holds_slot = false);
+  // The queue without a coroutine frame or a timer, for the relay: when no backend is idle and none may be
+  // opened, `waiter` joins the queue (true) and its wake() tells when it is served. False: acquire() instead
+  // (a backend came back meanwhile, a connection may be opened, or the pool is paused).
+  bool join_queue(PoolWaiter& waiter);
+  // Takes a joined waiter out of the queue (it gave up); false if it was served first and its wake() is on
+  // its way.
+  bool leave_queue(PoolWaiter& waiter);
+  // A waiter given a slot (may_connect) that will not connect in it.
+  void return_slot();
+  bool paused() const;
   // The common case without a coroutine frame: an idle, healthy backend, or an empty lease. The most recently
   // used one living on `here` (the caller's worker) if there is one: taking another worker's moves its socket
   // (four system calls) and wakes nothing faster.
@@ -156,6 +192,7 @@ class Pool {
  private:
   friend class BackendLease;
   struct Waiter;
+  void unlink(PoolWaiter& waiter);  // under mutex_
 
   void give_back(std::unique_ptr<Backend> backend);
   void discard(std::unique_ptr<Backend> backend, CloseReason reason);
@@ -187,8 +224,8 @@ class Pool {
   std::vector<std::unique_ptr<Backend>> idle_;  // most recently used last
   int total_ = 0;                               // idle + lent + connecting
   int connecting_ = 0;
-  Waiter* waiters_head_ = nullptr;
-  Waiter* waiters_tail_ = nullptr;
+  PoolWaiter* waiters_head_ = nullptr;
+  PoolWaiter* waiters_tail_ = nullptr;
   int waiting_ = 0;
   bool paused_ = false;
   std::vector<std::shared_ptr<asio::steady_timer>> quiet_watchers_;

@@ -454,32 +454,81 @@ bool Relay::take_backend() {
   }
   const net::Executor here = client_.get_executor();
   if (pool::BackendLease idle = pool_.try_acquire_idle(&here)) return adopt(std::move(idle));
-  // None idle: wait in the pool's queue, or connect a new one. This path may allocate; the common one does
-  // not. Meanwhile the client is watched, so that one that leaves is not served later.
+  // None idle: wait in the pool's queue (a ticket: nothing allocated, no coroutine), or connect a new one (a
+  // coroutine). Meanwhile the client is watched, so that one that leaves is not served later.
   acquiring_ = true;
   backend_since_ = pool::Clock::now();
   ++pending_;
-  asio::co_spawn(
-      client_.get_executor(), pool_.acquire(settings_.query_wait_timeout),
-      [this](std::exception_ptr failure, pool::AcquireResult acquired) {
-        --pending_;
-        acquiring_ = false;
-        pool_.traffic().add_wait_time(
-            std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - backend_since_)
-                .count());
-        if (ended_) {
-          if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
-          return maybe_done();
-        }
-        if (failure || !acquired.lease) {
-          extras().error_sqlstate = failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
-          extras().error_message = failure ? "no server connection" : acquired.message;
-          return finish(End::no_backend);
-        }
-        if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
-      });
+  if (!QueueTicket::join(*this, pool_, here, settings_.query_wait_timeout)) acquire_in_coroutine(false);
   wait_client();
   return false;
+}
+
+void Relay::acquire_in_coroutine(bool holds_slot) {
+  // The wait so far counts against query_wait_timeout (a ticket may have been given a slot to connect in).
+  config::Duration timeout = settings_.query_wait_timeout;
+  if (timeout.count() > 0) {
+    auto waited = std::chrono::duration_cast<config::Duration>(pool::Clock::now() - backend_since_);
+    timeout = std::max(config::Duration(1), timeout - waited);
+  }
+  asio::co_spawn(client_.get_executor(), pool_.acquire(timeout, holds_slot),
+                 [this](std::exception_ptr failure, pool::AcquireResult acquired) {
+                   done_acquiring();
+                   if (ended_) {
+                     if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
+                     return maybe_done();
+                   }
+                   if (failure || !acquired.lease) {
+                     extras().error_sqlstate =
+                         failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
+                     extras().error_message = failure ? "no server connection" : acquired.message;
+                     return finish(End::no_backend);
+                   }
+                   if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
+                 });
+}
+
+void Relay::done_acquiring() {
+  --pending_;
+  acquiring_ = false;
+  pool_.traffic().add_wait_time(
+      std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - backend_since_).count());
+}
+
+void Relay::queue_served(QueueTicket& ticket) {
+  pool::BackendLease lease = std::move(ticket.lease);
+  const bool may_connect = ticket.may_connect, killed = ticket.killed;
+  ticket.recycle();
+  done_acquiring();
+  if (ended_) {
+    if (lease) lease.release_clean();  // it finished a transaction just now
+    if (may_connect) pool_.return_slot();
+    return maybe_done();
+  }
+  if (killed) {
+    extras().error_sqlstate = sqlstate::kAdminShutdown;
+    extras().error_message = "database killed (KILL in the admin console)";
+    return finish(End::no_backend);
+  }
+  if (lease) {
+    if (adopt(std::move(lease)) && forward_client_bytes()) pump_client();
+    return;
+  }
+  // A free slot to connect in, or RESUME after a PAUSE (try everything again): the coroutine does both.
+  acquiring_ = true;
+  ++pending_;
+  acquire_in_coroutine(may_connect);
+}
+
+void Relay::queue_wait_expired(QueueTicket& ticket) {
+  ticket.recycle();
+  done_acquiring();
+  if (ended_) return maybe_done();
+  extras().error_sqlstate = sqlstate::kQueryCanceled;
+  extras().error_message = pool_.paused()
+                               ? "query_wait_timeout: the database is paused (PAUSE in the admin console)"
+                               : "query_wait_timeout: no server connection became free in time";
+  finish(End::no_backend);
 }
 
 bool Relay::adopt(pool::BackendLease lease) {
@@ -1220,6 +1269,13 @@ void Relay::finish(End end) {
     client_.cancel(ignored);
     if (lease_) lease_->socket.cancel(ignored);
     if (idle_timer_) idle_timer_->cancel();
+    // Queued with a ticket: out of the queue now, unless it was just served (then its wake gives the backend
+    // back).
+    if (acquiring_)
+      if (QueueTicket* ticket = QueueTicket::held_by(*this); ticket && pool_.leave_queue(*ticket)) {
+        ticket->recycle();
+        done_acquiring();
+      }
   }
   maybe_done();
 }

@@ -19,6 +19,7 @@
 #include "session/cancel_registry.hpp"
 #include "session/client_snapshot.hpp"
 #include "session/pending_replies.hpp"
+#include "session/queue_ticket.hpp"
 
 namespace pgmux::session {
 
@@ -133,6 +134,16 @@ class Relay {
   // Borrows a backend for the bytes just read. False when the pump must stop here (asynchronous acquire, or
   // the client is leaving).
   bool take_backend();
+  // Waits for a backend in the pool's coroutine: a new connection (in a slot already granted with
+  // `holds_slot`), retries, PAUSE. The queue alone goes by QueueTicket.
+  void acquire_in_coroutine(bool holds_slot);
+  void done_acquiring();  // the wait for a backend is over, whichever way
+  // From QueueTicket, on this relay's thread: its turn came (a backend, a slot, KILL or RESUME), or
+  // query_wait_timeout passed first.
+  friend class QueueTicket;
+  friend struct TicketList;
+  void queue_served(QueueTicket& ticket);
+  void queue_wait_expired(QueueTicket& ticket);
   bool drop_stray_copy_messages();
   void watch_queued_client();
   // Takes the lease and brings the backend's settings in line with the client's. False if that failed.

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "bounded.hpp"
+#include "http_get.hpp"
 #include "libpq.hpp"
 #include "pgmux.hpp"
 
@@ -89,4 +90,29 @@ TEST_CASE("a client that leaves while queued for a backend is forgotten: its que
   REQUIRE(next.ok());
   CHECK(exec_bounded(next.get(), "SELECT count(*) FROM queued_rows").value() == "0");
   CHECK(direct.value("SELECT count(*) FROM queued_rows") == "0");
+}
+
+TEST_CASE("a client that leaves the queue gives its place up at once, not when a backend frees", "[cancel]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
+  auto waiting = [&] {
+    return sample(http_get(mux.http_port(), "/metrics").body,
+                  "pgmux_pool_clients_waiting{database=\"app\",user=\"app\"}");
+  };
+  Connection holder(mux.conninfo());
+  REQUIRE(holder.ok());
+  REQUIRE(exec_bounded(holder.get(), "BEGIN").ok());
+  REQUIRE(exec_bounded(holder.get(), "SELECT 1").ok());  // the one backend is now held
+  {
+    Connection leaver(mux.conninfo());
+    REQUIRE(leaver.ok());
+    REQUIRE(PQsendQuery(leaver.get(), "SELECT 2") == 1);
+    REQUIRE(PQflush(leaver.get()) == 0);
+    REQUIRE(wait_until([&] { return waiting() == 1; }, 10s));
+  }
+  // The backend is still held: only the leaver's going can empty the queue.
+  CHECK(wait_until([&] { return waiting() == 0; }, 10s));
+  REQUIRE(exec_bounded(holder.get(), "COMMIT").ok());
+  Connection next(mux.conninfo());
+  REQUIRE(next.ok());
+  CHECK(next.value("SELECT 3") == "3");
 }
