@@ -91,8 +91,7 @@ class MessageReader {
 // The settings an HTTP answer is written in: the server's defaults for this pool, in UTF-8 (JSON text).
 // A wire client may have left the backend with its own DateStyle or TimeZone; those are put back first.
 protocol::ParamSet http_settings(pool::Pool& pool) {
-  protocol::ParamSet wanted;
-  for (const auto& [name, value] : pool.server_parameters()) wanted.set(name, value);
+  protocol::ParamSet wanted = pool.server_settings();
   wanted.set(protocol::TrackedParam::client_encoding, "UTF8");
   return wanted;
 }

@@ -222,7 +222,11 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
   }
   ++connects_;
   login.backend->generation = generation;
-  if (server_parameters_.empty()) server_parameters_ = std::move(login.parameters);
+  if (server_parameters_.empty()) {
+    server_parameters_ = std::move(login.parameters);
+    server_settings_ = {};
+    for (const auto& [name, value] : server_parameters_) server_settings_.set(name, value);
+  }
   co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
 }
 
@@ -355,6 +359,11 @@ ServerParameters Pool::server_parameters() const {
   return server_parameters_;
 }
 
+protocol::ParamSet Pool::server_settings() const {
+  std::lock_guard lock(mutex_);
+  return server_settings_;
+}
+
 void Pool::learn_from_login(const std::string& user,
                             const std::optional<std::pair<auth::Key256, auth::Key256>>& keys,
                             const std::optional<std::string>& password,
@@ -437,6 +446,7 @@ void Pool::reconfigure(const config::DatabaseConfig& database, const BackendCred
       configured_ = credentials;
       credentials_ = credentials;
       server_parameters_.clear();
+      server_settings_ = {};
     }
     // Reloaded certificate files (same names, new contents) serve the next connects.
     configured_.tls = credentials_.tls = credentials.tls;

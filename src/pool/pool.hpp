@@ -141,6 +141,9 @@ class Pool {
 
   // The parameters the server reported at its first login (for clients' ParameterStatus), empty until then.
   ServerParameters server_parameters() const;
+  // The same as tracked settings (interned once, where building them costs a lookup per setting): what a
+  // backend is put back to for a client that asks for the server's defaults (POST /sql).
+  protocol::ParamSet server_settings() const;
   // What a client's login taught pgmux about its own user: keys from its SCRAM proof, or its password sent in
   // clear. Either lets pgmux log in to Postgres as that user when the config holds only a verifier or a hash.
   // Ignored when the pool logs in as another (forced) user. `looked_up`: the secret auth_query fetched for a
@@ -221,6 +224,7 @@ class Pool {
   std::uint64_t generation_ = 0;    // bumped when the server or credentials change
   std::atomic<bool> retired_{false};
   ServerParameters server_parameters_;
+  protocol::ParamSet server_settings_;          // server_parameters_, as tracked settings
   std::vector<std::unique_ptr<Backend>> idle_;  // most recently used last
   int total_ = 0;                               // idle + lent + connecting
   int connecting_ = 0;
