@@ -2,6 +2,7 @@
 // /metrics, /healthz and /readyz for Prometheus and orchestrators.
 #include "http/http_server.hpp"
 
+#include <array>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -22,6 +23,26 @@ using namespace asio::experimental::awaitable_operators;
 using Response = bhttp::response<bhttp::string_body>;
 
 namespace {
+
+// The status line and header fields as they go on the wire. Written with the body in one gather write, in
+// place of Beast's serializer, which cost more than the rest of an answer's writing together.
+std::string response_head(const Response& res) {
+  std::string head;
+  head.reserve(192);
+  head += "HTTP/1.1 ";
+  head += std::to_string(res.result_int());
+  head += ' ';
+  head += res.reason();
+  head += "\r\n";
+  for (const auto& field : res) {
+    head += field.name_string();
+    head += ": ";
+    head += field.value();
+    head += "\r\n";
+  }
+  head += "\r\n";
+  return head;
+}
 
 Response json(bhttp::status status, std::string body) {
   Response res{status, 11};
@@ -167,7 +188,9 @@ asio::awaitable<void> http_session(tcp::socket socket, HttpPeer peer, session::P
     res.set(bhttp::field::server, "pgmux");
     res.prepare_payload();
     stream.expires_after(std::chrono::seconds(30));
-    auto [wec, wn] = co_await bhttp::async_write(stream, res, use_nothrow);
+    const std::string head = response_head(res);
+    const std::array<asio::const_buffer, 2> wire{asio::buffer(head), asio::buffer(res.body())};
+    auto [wec, wn] = co_await asio::async_write(stream, wire, use_nothrow);
     if (wec || !res.keep_alive()) break;
   }
   error_code ignored;

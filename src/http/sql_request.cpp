@@ -212,7 +212,11 @@ ParsedSqlRequest parse_sql_request(const SqlRequestHeaders& headers, std::string
   }
 
   json::error_code ec;
-  json::value document = json::parse(body, ec);
+  // The document lives only while the request is read: its values come from this buffer on the stack (a
+  // typical query's fit), not one allocation each.
+  unsigned char arena[4096];
+  json::monotonic_resource resource(arena, sizeof arena);
+  json::value document = json::parse(body, ec, &resource);
   if (ec) return refuse(400, kProtocolViolation, "the body is not valid JSON: " + ec.message());
   const json::object* object = document.if_object();
   if (!object) return refuse(400, kProtocolViolation, "the body must be a JSON object");
