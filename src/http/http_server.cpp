@@ -67,7 +67,7 @@ asio::awaitable<bool> database_reachable(session::Proxy& proxy, const config::Da
 }
 
 asio::awaitable<Response> serve_sql(const HttpRequest& req, SqlEndpoint& sql, session::Proxy& proxy,
-                                    admin::Metrics& metrics) {
+                                    admin::Metrics& metrics, CredentialMemo& memo) {
   std::shared_ptr<const config::Config> config = proxy.config();
   const auto& cors = config->http.cors_allowed_origins;
   if (req.method() == bhttp::verb::options) {
@@ -79,7 +79,7 @@ asio::awaitable<Response> serve_sql(const HttpRequest& req, SqlEndpoint& sql, se
     co_return json(bhttp::status::method_not_allowed,
                    error_json("08P01", "only POST (and OPTIONS) are served at /sql"));
   const auto start = std::chrono::steady_clock::now();
-  SqlAnswer answer = co_await sql.answer(req);
+  SqlAnswer answer = co_await sql.answer(req, &memo);
   metrics.record_http_sql(answer.status,
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   Response res = json(static_cast<bhttp::status>(answer.status), std::move(answer.body));
@@ -88,10 +88,10 @@ asio::awaitable<Response> serve_sql(const HttpRequest& req, SqlEndpoint& sql, se
 }
 
 asio::awaitable<Response> route(const HttpRequest& req, session::Proxy& proxy, admin::Metrics& metrics,
-                                SqlEndpoint* sql) {
+                                SqlEndpoint* sql, CredentialMemo& memo) {
   std::string_view target = req.target();
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-  if (target == "/sql" && sql) co_return co_await serve_sql(req, *sql, proxy, metrics);
+  if (target == "/sql" && sql) co_return co_await serve_sql(req, *sql, proxy, metrics, memo);
   if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
     co_return json(bhttp::status::method_not_allowed, R"({"error":"only GET is served here"})");
   if (target == "/healthz") co_return json(bhttp::status::ok, R"({"status":"ok"})");
@@ -145,6 +145,7 @@ asio::awaitable<void> http_session(tcp::socket socket, HttpPeer peer, session::P
   const std::uint64_t body_limit = proxy.config()->http.max_body_size;
   const std::uint32_t header_limit = proxy.config()->http.max_header_size;
   bool body_left_unread = false;
+  CredentialMemo memo;
   for (;;) {
     stream.expires_after(std::chrono::seconds(30));
     bhttp::request_parser<bhttp::string_body> parser;
@@ -180,7 +181,7 @@ asio::awaitable<void> http_session(tcp::socket socket, HttpPeer peer, session::P
         res.keep_alive(false);
       } else {
         stream.expires_never();  // a query may take as long as its statement_timeout allows
-        res = co_await route(req, proxy, metrics, sql.get());
+        res = co_await route(req, proxy, metrics, sql.get(), memo);
       }
       // While draining, each connection ends after its answer so that the process can exit.
       res.keep_alive(res.keep_alive() && req.keep_alive() && !proxy.draining());

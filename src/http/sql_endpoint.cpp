@@ -26,7 +26,7 @@ std::uint64_t microseconds_since(pool::Clock::time_point start) {
 
 SqlEndpoint::SqlEndpoint(session::Proxy& proxy) : proxy_(proxy), authenticator_(proxy) {}
 
-asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) {
+asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request, CredentialMemo* memo) {
   SqlRequestHeaders headers;
   headers.connection_string = header(http_request, "Neon-Connection-String");
   headers.database = header(http_request, "Pgmux-Database");
@@ -47,12 +47,20 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request) 
     explicit InFlight(std::atomic<int>& c) : count(c) { count.fetch_add(1, std::memory_order_relaxed); }
     ~InFlight() { count.fetch_sub(1, std::memory_order_relaxed); }
   } in_flight(proxy_.http_requests_in_flight());
-  ParsedSqlRequest parsed = parse_sql_request(headers, http_request.body(), config.http);
+  const bool remembered = memo && memo->matches(headers, snapshot);
+  ParsedSqlRequest parsed = parse_sql_request(headers, http_request.body(), config.http,
+                                              remembered ? &memo->credentials() : nullptr);
   if (!parsed.request) co_return refusal(parsed.error);
   const SqlRequest& request = *parsed.request;
 
-  AuthOutcome auth = authenticator_.authenticate(request);
-  if (!auth.identity) co_return refusal(auth.error);
+  AuthOutcome auth;
+  if (remembered) {
+    auth.identity = memo->identity();
+  } else {
+    auth = authenticator_.authenticate(request);
+    if (!auth.identity) co_return refusal(auth.error);
+    if (memo) memo->remember(headers, snapshot, request, *auth.identity);
+  }
   if (proxy_.draining())
     co_return SqlAnswer{503, error_json(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down")};
   pool::Pool* found = proxy_.pool_for(request.database, auth.identity->user);

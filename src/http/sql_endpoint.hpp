@@ -3,6 +3,7 @@
 
 #include <boost/beast/http.hpp>
 
+#include "http/credential_memo.hpp"
 #include "http/http_auth.hpp"
 #include "http/sql_runner.hpp"
 #include "session/proxy.hpp"
@@ -17,8 +18,8 @@ class SqlEndpoint {
 
   // Reads the request, authenticates it, borrows a backend of (database, user), runs the queries and gives
   // the backend back. Every outcome is a JSON body: 200, 400 (SQL or request errors, with a SQLSTATE), 401,
-  // 413/415, or 503 when no backend could be had.
-  asio::awaitable<SqlAnswer> answer(const HttpRequest& request);
+  // 413/415, or 503 when no backend could be had. `memo`: the connection's, if it has one.
+  asio::awaitable<SqlAnswer> answer(const HttpRequest& request, CredentialMemo* memo = nullptr);
 
  private:
   session::Proxy& proxy_;

@@ -170,17 +170,24 @@ bool content_type_accepted(std::string_view type) {
 }  // namespace
 
 ParsedSqlRequest parse_sql_request(const SqlRequestHeaders& headers, std::string_view body,
-                                   const config::HttpSqlConfig& limits) {
+                                   const config::HttpSqlConfig& limits, const SqlCredentials* known) {
   SqlRequest request;
   if (!content_type_accepted(headers.content_type))
     return refuse(
         415, kProtocolViolation,
         "Content-Type must be application/json (or text/plain), not " + std::string(headers.content_type));
-  if (!headers.connection_string.empty())
-    if (auto error = read_connection_string(headers.connection_string, request))
-      return {std::nullopt, *error};
-  if (auto error = read_authorization(headers.authorization, request)) return {std::nullopt, *error};
-  if (!headers.database.empty()) request.database = headers.database;
+  if (known) {
+    request.database = known->database;
+    request.user = known->user;
+    request.password = known->password;
+    request.bearer_token = known->bearer_token;
+  } else {
+    if (!headers.connection_string.empty())
+      if (auto error = read_connection_string(headers.connection_string, request))
+        return {std::nullopt, *error};
+    if (auto error = read_authorization(headers.authorization, request)) return {std::nullopt, *error};
+    if (!headers.database.empty()) request.database = headers.database;
+  }
   if (request.database.empty())
     return refuse(400, kUnknownDatabase, "no database: send Neon-Connection-String (or Pgmux-Database)");
   if (request.user.empty() && !request.bearer_token)

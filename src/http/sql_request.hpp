@@ -50,13 +50,21 @@ struct SqlRequestHeaders {
   std::string_view content_type;
 };
 
+// Who a request says it is, as read from its headers.
+struct SqlCredentials {
+  std::string database, user;
+  std::optional<std::string> password, bearer_token;
+};
+
 struct ParsedSqlRequest {
   std::optional<SqlRequest> request;
   RequestError error;  // when !request
 };
 
+// `known`: the credentials the same headers gave before (CredentialMemo), taken instead of read again.
 ParsedSqlRequest parse_sql_request(const SqlRequestHeaders& headers, std::string_view body,
-                                   const config::HttpSqlConfig& limits);
+                                   const config::HttpSqlConfig& limits,
+                                   const SqlCredentials* known = nullptr);
 
 // "BEGIN ISOLATION LEVEL ... READ ONLY DEFERRABLE" for a batch.
 std::string begin_statement(const SqlRequest& request);

@@ -1,8 +1,10 @@
 // The cache of recent cleartext password checks: a repeated pipelined login skips the PBKDF2, a password
-// changed by a reload stops working at once, and the HTTP endpoint shares the cache.
+// changed by a reload stops working at once, and the HTTP endpoint shares the cache (and remembers a
+// keep-alive connection's credentials until they change or the config does).
 #include <catch2/catch.hpp>
 #include <csignal>
 
+#include "http_client.hpp"
 #include "neon_http.hpp"
 #include "pgmux.hpp"
 #include "raw_socket.hpp"
@@ -69,4 +71,31 @@ TEST_CASE("a repeated cleartext login is answered from the cache; a reloaded pas
           "28P01");
   CHECK(pipelined_login(mux.port(), "cached", "second-secret") == "ran");
   CHECK(count(mux.log(), kHit) == 2);  // the new password was checked in full
+}
+
+TEST_CASE("POST /sql checks a keep-alive connection's credentials once; other ones and a reload are checked",
+          "[http-sql][reload]") {
+  PgmuxOptions options{.http = true, .users_yaml = "  - name: cached\n    password: first-secret\n"};
+  Pgmux mux(TestPostgres::shared(), options);
+  INFO(mux.log_tail());
+  HttpConnection connection(mux.http_port());
+  REQUIRE(connection.connected());
+  const HttpCall right = neon_call(query_body("SELECT 1"), "cached", "first-secret", "forced");
+  ok(connection.send(right));
+  ok(connection.send(right));
+  ok(connection.send(right));
+  CHECK(count(mux.log(), kHit) == 0);  // the repeats did not even ask the shared cache
+  refused(connection.send(neon_call(query_body("SELECT 1"), "cached", "wrong", "forced")), 401, "28P01");
+  ok(connection.send(right));
+  // Another connection with the same credentials is checked (a hit in the shared cache).
+  ok(post(mux.http_port(), right));
+  CHECK(wait_until([&] { return count(mux.log(), kHit) == 1; }, 5s));
+
+  options.users_yaml = "  - name: cached\n    password: second-secret\n";
+  mux.rewrite_config(options);
+  REQUIRE(kill(mux.pid(), SIGHUP) == 0);
+  REQUIRE(
+      wait_until([&] { return mux.log().find("reloaded " + mux.config_path()) != std::string::npos; }, 10s));
+  refused(connection.send(right), 401, "28P01");  // same connection, same headers: checked again, and wrong
+  ok(connection.send(neon_call(query_body("SELECT 1"), "cached", "second-secret", "forced")));
 }
