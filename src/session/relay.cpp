@@ -499,6 +499,11 @@ void Relay::queue_served(QueueTicket& ticket) {
   pool::BackendLease lease = std::move(ticket.lease);
   const bool may_connect = ticket.may_connect, killed = ticket.killed;
   ticket.recycle();
+  if (!ended_ && !killed && !lease) {
+    // A free slot to connect in, or RESUME after a PAUSE (try everything again): the coroutine does both, and
+    // the wait goes on (still pending, still counted from when it began).
+    return acquire_in_coroutine(may_connect);
+  }
   done_acquiring();
   if (ended_) {
     if (lease) lease.release_clean();  // it finished a transaction just now
@@ -510,14 +515,7 @@ void Relay::queue_served(QueueTicket& ticket) {
     extras().error_message = "database killed (KILL in the admin console)";
     return finish(End::no_backend);
   }
-  if (lease) {
-    if (adopt(std::move(lease)) && forward_client_bytes()) pump_client();
-    return;
-  }
-  // A free slot to connect in, or RESUME after a PAUSE (try everything again): the coroutine does both.
-  acquiring_ = true;
-  ++pending_;
-  acquire_in_coroutine(may_connect);
+  if (adopt(std::move(lease)) && forward_client_bytes()) pump_client();
 }
 
 void Relay::queue_wait_expired(QueueTicket& ticket) {

@@ -116,3 +116,39 @@ TEST_CASE("a client that leaves the queue gives its place up at once, not when a
   REQUIRE(next.ok());
   CHECK(next.value("SELECT 3") == "3");
 }
+
+TEST_CASE("a queued client is given the place of a backend that died while it waited, and its query runs",
+          "[cancel]") {
+  Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
+  REQUIRE(direct.ok());
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
+  auto waiting = [&] {
+    return sample(http_get(mux.http_port(), "/metrics").body,
+                  "pgmux_pool_clients_waiting{database=\"app\",user=\"app\"}");
+  };
+  Connection holder(mux.conninfo()), waiter(mux.conninfo());
+  REQUIRE(holder.ok());
+  REQUIRE(waiter.ok());
+  const std::string pid = holder.value("SELECT pg_backend_pid()");  // the pool's one backend
+  const std::string marker = "SELECT pg_sleep(30) /* queue-slot */";
+  REQUIRE(PQsendQuery(holder.get(), marker.c_str()) == 1);
+  REQUIRE(wait_until(
+      [&] {
+        return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
+                            " AND state = 'active' AND query = '" + marker + "'") == "1";
+      },
+      10s));
+  REQUIRE(PQsendQuery(waiter.get(), "SELECT 41 + 1") == 1);
+  REQUIRE(PQflush(waiter.get()) == 0);
+  REQUIRE(wait_until([&] { return waiting() == 1; }, 10s));
+  // The backend goes: its slot passes to the waiter, which connects a new one.
+  REQUIRE(direct.value("SELECT pg_terminate_backend(" + pid + ")") == "t");
+  bool timed_out = false;
+  Result r = next_result(waiter.get(), Clock::now() + 20s, timed_out);
+  REQUIRE_FALSE(timed_out);
+  REQUIRE(r);
+  INFO(PQresultErrorMessage(r.get()));
+  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "42");
+  CHECK(waiting() == 0);
+}
