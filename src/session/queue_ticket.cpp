@@ -62,10 +62,14 @@ asio::awaitable<void> watch_deadlines() {
   asio::steady_timer timer(co_await asio::this_coro::executor, Clock::time_point::max());
   list.timer = &timer;
   list.armed = Clock::time_point::max();
-  // The frame goes when its io_context does, possibly without ever resuming: forget the timer then.
+  // The frame goes when its io_context does, possibly without ever resuming: forget the timer then. That
+  // happens on the main thread after the other workers' threads (and their thread_local lists) are gone, so
+  // only a list of the destroying thread's own is touched.
   struct Forget {
     TicketList& list;
-    ~Forget() { list.timer = nullptr; }
+    ~Forget() {
+      if (&list == &t_tickets) list.timer = nullptr;
+    }
   } forget{list};
   for (;;) {
     auto [ec] = co_await timer.async_wait(use_nothrow);
