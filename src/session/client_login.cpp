@@ -238,11 +238,11 @@ asio::awaitable<bool> ClientSession::authenticate(LoginState& state) {
   const auth::UserSecret* secret = secret_copy ? &*secret_copy : nullptr;
   std::string out, body;
 
-  const bool cleartext_ok =
-      cleartext_password_allowed(tls_, from_loopback(), config.allow_plaintext_password);
   const bool wants_cleartext =
       config.auth_type == AuthType::plain || (config.auth_type != AuthType::trust && password_pipelined());
-  if (wants_cleartext && !cleartext_ok) {
+  // Asked only when it matters: the client's address costs a system call.
+  if (wants_cleartext &&
+      !cleartext_password_allowed(tls_, from_loopback(), config.allow_plaintext_password)) {
     state.result = LoginResult::refused_cleartext;
     log::info("login refused: user=", user, " from ", logged_peer(),
               ": a password in clear text over a connection without TLS from a non-loopback address");
