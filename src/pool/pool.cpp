@@ -21,6 +21,24 @@ struct Pool::Waiter final : PoolWaiter {
   std::shared_ptr<Waiter> self;  // the queue's reference while queued
 };
 
+AcquireResult AcquireResult::wait_timed_out(bool paused) {
+  return {{},
+          protocol::sqlstate::kQueryCanceled,
+          paused ? "query_wait_timeout: the database is paused (PAUSE in the admin console)"
+                 : "query_wait_timeout: no server connection became free in time"};
+}
+
+AcquireResult AcquireResult::killed() {
+  return {{}, protocol::sqlstate::kAdminShutdown, "database killed (KILL in the admin console)"};
+}
+
+void Pool::link_last(PoolWaiter& waiter) {
+  waiter.prev_ = waiters_tail_;
+  (waiters_tail_ ? waiters_tail_->next_ : waiters_head_) = &waiter;
+  waiters_tail_ = &waiter;
+  ++waiting_;
+}
+
 void Pool::unlink(PoolWaiter& waiter) {
   (waiter.prev_ ? waiter.prev_->next_ : waiters_head_) = waiter.next_;
   (waiter.next_ ? waiter.next_->prev_ : waiters_tail_) = waiter.prev_;
@@ -31,10 +49,7 @@ void Pool::unlink(PoolWaiter& waiter) {
 bool Pool::join_queue(PoolWaiter& waiter) {
   std::lock_guard lock(mutex_);
   if (paused_ || !idle_.empty() || total_ < settings_.max_size) return false;
-  waiter.prev_ = waiters_tail_;
-  (waiters_tail_ ? waiters_tail_->next_ : waiters_head_) = &waiter;
-  waiters_tail_ = &waiter;
-  ++waiting_;
+  link_last(waiter);
   return true;
 }
 
@@ -161,10 +176,7 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout, bool
       } else {
         waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
         waiter->self = waiter;
-        waiter->prev_ = waiters_tail_;
-        (waiters_tail_ ? waiters_tail_->next_ : waiters_head_) = waiter.get();
-        waiters_tail_ = waiter.get();
-        ++waiting_;
+        link_last(*waiter);
         if (wait_timeout.count() > 0) waiter->timer.expires_at(deadline);
       }
     }
@@ -179,15 +191,9 @@ asio::awaitable<AcquireResult> Pool::acquire(config::Duration wait_timeout, bool
     if (!waiter->served) {  // timed out: leave the queue
       unlink(*waiter);
       waiter->self.reset();
-      co_return AcquireResult{{},
-                              protocol::sqlstate::kQueryCanceled,
-                              paused_
-                                  ? "query_wait_timeout: the database is paused (PAUSE in the admin console)"
-                                  : "query_wait_timeout: no server connection became free in time"};
+      co_return AcquireResult::wait_timed_out(paused_);
     }
-    if (waiter->killed)
-      co_return AcquireResult{
-          {}, protocol::sqlstate::kAdminShutdown, "database killed (KILL in the admin console)"};
+    if (waiter->killed) co_return AcquireResult::killed();
     if (waiter->lease) co_return AcquireResult{std::move(waiter->lease), {}, {}};
     if (waiter->may_connect) {
       lock.unlock();

@@ -102,6 +102,10 @@ struct PoolSettings {
 struct AcquireResult {
   BackendLease lease;
   std::string sqlstate, message;  // when !lease
+
+  // How a wait in the queue ends without a backend, for every kind of waiter.
+  static AcquireResult wait_timed_out(bool paused);
+  static AcquireResult killed();
 };
 
 struct PoolCounts {
@@ -195,7 +199,8 @@ class Pool {
  private:
   friend class BackendLease;
   struct Waiter;
-  void unlink(PoolWaiter& waiter);  // under mutex_
+  void link_last(PoolWaiter& waiter);  // under mutex_
+  void unlink(PoolWaiter& waiter);     // under mutex_
 
   void give_back(std::unique_ptr<Backend> backend);
   void discard(std::unique_ptr<Backend> backend, CloseReason reason);

@@ -21,10 +21,8 @@ class QueueTicket final : public pool::PoolWaiter {
   // Back to this thread's spare tickets, once it has left the queue or been woken. Its lease must be empty.
   void recycle();
 
-  explicit QueueTicket(net::Executor home) : PoolWaiter(home) {}
-  pool::Clock::time_point deadline() const { return deadline_; }
-
  private:
+  explicit QueueTicket(net::Executor home) : PoolWaiter(home) {}
   void wake() override;  // posts Relay::queue_served to the ticket's worker
   friend struct TicketList;
   Relay* relay_ = nullptr;

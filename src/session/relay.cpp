@@ -471,21 +471,19 @@ void Relay::acquire_in_coroutine(bool holds_slot) {
     auto waited = std::chrono::duration_cast<config::Duration>(pool::Clock::now() - backend_since_);
     timeout = std::max(config::Duration(1), timeout - waited);
   }
-  asio::co_spawn(client_.get_executor(), pool_.acquire(timeout, holds_slot),
-                 [this](std::exception_ptr failure, pool::AcquireResult acquired) {
-                   done_acquiring();
-                   if (ended_) {
-                     if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
-                     return maybe_done();
-                   }
-                   if (failure || !acquired.lease) {
-                     extras().error_sqlstate =
-                         failure ? std::string(sqlstate::kConnectionFailure) : acquired.sqlstate;
-                     extras().error_message = failure ? "no server connection" : acquired.message;
-                     return finish(End::no_backend);
-                   }
-                   if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
-                 });
+  asio::co_spawn(
+      client_.get_executor(), pool_.acquire(timeout, holds_slot),
+      [this](std::exception_ptr failure, pool::AcquireResult acquired) {
+        done_acquiring();
+        if (ended_) {
+          if (acquired.lease) acquired.lease.release_clean();  // fresh and unused
+          return maybe_done();
+        }
+        if (failure)
+          return no_backend({{}, std::string(sqlstate::kConnectionFailure), "no server connection"});
+        if (!acquired.lease) return no_backend(std::move(acquired));
+        if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
+      });
 }
 
 void Relay::done_acquiring() {
@@ -510,11 +508,7 @@ void Relay::queue_served(QueueTicket& ticket) {
     if (may_connect) pool_.return_slot();
     return maybe_done();
   }
-  if (killed) {
-    extras().error_sqlstate = sqlstate::kAdminShutdown;
-    extras().error_message = "database killed (KILL in the admin console)";
-    return finish(End::no_backend);
-  }
+  if (killed) return no_backend(pool::AcquireResult::killed());
   if (adopt(std::move(lease)) && forward_client_bytes()) pump_client();
 }
 
@@ -522,10 +516,12 @@ void Relay::queue_wait_expired(QueueTicket& ticket) {
   ticket.recycle();
   done_acquiring();
   if (ended_) return maybe_done();
-  extras().error_sqlstate = sqlstate::kQueryCanceled;
-  extras().error_message = pool_.paused()
-                               ? "query_wait_timeout: the database is paused (PAUSE in the admin console)"
-                               : "query_wait_timeout: no server connection became free in time";
+  no_backend(pool::AcquireResult::wait_timed_out(pool_.paused()));
+}
+
+void Relay::no_backend(pool::AcquireResult failed) {
+  extras().error_sqlstate = std::move(failed.sqlstate);
+  extras().error_message = std::move(failed.message);
   finish(End::no_backend);
 }
 

@@ -137,7 +137,8 @@ class Relay {
   // Waits for a backend in the pool's coroutine: a new connection (in a slot already granted with
   // `holds_slot`), retries, PAUSE. The queue alone goes by QueueTicket.
   void acquire_in_coroutine(bool holds_slot);
-  void done_acquiring();  // the wait for a backend is over, whichever way
+  void done_acquiring();                        // the wait for a backend is over, whichever way
+  void no_backend(pool::AcquireResult failed);  // ends with End::no_backend, telling the client why
   // From QueueTicket, on this relay's thread: its turn came (a backend, a slot, KILL or RESUME), or
   // query_wait_timeout passed first.
   friend class QueueTicket;

@@ -20,6 +20,26 @@ std::size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
+// Clients of the app pool waiting for a backend, as /metrics says.
+double pool_waiting(const Pgmux& mux) {
+  return sample(http_get(mux.http_port(), "/metrics").body,
+                "pgmux_pool_clients_waiting{database=\"app\",user=\"app\"}");
+}
+
+// With a pool of one: `holder` takes the backend into a transaction and keeps it there.
+void hold_the_backend(Connection& holder) {
+  REQUIRE(holder.ok());
+  REQUIRE(exec_bounded(holder.get(), "BEGIN").ok());
+  REQUIRE(exec_bounded(holder.get(), "SELECT 1").ok());
+}
+
+// Sends `sql` without waiting for its answer: with the backend held, it queues.
+void send_to_queue(Connection& client, const char* sql) {
+  REQUIRE(client.ok());
+  REQUIRE(PQsendQuery(client.get(), sql) == 1);
+  REQUIRE(PQflush(client.get()) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("a cancel sent as its query ends never reaches the next client's query on that backend",
@@ -72,15 +92,11 @@ TEST_CASE("a client that leaves while queued for a backend is forgotten: its que
   direct.value("CREATE TABLE queued_rows (n int)");
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
   Connection holder(mux.conninfo());
-  REQUIRE(holder.ok());
-  REQUIRE(exec_bounded(holder.get(), "BEGIN").ok());
-  REQUIRE(exec_bounded(holder.get(), "SELECT 1").ok());  // the one backend is now held
+  hold_the_backend(holder);
 
   {
     Connection leaver(mux.conninfo());
-    REQUIRE(leaver.ok());
-    REQUIRE(PQsendQuery(leaver.get(), "INSERT INTO queued_rows VALUES (1)") == 1);
-    REQUIRE(PQflush(leaver.get()) == 0);
+    send_to_queue(leaver, "INSERT INTO queued_rows VALUES (1)");
     // The INSERT is queued behind the holder when the leaver goes.
   }
   REQUIRE(wait_until([&] { return count_of(mux.log(), "waiting for a server connection left") == 1; }, 10s));
@@ -94,23 +110,15 @@ TEST_CASE("a client that leaves while queued for a backend is forgotten: its que
 
 TEST_CASE("a client that leaves the queue gives its place up at once, not when a backend frees", "[cancel]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
-  auto waiting = [&] {
-    return sample(http_get(mux.http_port(), "/metrics").body,
-                  "pgmux_pool_clients_waiting{database=\"app\",user=\"app\"}");
-  };
   Connection holder(mux.conninfo());
-  REQUIRE(holder.ok());
-  REQUIRE(exec_bounded(holder.get(), "BEGIN").ok());
-  REQUIRE(exec_bounded(holder.get(), "SELECT 1").ok());  // the one backend is now held
+  hold_the_backend(holder);
   {
     Connection leaver(mux.conninfo());
-    REQUIRE(leaver.ok());
-    REQUIRE(PQsendQuery(leaver.get(), "SELECT 2") == 1);
-    REQUIRE(PQflush(leaver.get()) == 0);
-    REQUIRE(wait_until([&] { return waiting() == 1; }, 10s));
+    send_to_queue(leaver, "SELECT 2");
+    REQUIRE(wait_until([&] { return pool_waiting(mux) == 1; }, 10s));
   }
   // The backend is still held: only the leaver's going can empty the queue.
-  CHECK(wait_until([&] { return waiting() == 0; }, 10s));
+  CHECK(wait_until([&] { return pool_waiting(mux) == 0; }, 10s));
   REQUIRE(exec_bounded(holder.get(), "COMMIT").ok());
   Connection next(mux.conninfo());
   REQUIRE(next.ok());
@@ -122,13 +130,8 @@ TEST_CASE("a queued client is given the place of a backend that died while it wa
   Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
   REQUIRE(direct.ok());
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
-  auto waiting = [&] {
-    return sample(http_get(mux.http_port(), "/metrics").body,
-                  "pgmux_pool_clients_waiting{database=\"app\",user=\"app\"}");
-  };
   Connection holder(mux.conninfo()), waiter(mux.conninfo());
   REQUIRE(holder.ok());
-  REQUIRE(waiter.ok());
   const std::string pid = holder.value("SELECT pg_backend_pid()");  // the pool's one backend
   const std::string marker = "SELECT pg_sleep(30) /* queue-slot */";
   REQUIRE(PQsendQuery(holder.get(), marker.c_str()) == 1);
@@ -138,9 +141,8 @@ TEST_CASE("a queued client is given the place of a backend that died while it wa
                             " AND state = 'active' AND query = '" + marker + "'") == "1";
       },
       10s));
-  REQUIRE(PQsendQuery(waiter.get(), "SELECT 41 + 1") == 1);
-  REQUIRE(PQflush(waiter.get()) == 0);
-  REQUIRE(wait_until([&] { return waiting() == 1; }, 10s));
+  send_to_queue(waiter, "SELECT 41 + 1");
+  REQUIRE(wait_until([&] { return pool_waiting(mux) == 1; }, 10s));
   // The backend goes: its slot passes to the waiter, which connects a new one.
   REQUIRE(direct.value("SELECT pg_terminate_backend(" + pid + ")") == "t");
   bool timed_out = false;
@@ -150,5 +152,5 @@ TEST_CASE("a queued client is given the place of a backend that died while it wa
   INFO(PQresultErrorMessage(r.get()));
   REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
   CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "42");
-  CHECK(waiting() == 0);
+  CHECK(pool_waiting(mux) == 0);
 }

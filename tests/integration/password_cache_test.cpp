@@ -44,6 +44,14 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 const char* kHit = "the password of user=cached matched a recent check";
 
+// Rewrites the config with `options` and reloads it with SIGHUP, returning once pgmux says it did.
+void reload_with(Pgmux& mux, const PgmuxOptions& options) {
+  mux.rewrite_config(options);
+  REQUIRE(kill(mux.pid(), SIGHUP) == 0);
+  REQUIRE(
+      wait_until([&] { return mux.log().find("reloaded " + mux.config_path()) != std::string::npos; }, 10s));
+}
+
 }  // namespace
 
 TEST_CASE("a repeated cleartext login is answered from the cache; a reloaded password invalidates it",
@@ -62,10 +70,7 @@ TEST_CASE("a repeated cleartext login is answered from the cache; a reloaded pas
   CHECK(wait_until([&] { return count(mux.log(), kHit) == 2; }, 5s));
 
   options.users_yaml = "  - name: cached\n    password: second-secret\n";
-  mux.rewrite_config(options);
-  REQUIRE(kill(mux.pid(), SIGHUP) == 0);
-  REQUIRE(
-      wait_until([&] { return mux.log().find("reloaded " + mux.config_path()) != std::string::npos; }, 10s));
+  reload_with(mux, options);
   CHECK(pipelined_login(mux.port(), "cached", "first-secret") == "28P01");
   refused(post(mux.http_port(), neon_call(query_body("SELECT 1"), "cached", "first-secret", "forced")), 401,
           "28P01");
@@ -92,10 +97,7 @@ TEST_CASE("POST /sql checks a keep-alive connection's credentials once; other on
   CHECK(wait_until([&] { return count(mux.log(), kHit) == 1; }, 5s));
 
   options.users_yaml = "  - name: cached\n    password: second-secret\n";
-  mux.rewrite_config(options);
-  REQUIRE(kill(mux.pid(), SIGHUP) == 0);
-  REQUIRE(
-      wait_until([&] { return mux.log().find("reloaded " + mux.config_path()) != std::string::npos; }, 10s));
+  reload_with(mux, options);
   refused(connection.send(right), 401, "28P01");  // same connection, same headers: checked again, and wrong
   ok(connection.send(neon_call(query_body("SELECT 1"), "cached", "second-secret", "forced")));
 }
