@@ -15,6 +15,7 @@
 #include "log.hpp"
 #include "net/asio.hpp"
 #include "net/listener.hpp"
+#include "net/readiness.hpp"
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
 #include "pool/traffic.hpp"
@@ -99,6 +100,9 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
   std::vector<asio::any_io_executor> executors;
   for (auto& io : contexts) executors.push_back(io->get_executor());
   proxy.set_worker_executors(std::move(executors));
+  // Before anything runs on a worker: its relays watch their clients through it.
+  std::vector<std::unique_ptr<net::ReadinessSet>> readiness;
+  for (auto& io : contexts) readiness.push_back(net::ReadinessSet::start_on(*io));
   std::vector<lifecycle::WorkerListeners> listeners =
       lifecycle::open_listeners(cfg, contexts, handover ? &handover->sockets : nullptr);
   for (int i = 0; i < workers; ++i) {

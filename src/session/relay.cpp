@@ -2,12 +2,13 @@
 // transaction.
 #include "session/relay.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
 #include "log.hpp"
-#include "net/handler_memory.hpp"
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/sql_keywords.hpp"
-
-#include <utility>
 
 namespace pgmux::session {
 
@@ -348,6 +349,12 @@ void Relay::drain(bool spare_new_clients) {
 void Relay::start(RelayOwner& owner) {
   owner_ = &owner;
   list();
+  client_watch_ =
+      net::ReadinessSet::of_this_thread()->watch(client_.native_handle(), &Relay::client_readable, this);
+  if (client_watch_ == net::ReadinessSet::kNone) {
+    log::error("a client's socket could not be watched (", std::strerror(errno), "); closing it");
+    return finish(End::client_gone);
+  }
   last_client_activity_ = pool::Clock::now();
   if (settings_.client_idle_timeout.count() > 0) {
     idle_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
@@ -361,17 +368,14 @@ void Relay::start(RelayOwner& owner) {
 void Relay::wait_client() {
   if (client_waiting_) return;  // armed already: it stays armed across transactions
   client_waiting_ = true;
-  ++pending_;
-  // This wait stays pending for as long as the client is idle: its operation gets memory of its own size.
-  client_.async_wait(tcp::socket::wait_read,
-                     asio::bind_allocator(net::ExactSizeAllocator<void>(), [this](error_code ec) {
-                       --pending_;
-                       client_waiting_ = false;
-                       if (ended_) return maybe_done();
-                       if (client_stop_) return;  // read nothing after Terminate, EOF included
-                       if (ec) return finish(End::client_gone);
-                       pump_client();
-                     }));
+  net::ReadinessSet::of_this_thread()->arm(client_watch_);
+}
+
+void Relay::client_readable(void* relay) {
+  Relay& self = *static_cast<Relay*>(relay);
+  self.client_waiting_ = false;
+  if (self.client_stop_) return;  // read nothing after Terminate, EOF included
+  self.pump_client();             // errors and EOF show up as readable: the read finds them
 }
 
 // Terminate came after requests still unanswered. Postgres answers them before it closes (a serverless
@@ -1261,6 +1265,8 @@ void Relay::finish(End end) {
     end_ = end;
     error_code ignored;
     client_.cancel(ignored);
+    if (client_watch_ != net::ReadinessSet::kNone) net::ReadinessSet::of_this_thread()->forget(client_watch_);
+    client_waiting_ = false;
     if (lease_) lease_->socket.cancel(ignored);
     if (idle_timer_) idle_timer_->cancel();
     // Queued with a ticket: out of the queue now, unless it was just served (then its wake gives the backend

@@ -9,6 +9,7 @@
 
 #include "net/asio.hpp"
 #include "net/buffer_pool.hpp"
+#include "net/readiness.hpp"
 #include "pgmux/config/config.hpp"
 #include "pgmux/protocol/message_scanner.hpp"
 #include "pgmux/protocol/relay_state.hpp"
@@ -129,6 +130,7 @@ class Relay {
 
  private:
   void wait_client();
+  static void client_readable(void* relay);  // net::ReadinessSet's call back
   void end_after_replies();
   void pump_client();
   // Borrows a backend for the bytes just read. False when the pump must stop here (asynchronous acquire, or
@@ -273,30 +275,33 @@ class Relay {
   protocol::RelayState state_;
   protocol::MessageScanner client_scanner_;
   protocol::MessageScanner backend_scanner_;
-  // 16 bits each (there are a few at most) keep the relay at 264 bytes.
+  // 16 bits each (there are a few at most), and the flags below in bit-fields, keep the relay at 264 bytes.
   std::int16_t hidden_replies_ = 0;  // replies due to settings pgmux sent itself: the client never sees them
   std::int16_t pending_ = 0;  // asynchronous operations in flight; their handlers must run before we are done
+  net::ReadinessSet::Id client_watch_ = net::ReadinessSet::kNone;  // the client's socket in its worker's set
   End end_ = End::client_gone;
 
-  // Five flags in one byte (four fixed for the relay's life) keep the relay at 264 bytes rather than 272.
+  // Fixed for the relay's life, or changed once.
   const bool release_at_idle_ : 1;  // RelaySettings::release_at_idle
   const bool count_traffic_ : 1;    // RelaySettings::count_traffic
   const bool websocket_ : 1;        // RelaySettings::websocket
   const bool track_replies_ : 1;    // transaction mode: see replies_
   bool listed_ : 1 = false;         // on this thread's list (prev_, next_); changes twice in a relay's life
+  bool pinned_ : 1 = false;         // session state only this backend holds: it stays until the client leaves
+  bool draining_ : 1 = false;
+  bool served_ : 1 = false;  // has borrowed a backend at least once
+  // Seldom set.
+  bool client_stop_ : 1 = false;  // the client sent Terminate: stop after forwarding what came before
+  bool reply_mismatch_ : 1 = false;
+  bool backend_stream_intact_ : 1 = false;
+  // Changed on every transaction, or bound to a reference.
+  bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
+  bool drops_at_sync_ = false;      // a request in the batch may drop statements on the server
   bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
-  bool client_stop_ = false;        // the client sent Terminate: stop after forwarding what came before
   bool client_waiting_ = false;     // a wait on the client is armed
   bool acquiring_ = false;          // queued in the pool for a backend
   enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
-  bool reply_mismatch_ = false;
-  bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
-  bool drops_at_sync_ = false;      // a request in the batch may drop statements on the server
-  PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // likewise
-  bool pinned_ = false;  // session state only this backend holds: it stays until the client leaves
-  bool draining_ = false;
-  bool served_ = false;  // has borrowed a backend at least once
-  bool backend_stream_intact_ = false;
+  PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // like drops_at_sync_
   bool ended_ = false;
 };
 

@@ -265,6 +265,34 @@ TEST_CASE("a client still sending an oversized message gets its 08P01 rather tha
   CHECK(error.find("FATAL:  invalid message length from the client") != std::string::npos);
 }
 
+TEST_CASE("a client that ends its stream right behind a partial or whole message is let go at once",
+          "[backends]") {
+  // The bytes and the end of the stream reach pgmux together (it is held while they come): reading the bytes
+  // is not the end of it, the session must still see the end that came with them (edge-triggered readiness
+  // reports both as one event).
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});
+  std::string query;
+  pgmux::protocol::append_query(query, "SELECT 1");
+  for (const std::string& last_bytes : {query.substr(0, 3), query.substr(0, 7), query}) {
+    RawSocket raw(mux.port());
+    REQUIRE(raw.connected());
+    std::string startup;
+    pgmux::protocol::append_startup(startup, {{"user", "app"}, {"database", "forced"}});
+    std::string welcome;
+    REQUIRE(raw.send_all(startup));
+    REQUIRE(raw.read_until_ready(welcome, 1, 10s));
+    {
+      PausedProcess held(mux.process());
+      REQUIRE(raw.send_and_close_write(last_bytes));
+    }
+    std::string reply;
+    CHECK(raw.read_until_closed(reply, 10s));
+  }
+  // None of them kept the one backend.
+  Connection after(mux.conninfo("app", "", "forced"));
+  CHECK(after.value("SELECT 2") == "2");
+}
+
 TEST_CASE("an unknown message type ends that client with 08P01, and its backend serves the next client",
           "[backends]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .auth_type = "trust"});

@@ -30,6 +30,10 @@ bool RawSocket::send_all(const std::string& bytes) {
   return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
 }
 
+bool RawSocket::send_and_close_write(const std::string& bytes) {
+  return send_all(bytes) && ::shutdown(fd_, SHUT_WR) == 0;
+}
+
 RawSocket::Got RawSocket::receive_some(std::string& received, Clock::time_point deadline) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());

@@ -16,6 +16,8 @@ class RawSocket {
 
   bool connected() const { return connected_; }
   bool send_all(const std::string& bytes);
+  // Sends `bytes` and the end of the stream (FIN) right behind them, as a client that exits mid-write would.
+  bool send_and_close_write(const std::string& bytes);
   // Everything the peer sends until it closes; false if it is still open at the deadline.
   bool read_until_closed(std::string& received, std::chrono::milliseconds timeout);
   // Appends what arrives until `received` holds `count` ReadyForQuery messages from the start (counted on

@@ -1,0 +1,70 @@
+// Readability of long-lived sockets, from an epoll set of each worker's own nested in its io_context.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "net/asio.hpp"
+
+namespace pgmux::net {
+
+// Asio 1.81 arms a wait on a socket with an epoll_ctl every time (and a read with a speculative recv): one
+// system call per wait, before any byte moves. A relayed transaction waits on its client at least once. Here
+// a socket is added to the set once, edge-triggered, and arming a wait is setting a flag. The set is one
+// descriptor in the worker's io_context: a batch of readable sockets costs one epoll_wait and one re-arm of
+// that descriptor, however many it holds. A watched socket keeps no operation pending in Asio, which is
+// also memory an idle client no longer holds.
+//
+// Single-threaded: everything here runs on the worker that owns the set.
+class ReadinessSet {
+ public:
+  using Callback = void (*)(void* target);
+  using Id = std::uint32_t;
+  static constexpr Id kNone = ~Id{0};
+
+  // Creates the set of the worker running `io` (call before anything is spawned on it); it stays for as long
+  // as the returned owner, which must not outlive `io`.
+  static std::unique_ptr<ReadinessSet> start_on(asio::io_context& io);
+  // The set of the worker this thread runs; null on any other thread.
+  static ReadinessSet* of_this_thread();
+
+  ~ReadinessSet();
+  ReadinessSet(const ReadinessSet&) = delete;
+  ReadinessSet& operator=(const ReadinessSet&) = delete;
+
+  // Watches `fd` (readable, peer closed, error): after each arm(), `callback(target)` runs once, from the
+  // worker's loop, when it is or becomes readable. kNone if the kernel refuses it (out of memory).
+  Id watch(int fd, Callback callback, void* target);
+  // Asks for one call back. If an edge came since the last one, or the peer has closed, the call back is
+  // posted at once (it may find nothing new to read); otherwise it comes with the next edge.
+  void arm(Id id);
+  // No call back from here on, not even one already posted. The socket leaves the set when it is closed.
+  void forget(Id id);
+
+ private:
+  explicit ReadinessSet(asio::io_context& io, int epoll_fd);
+  void wait_for_events();
+  void dispatch();
+  void on_edge(Id id);
+
+  struct Slot {
+    void* target = nullptr;
+    Callback callback = nullptr;
+    std::uint32_t generation = 0;  // changes on forget(): events and posts for an older watch are dropped
+    bool armed = false;
+    bool edge = false;  // readable since the last call back, with nobody armed to hear it
+    // The peer closed (or the socket failed): from then on every arm() is called back at once. An edge
+    // says only that something came; the bytes read after it (a short read) may end before the end of
+    // stream that came with them, and no later edge would tell.
+    bool hung_up = false;
+  };
+  static std::uint64_t key(Id id, std::uint32_t generation) { return std::uint64_t{generation} << 32 | id; }
+
+  asio::io_context& io_;
+  asio::posix::stream_descriptor epoll_;  // owns the epoll descriptor
+  std::vector<Slot> slots_;
+  std::vector<Id> free_;
+};
+
+}  // namespace pgmux::net
