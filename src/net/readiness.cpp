@@ -88,6 +88,31 @@ void ReadinessSet::forget(Id id) {
   free_.push_back(id);
 }
 
+void ReadinessSet::retarget(Id id, Callback callback, void* target) {
+  Slot& slot = slots_[id];
+  slot.callback = callback;
+  slot.target = target;
+  slot.armed = false;
+}
+
+void ReadinessSet::unwatch_from_any_thread(int fd, Id id) {
+  ::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+  if (t_set == this) return forget(id);
+  std::lock_guard lock(left_mutex_);
+  left_.push_back(id);
+  any_left_.store(true, std::memory_order_release);
+}
+
+void ReadinessSet::forget_left_ones() {
+  std::vector<Id> left;
+  {
+    std::lock_guard lock(left_mutex_);
+    left.swap(left_);
+    any_left_.store(false, std::memory_order_relaxed);
+  }
+  for (Id id : left) forget(id);
+}
+
 void ReadinessSet::on_edge(Id id) {
   Slot& slot = slots_[id];
   if (!slot.armed) {
@@ -105,6 +130,8 @@ void ReadinessSet::wait_for_events() {
 }
 
 void ReadinessSet::dispatch() {
+  // Slots given up elsewhere are reused only from here, so none is reused while its socket may still report.
+  if (any_left_.load(std::memory_order_acquire)) forget_left_ones();
   epoll_event events[kBatch];
   int n = ::epoll_wait(epoll_.native_handle(), events, kBatch, 0);
   for (int i = 0; i < n; ++i) {

@@ -1,8 +1,10 @@
 // Readability of long-lived sockets, from an epoll set of each worker's own nested in its io_context.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "net/asio.hpp"
@@ -16,7 +18,7 @@ namespace pgmux::net {
 // that descriptor, however many it holds. A watched socket keeps no operation pending in Asio, which is
 // also memory an idle client no longer holds.
 //
-// Single-threaded: everything here runs on the worker that owns the set.
+// Single-threaded: everything here runs on the worker that owns the set, unwatch_from_any_thread() aside.
 class ReadinessSet {
  public:
   using Callback = void (*)(void* target);
@@ -42,6 +44,20 @@ class ReadinessSet {
   // No call back from here on, not even one already posted. The socket leaves the set when it is closed.
   void forget(Id id);
 
+  // For sockets that change hands (a backend between clients): who is called back, or nobody (null target:
+  // edges are still noted, see quiet()). Disarms.
+  void retarget(Id id, Callback callback, void* target);
+  // Nothing came since the last call back or clear_edges(), and the peer has not closed.
+  bool quiet(Id id) const {
+    const Slot& slot = slots_[id];
+    return !slot.edge && !slot.hung_up;
+  }
+  void clear_edges(Id id) { slots_[id].edge = false; }
+
+  // From any thread, for a socket that leaves this worker (or is closed there): out of the set now, and
+  // forgotten when this worker next takes events.
+  void unwatch_from_any_thread(int fd, Id id);
+
  private:
   explicit ReadinessSet(asio::io_context& io, int epoll_fd);
   void wait_for_events();
@@ -61,10 +77,16 @@ class ReadinessSet {
   };
   static std::uint64_t key(Id id, std::uint32_t generation) { return std::uint64_t{generation} << 32 | id; }
 
+  void forget_left_ones();
+
   asio::io_context& io_;
   asio::posix::stream_descriptor epoll_;  // owns the epoll descriptor
   std::vector<Slot> slots_;
   std::vector<Id> free_;
+  // unwatch_from_any_thread(), for forget() on this worker.
+  std::mutex left_mutex_;
+  std::vector<Id> left_;
+  std::atomic<bool> any_left_{false};
 };
 
 }  // namespace pgmux::net

@@ -266,8 +266,16 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
     log::warning("cancel request to ", db.host, " not delivered within 5 s; given up");
 }
 
+Backend::~Backend() {
+  if (watched_by) watched_by->unwatch_from_any_thread(socket.native_handle(), watch_id);
+}
+
 void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (backend.socket.get_executor() == executor) return;
+  if (backend.watched_by) {
+    backend.watched_by->unwatch_from_any_thread(backend.socket.native_handle(), backend.watch_id);
+    backend.watched_by = nullptr;
+  }
   error_code ec;
   // A TLS backend's socket is the plaintext end of a socketpair (its tunnel stays on its own worker), which
   // has no TCP address: any protocol tag will do for it.
@@ -281,9 +289,14 @@ void move_to(Backend& backend, const asio::any_io_executor& executor) {
 
 bool looks_healthy(Backend& backend) {
   if (!backend.socket.is_open()) return false;
+  net::ReadinessSet* here =
+      backend.watched_by == net::ReadinessSet::of_this_thread() ? backend.watched_by : nullptr;
+  if (here && here->quiet(backend.watch_id)) return true;
   char byte;
   ssize_t n = ::recv(backend.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+  if (here) here->clear_edges(backend.watch_id);  // an edge of bytes a relay had read already
+  return true;
 }
 
 }  // namespace pgmux::pool

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "net/asio.hpp"
+#include "net/readiness.hpp"
 #include "net/tls_context.hpp"
 #include "pgmux/auth/secrets.hpp"
 #include "pgmux/config/config.hpp"
@@ -32,7 +33,14 @@ struct BackendCredentials {
 
 struct Backend {
   explicit Backend(net::Socket s) : socket(std::move(s)), created(Clock::now()), last_used(created) {}
+  ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
   net::Socket socket;
+  // The readiness set of the worker it lives on, once a relay has read from it there: it stays in that set
+  // between clients (see looks_healthy).
+  net::ReadinessSet* watched_by = nullptr;
+  net::ReadinessSet::Id watch_id = net::ReadinessSet::kNone;
   std::uint32_t pid = 0, secret_key = 0;  // for CancelRequest
   protocol::ParamSet params;              // its current session settings, as reported to pgmux
   BackendStatements statements;           // prepared statements it holds on clients' behalf
@@ -58,12 +66,15 @@ asio::awaitable<BackendLogin> connect_backend(const config::DatabaseConfig& db,
 asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std::uint32_t pid,
                                           std::uint32_t key);
 
-// Re-homes the backend's socket on `executor` (the leasing client's worker) if it lives on another one, so
-// that its I/O completes on the client's thread instead of hopping threads on every operation.
+// Re-homes the backend's socket on `executor` (the leasing client's worker, the calling thread) if it lives
+// on another one, so that its I/O completes on the client's thread instead of hopping threads on every
+// operation. It leaves the readiness set of its old worker.
 void move_to(Backend& backend, const asio::any_io_executor& executor);
 
 // Backend's socket still usable and silent? Idle backends must not have sent anything (a FATAL from a
-// restarting server, or EOF) — if they did, they are closed instead of reused.
+// restarting server, or EOF) — if they did, they are closed instead of reused. Watched by the calling
+// thread's readiness set, which saw nothing come since a relay last read it, a backend is known silent
+// without asking the socket.
 bool looks_healthy(Backend& backend);
 
 }  // namespace pgmux::pool

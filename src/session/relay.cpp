@@ -535,6 +535,10 @@ bool Relay::adopt(pool::BackendLease lease) {
   backend_since_ = pool::Clock::now();
   request_sent_ = backend_since_;
   pool::move_to(*lease_, client_.get_executor());
+  if (!watch_backend()) {
+    finish(End::backend_gone);
+    return false;
+  }
   cancel_target_.set(lease_->pid, lease_->secret_key);
   backend_in_.emplace();
   // Another client may have left other settings on this backend (a SET outside a transaction, or its own
@@ -1047,13 +1051,33 @@ bool Relay::write_to_backend(std::size_t n) {
 // ---- backend -> client ----
 
 void Relay::wait_backend() {
-  ++pending_;
-  lease_->socket.async_wait(tcp::socket::wait_read, on_client_thread([this](error_code ec) {
-                              --pending_;
-                              if (ended_) return maybe_done();
-                              if (ec) return finish(End::backend_gone);
-                              pump_backend();
-                            }));
+  net::ReadinessSet::of_this_thread()->arm(lease_->watch_id);
+}
+
+void Relay::backend_readable(void* relay) {
+  static_cast<Relay*>(relay)->pump_backend();
+}
+
+// A backend stays in its worker's set between clients: lent again on the same worker, it is only told whom to
+// call back.
+bool Relay::watch_backend() {
+  net::ReadinessSet& set = *net::ReadinessSet::of_this_thread();
+  pool::Backend& backend = *lease_;
+  if (backend.watched_by == &set) {
+    set.retarget(backend.watch_id, &Relay::backend_readable, this);
+    return true;
+  }
+  backend.watch_id = set.watch(backend.socket.native_handle(), &Relay::backend_readable, this);
+  if (backend.watch_id == net::ReadinessSet::kNone) {
+    log::error("a server connection's socket could not be watched (", std::strerror(errno), "); closing it");
+    return false;
+  }
+  backend.watched_by = &set;
+  return true;
+}
+
+void Relay::unwatch_backend() {
+  if (lease_ && lease_->watched_by) lease_->watched_by->retarget(lease_->watch_id, nullptr, nullptr);
 }
 
 void Relay::pump_backend() {
@@ -1193,6 +1217,7 @@ bool Relay::maybe_release() {
     return true;
   }
   bool cancel_pending = cancel_target_.clear();
+  unwatch_backend();  // lent to someone else from here on, possibly on another thread
   auto now = pool::Clock::now();
   if (count_traffic_)
     pool_.traffic().add_transaction_time(
@@ -1268,6 +1293,7 @@ void Relay::finish(End end) {
     if (client_watch_ != net::ReadinessSet::kNone) net::ReadinessSet::of_this_thread()->forget(client_watch_);
     client_waiting_ = false;
     if (lease_) lease_->socket.cancel(ignored);
+    unwatch_backend();
     if (idle_timer_) idle_timer_->cancel();
     // Queued with a ticket: out of the queue now, unless it was just served (then its wake gives the backend
     // back).

@@ -202,7 +202,10 @@ class Relay {
   void abandon_until_sync();
   void abandon(const PendingReply& reply);
 
+  bool watch_backend();    // in this worker's readiness set, calling this relay back; false if it cannot be
+  void unwatch_backend();  // calls back nobody, before the lease is given up
   void wait_backend();
+  static void backend_readable(void* relay);  // net::ReadinessSet's call back
   void pump_backend();
   // Drops the replies to pgmux's own SET, then forwards the rest. False when the pump must stop here.
   bool process_backend_bytes();

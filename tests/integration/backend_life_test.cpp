@@ -107,6 +107,31 @@ TEST_CASE("an idle backend is closed after server_idle_timeout and the next clie
   CHECK(client.value("SELECT pg_backend_pid()") != pid);
 }
 
+TEST_CASE("a backend the server ends while it is idle is never lent again: the next query runs on a new one",
+          "[backends]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
+  Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
+  Connection client(mux.conninfo());
+  REQUIRE(direct.ok());
+  REQUIRE(client.ok());
+  // Twice: the same client (its backend lives on its worker, which watched it while idle), then a new one.
+  for (int round = 0; round < 2; ++round) {
+    Connection other(mux.conninfo());
+    Connection& next = round == 0 ? client : other;
+    REQUIRE(next.ok());
+    std::string pid = client.value("SELECT pg_backend_pid()");
+    REQUIRE(direct.value("SELECT pg_terminate_backend(" + pid + ")") == "t");
+    REQUIRE(wait_until(
+        [&] { return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid) == "0"; },
+        10s));
+    // Postgres said FATAL and closed while the backend sat in the pool: the client never sees that.
+    std::string after = next.value("SELECT pg_backend_pid()");
+    CHECK(!after.empty());
+    CHECK(after != pid);
+    CHECK(count_of(mux.log(), "that the server closed") == static_cast<std::size_t>(round + 1));
+  }
+}
+
 TEST_CASE("a backend older than server_lifetime is retired, even when it is used all the time",
           "[backends]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .pool_yaml = "  server_lifetime: 1s\n"});

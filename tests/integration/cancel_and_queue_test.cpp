@@ -14,12 +14,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 // Clients of the app pool waiting for a backend, as /metrics says.
 double pool_waiting(const Pgmux& mux) {
   return sample(http_get(mux.http_port(), "/metrics").body,

@@ -137,4 +137,10 @@ std::string Pgmux::state() {
   return "pgmux exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace pgmux::test

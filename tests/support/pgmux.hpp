@@ -70,4 +70,7 @@ class Pgmux {
   std::unique_ptr<ChildProcess> process_;
 };
 
+// How many times `what` occurs in `text` (a log).
+std::size_t count_of(const std::string& text, const std::string& what);
+
 }  // namespace pgmux::test
