@@ -403,10 +403,21 @@ void Relay::pump_client() {
     in.received(n);
     last_client_activity_ = pool::Clock::now();
     if (!lease_ && !drop_stray_copy_messages()) continue;  // all of it was dropped: read on
-    if (!lease_ && !take_backend()) return;
+    if (!lease_ && !take_backend()) {
+      // Queued: watched meanwhile for its end (or more bytes), once its socket is drained. A full buffer
+      // leaves the rest in the socket until a backend comes.
+      if (acquiring_ && n < asked) wait_client();
+      return;
+    }
     if (!forward_client_bytes()) return;
     if (n < asked) return wait_client();  // the socket is drained: its next bytes will wake us
   }
+}
+
+// After the wait for a backend. A client watched all along had its socket drained when it was armed, and any
+// byte since would have called it back (and been read into its buffer): reading now would find nothing.
+void Relay::read_client_if_due() {
+  if (!client_waiting_) pump_client();
 }
 
 // Waiting for a backend: more of the client's bytes are buffered for later (as far as the buffer holds them),
@@ -415,7 +426,8 @@ void Relay::watch_queued_client() {
   net::IoBuffer& in = *client_in_;
   if (in.space_size() == 0) return;  // full: the rest waits in the socket
   error_code ec;
-  std::size_t n = client_.read_some(asio::buffer(in.space(), in.space_size()), ec);
+  const std::size_t asked = in.space_size();
+  std::size_t n = client_.read_some(asio::buffer(in.space(), asked), ec);
   if (ec == asio::error::would_block) return wait_client();
   if (ec || n == 0) {
     log::info("a client waiting for a server connection left; its request is dropped");
@@ -423,7 +435,7 @@ void Relay::watch_queued_client() {
   }
   in.received(n);
   last_client_activity_ = pool::Clock::now();
-  wait_client();
+  if (n < asked) wait_client();
 }
 
 // CopyData, CopyDone and CopyFail with no backend on loan are the tail of a COPY that already ended (Postgres
@@ -464,7 +476,6 @@ bool Relay::take_backend() {
   backend_since_ = pool::Clock::now();
   ++pending_;
   if (!QueueTicket::join(*this, pool_, here, settings_.query_wait_timeout)) acquire_in_coroutine(false);
-  wait_client();
   return false;
 }
 
@@ -486,7 +497,7 @@ void Relay::acquire_in_coroutine(bool holds_slot) {
         if (failure)
           return no_backend({{}, std::string(sqlstate::kConnectionFailure), "no server connection"});
         if (!acquired.lease) return no_backend(std::move(acquired));
-        if (adopt(std::move(acquired.lease)) && forward_client_bytes()) pump_client();
+        if (adopt(std::move(acquired.lease)) && forward_client_bytes()) read_client_if_due();
       });
 }
 
@@ -513,7 +524,7 @@ void Relay::queue_served(QueueTicket& ticket) {
     return maybe_done();
   }
   if (killed) return no_backend(pool::AcquireResult::killed());
-  if (adopt(std::move(lease)) && forward_client_bytes()) pump_client();
+  if (adopt(std::move(lease)) && forward_client_bytes()) read_client_if_due();
 }
 
 void Relay::queue_wait_expired(QueueTicket& ticket) {

@@ -129,7 +129,8 @@ class Relay {
   const std::string& error_message() const { return extras_ ? extras_->error_message : kNoError; }
 
  private:
-  void wait_client();
+  void wait_client();  // only once the socket is drained (EAGAIN or a short read): see ReadinessSet
+  void read_client_if_due();
   static void client_readable(void* relay);  // net::ReadinessSet's call back
   void end_after_replies();
   void pump_client();
