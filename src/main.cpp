@@ -79,6 +79,8 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
   if (log::parse_level(cfg.log_level, level)) log::set_level(level);
   log::Format format;
   if (log::parse_format(cfg.log_format, format)) log::set_format(format);
+  // Before the proxy: backends leave their worker's set when they close, the last ones with the proxy.
+  std::vector<std::unique_ptr<net::ReadinessSet>> readiness;
   session::Proxy proxy(cfg);
   const int workers = proxy.workers();
   lifecycle::raise_fd_limit_for(cfg, workers);
@@ -100,9 +102,15 @@ int run(const std::string& config_path, const config::Config& cfg, bool takeover
   std::vector<asio::any_io_executor> executors;
   for (auto& io : contexts) executors.push_back(io->get_executor());
   proxy.set_worker_executors(std::move(executors));
-  // Before anything runs on a worker: its relays watch their clients through it.
-  std::vector<std::unique_ptr<net::ReadinessSet>> readiness;
+  // Before anything runs on a worker: its relays watch their clients through it. Closed before the contexts
+  // go, however this function ends.
   for (auto& io : contexts) readiness.push_back(net::ReadinessSet::start_on(*io));
+  struct CloseSets {
+    std::vector<std::unique_ptr<net::ReadinessSet>>& sets;
+    ~CloseSets() {
+      for (auto& set : sets) set->close();
+    }
+  } close_sets{readiness};
   std::vector<lifecycle::WorkerListeners> listeners =
       lifecycle::open_listeners(cfg, contexts, handover ? &handover->sockets : nullptr);
   for (int i = 0; i < workers; ++i) {

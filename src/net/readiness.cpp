@@ -1,6 +1,8 @@
 // Readability of long-lived sockets, from an epoll set of each worker's own nested in its io_context.
 #include "net/readiness.hpp"
 
+#include "log.hpp"
+
 #include <sys/epoll.h>
 
 #include <cerrno>
@@ -15,6 +17,8 @@ thread_local ReadinessSet* t_set = nullptr;
 // Events taken per epoll_wait. A full batch means more may be waiting: the rest is taken after the worker's
 // other handlers had a turn.
 constexpr int kBatch = 64;
+// An event's key once its watch turned out forgotten (no slot has this generation and index).
+constexpr std::uint64_t kForgotten = ~std::uint64_t{0};
 
 }  // namespace
 
@@ -36,9 +40,15 @@ ReadinessSet* ReadinessSet::of_this_thread() {
 ReadinessSet::ReadinessSet(asio::io_context& io, int epoll_fd) : io_(io), epoll_(io, epoll_fd) {}
 
 ReadinessSet::~ReadinessSet() {
-  // Destroyed by the thread that owns the worker's io_context, after it stopped; another worker's thread
-  // may already have exited.
+  // Destroyed on the main thread (which runs worker 0), after every worker stopped.
   if (t_set == this) t_set = nullptr;
+}
+
+void ReadinessSet::close() {
+  std::lock_guard lock(left_mutex_);
+  error_code ignored;
+  epoll_.close(ignored);
+  closed_ = true;
 }
 
 ReadinessSet::Id ReadinessSet::watch(int fd, Callback callback, void* target) {
@@ -69,8 +79,10 @@ ReadinessSet::Id ReadinessSet::watch(int fd, Callback callback, void* target) {
 void ReadinessSet::arm(Id id) {
   Slot& slot = slots_[id];
   slot.armed = true;
-  if (!slot.edge && !slot.hung_up) return;
+  // Edges are noted only by dispatch(), on this thread: one noted before the read that drained the socket was
+  // for bytes that read took. Bytes since then have an event of their own still to come.
   slot.edge = false;
+  if (!slot.hung_up) return;
   asio::post(io_, [this, id, generation = slot.generation] {
     Slot& later = slots_[id];
     if (later.generation != generation || !later.armed) return;  // forgotten, or called back by an event
@@ -96,9 +108,10 @@ void ReadinessSet::retarget(Id id, Callback callback, void* target) {
 }
 
 void ReadinessSet::unwatch_from_any_thread(int fd, Id id) {
+  std::lock_guard lock(left_mutex_);
+  if (closed_) return;
   ::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
   if (t_set == this) return forget(id);
-  std::lock_guard lock(left_mutex_);
   left_.push_back(id);
   any_left_.store(true, std::memory_order_release);
 }
@@ -113,19 +126,11 @@ void ReadinessSet::forget_left_ones() {
   for (Id id : left) forget(id);
 }
 
-void ReadinessSet::on_edge(Id id) {
-  Slot& slot = slots_[id];
-  if (!slot.armed) {
-    slot.edge = true;
-    return;
-  }
-  slot.armed = false;
-  slot.callback(slot.target);  // may watch, arm or forget: `slot` is not touched after it
-}
-
 void ReadinessSet::wait_for_events() {
   epoll_.async_wait(asio::posix::descriptor_base::wait_read, [this](error_code ec) {
-    if (!ec) dispatch();
+    if (!ec) return dispatch();
+    if (ec != asio::error::operation_aborted)
+      log::error("a worker's readiness set failed (", ec.message(), "); its sockets are no longer watched");
   });
 }
 
@@ -134,13 +139,27 @@ void ReadinessSet::dispatch() {
   if (any_left_.load(std::memory_order_acquire)) forget_left_ones();
   epoll_event events[kBatch];
   int n = ::epoll_wait(epoll_.native_handle(), events, kBatch, 0);
+  // Two passes: every edge of the batch is noted before anyone is called back, so that a call back that
+  // borrows an idle backend already knows whether that backend spoke (see quiet()).
   for (int i = 0; i < n; ++i) {
     const auto id = static_cast<Id>(events[i].data.u64);
-    const auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
     Slot& slot = slots_[id];
-    if (slot.generation != generation) continue;  // for a watch forgotten since
+    if (slot.generation != static_cast<std::uint32_t>(events[i].data.u64 >> 32)) {
+      events[i].data.u64 = kForgotten;  // for a watch forgotten since
+      continue;
+    }
+    slot.edge = true;
     if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) slot.hung_up = true;
-    on_edge(id);
+  }
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == kForgotten) continue;
+    const auto id = static_cast<Id>(events[i].data.u64);
+    Slot& slot = slots_[id];
+    // A call back earlier in the batch may have forgotten this one, or read its socket and armed it again.
+    if (slot.generation != static_cast<std::uint32_t>(events[i].data.u64 >> 32) || !slot.armed || !slot.edge)
+      continue;
+    slot.armed = slot.edge = false;
+    slot.callback(slot.target);  // may watch, arm or forget: `slot` is not touched after it
   }
   if (n == kBatch)
     asio::post(io_, [this] { dispatch(); });

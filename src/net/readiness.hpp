@@ -25,8 +25,8 @@ class ReadinessSet {
   using Id = std::uint32_t;
   static constexpr Id kNone = ~Id{0};
 
-  // Creates the set of the worker running `io` (call before anything is spawned on it); it stays for as long
-  // as the returned owner, which must not outlive `io`.
+  // Creates the set of the worker running `io` (call before anything is spawned on it). Its owner calls
+  // close() before `io` goes, and may keep it longer.
   static std::unique_ptr<ReadinessSet> start_on(asio::io_context& io);
   // The set of the worker this thread runs; null on any other thread.
   static ReadinessSet* of_this_thread();
@@ -38,8 +38,8 @@ class ReadinessSet {
   // Watches `fd` (readable, peer closed, error): after each arm(), `callback(target)` runs once, from the
   // worker's loop, when it is or becomes readable. kNone if the kernel refuses it (out of memory).
   Id watch(int fd, Callback callback, void* target);
-  // Asks for one call back. If an edge came since the last one, or the peer has closed, the call back is
-  // posted at once (it may find nothing new to read); otherwise it comes with the next edge.
+  // Asks for one call back, right after a read that drained the socket (EAGAIN or a short read): it comes
+  // with the next edge, or is posted at once if the peer has closed.
   void arm(Id id);
   // No call back from here on, not even one already posted. The socket leaves the set when it is closed.
   void forget(Id id);
@@ -53,23 +53,27 @@ class ReadinessSet {
     return !slot.edge && !slot.hung_up;
   }
   void clear_edges(Id id) { slots_[id].edge = false; }
+  void note_edge(Id id) { slots_[id].edge = true; }
 
   // From any thread, for a socket that leaves this worker (or is closed there): out of the set now, and
   // forgotten when this worker next takes events.
   void unwatch_from_any_thread(int fd, Id id);
 
+  // Once the workers stopped, before their io_contexts go: the set's descriptor is closed, and from then on
+  // unwatch_from_any_thread() does nothing (backends still held by sessions are destroyed after it).
+  void close();
+
  private:
   explicit ReadinessSet(asio::io_context& io, int epoll_fd);
   void wait_for_events();
   void dispatch();
-  void on_edge(Id id);
 
   struct Slot {
     void* target = nullptr;
     Callback callback = nullptr;
     std::uint32_t generation = 0;  // changes on forget(): events and posts for an older watch are dropped
     bool armed = false;
-    bool edge = false;  // readable since the last call back, with nobody armed to hear it
+    bool edge = false;  // an event came since the last call back or arm()
     // The peer closed (or the socket failed): from then on every arm() is called back at once. An edge
     // says only that something came; the bytes read after it (a short read) may end before the end of
     // stream that came with them, and no later edge would tell.
@@ -85,6 +89,7 @@ class ReadinessSet {
   std::vector<Id> free_;
   // unwatch_from_any_thread(), for forget() on this worker.
   std::mutex left_mutex_;
+  bool closed_ = false;  // close(); under left_mutex_
   std::vector<Id> left_;
   std::atomic<bool> any_left_{false};
 };

@@ -287,11 +287,19 @@ void move_to(Backend& backend, const asio::any_io_executor& executor) {
   backend.socket.non_blocking(true, ec);
 }
 
+namespace {
+constexpr auto kTrustQuietSetFor = std::chrono::seconds(1);
+}  // namespace
+
 bool looks_healthy(Backend& backend) {
   if (!backend.socket.is_open()) return false;
   net::ReadinessSet* here =
       backend.watched_by == net::ReadinessSet::of_this_thread() ? backend.watched_by : nullptr;
-  if (here && here->quiet(backend.watch_id)) return true;
+  // The set knows only the events it has taken: a busy worker may not have taken one that came a moment ago.
+  // A backend used this recently is trusted on the set's word (PgBouncer trusts its event loop likewise); one
+  // idle for longer is asked.
+  if (here && here->quiet(backend.watch_id) && Clock::now() - backend.last_used < kTrustQuietSetFor)
+    return true;
   char byte;
   ssize_t n = ::recv(backend.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;

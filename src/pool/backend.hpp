@@ -72,9 +72,9 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
 void move_to(Backend& backend, const asio::any_io_executor& executor);
 
 // Backend's socket still usable and silent? Idle backends must not have sent anything (a FATAL from a
-// restarting server, or EOF) — if they did, they are closed instead of reused. Watched by the calling
-// thread's readiness set, which saw nothing come since a relay last read it, a backend is known silent
-// without asking the socket.
+// restarting server, or EOF) — if they did, they are closed instead of reused. A backend used within the last
+// second and watched by the calling thread's readiness set, which saw nothing come since a relay last read
+// it, is known silent without asking the socket.
 bool looks_healthy(Backend& backend);
 
 }  // namespace pgmux::pool

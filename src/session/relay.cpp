@@ -375,7 +375,10 @@ void Relay::client_readable(void* relay) {
   Relay& self = *static_cast<Relay*>(relay);
   self.client_waiting_ = false;
   if (self.client_stop_) return;  // read nothing after Terminate, EOF included
-  self.pump_client();             // errors and EOF show up as readable: the read finds them
+  // The unsent rest of the client's bytes is still at the front of its buffer: reading now would scan it
+  // again. The write's completion reads on.
+  if (self.state_.client_writing) return;
+  self.pump_client();  // errors and EOF show up as readable: the read finds them
 }
 
 // Terminate came after requests still unanswered. Postgres answers them before it closes (a serverless
@@ -404,9 +407,11 @@ void Relay::pump_client() {
     last_client_activity_ = pool::Clock::now();
     if (!lease_ && !drop_stray_copy_messages()) continue;  // all of it was dropped: read on
     if (!lease_ && !take_backend()) {
-      // Queued: watched meanwhile for its end (or more bytes), once its socket is drained. A full buffer
-      // leaves the rest in the socket until a backend comes.
-      if (acquiring_ && n < asked) wait_client();
+      // Queued: watched meanwhile for its end (or more bytes), once its socket is drained.
+      if (acquiring_ && n < asked)
+        wait_client();
+      else if (acquiring_)
+        watch_queued_client();
       return;
     }
     if (!forward_client_bytes()) return;
@@ -1078,12 +1083,13 @@ bool Relay::watch_backend() {
     set.retarget(backend.watch_id, &Relay::backend_readable, this);
     return true;
   }
-  backend.watch_id = set.watch(backend.socket.native_handle(), &Relay::backend_readable, this);
-  if (backend.watch_id == net::ReadinessSet::kNone) {
+  const net::ReadinessSet::Id id = set.watch(backend.socket.native_handle(), &Relay::backend_readable, this);
+  if (id == net::ReadinessSet::kNone) {
     log::error("a server connection's socket could not be watched (", std::strerror(errno), "); closing it");
     return false;
   }
   backend.watched_by = &set;
+  backend.watch_id = id;
   return true;
 }
 
@@ -1101,6 +1107,9 @@ void Relay::pump_backend() {
     if (ec == asio::error::would_block) return wait_backend();
     if (ec || n == 0) return finish(End::backend_gone);
     in.received(n);
+    // A full read may have left bytes behind, with no event to come for them: should the transaction end
+    // here, the next borrower must look before trusting the set (looks_healthy).
+    if (n == asked) lease_->watched_by->note_edge(lease_->watch_id);
     if (!process_backend_bytes()) return;
     if (n < asked) return wait_backend();
   }
