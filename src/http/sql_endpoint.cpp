@@ -85,6 +85,7 @@ asio::awaitable<SqlAnswer> SqlEndpoint::answer(const HttpRequest& http_request, 
     lease = std::move(acquired.lease);
   }
   pool::move_to(*lease, co_await asio::this_coro::executor);
+  pool::unwatch(*lease);  // read through Asio here: the set would report each reply a second time
 
   const auto lent = pool::Clock::now();
   InFlight holding(proxy_.http_requests_holding());

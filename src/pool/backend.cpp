@@ -267,15 +267,18 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
 }
 
 Backend::~Backend() {
-  if (watched_by) watched_by->unwatch_from_any_thread(socket.native_handle(), watch_id);
+  unwatch(*this);
+}
+
+void unwatch(Backend& backend) {
+  if (!backend.watched_by) return;
+  backend.watched_by->unwatch_from_any_thread(backend.socket.native_handle(), backend.watch_id);
+  backend.watched_by = nullptr;
 }
 
 void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (backend.socket.get_executor() == executor) return;
-  if (backend.watched_by) {
-    backend.watched_by->unwatch_from_any_thread(backend.socket.native_handle(), backend.watch_id);
-    backend.watched_by = nullptr;
-  }
+  unwatch(backend);
   error_code ec;
   // A TLS backend's socket is the plaintext end of a socketpair (its tunnel stays on its own worker), which
   // has no TCP address: any protocol tag will do for it.

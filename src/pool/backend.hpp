@@ -71,6 +71,10 @@ asio::awaitable<void> send_cancel_request(const config::DatabaseConfig& db, std:
 // operation. It leaves the readiness set of its old worker.
 void move_to(Backend& backend, const asio::any_io_executor& executor);
 
+// Out of its worker's readiness set, for a user that reads it through Asio (POST /sql): the set would report
+// every reply a second time. A relay puts it back when it borrows it.
+void unwatch(Backend& backend);
+
 // Backend's socket still usable and silent? Idle backends must not have sent anything (a FATAL from a
 // restarting server, or EOF) — if they did, they are closed instead of reused. A backend used within the last
 // second and watched by the calling thread's readiness set, which saw nothing come since a relay last read
