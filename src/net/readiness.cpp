@@ -37,7 +37,8 @@ ReadinessSet* ReadinessSet::of_this_thread() {
   return t_set;
 }
 
-ReadinessSet::ReadinessSet(asio::io_context& io, int epoll_fd) : io_(io), epoll_(io, epoll_fd) {}
+ReadinessSet::ReadinessSet(asio::io_context& io, int epoll_fd)
+    : io_(io), epoll_fd_(epoll_fd), epoll_(std::in_place, io, epoll_fd) {}
 
 ReadinessSet::~ReadinessSet() {
   // Destroyed on the main thread (which runs worker 0), after every worker stopped.
@@ -46,8 +47,7 @@ ReadinessSet::~ReadinessSet() {
 
 void ReadinessSet::close() {
   std::lock_guard lock(left_mutex_);
-  error_code ignored;
-  epoll_.close(ignored);
+  epoll_.reset();  // closes epoll_fd_
   closed_ = true;
 }
 
@@ -68,8 +68,8 @@ ReadinessSet::Id ReadinessSet::watch(int fd, Callback callback, void* target) {
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = key(id, slot.generation);
   // A socket watched before by someone who stopped (forget) without closing it is still in the set.
-  if (::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0 &&
-      (errno != EEXIST || ::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_MOD, fd, &ev) != 0)) {
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+      (errno != EEXIST || ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0)) {
     forget(id);
     return kNone;
   }
@@ -110,7 +110,7 @@ void ReadinessSet::retarget(Id id, Callback callback, void* target) {
 void ReadinessSet::unwatch_from_any_thread(int fd, Id id) {
   std::lock_guard lock(left_mutex_);
   if (closed_) return;
-  ::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   if (t_set == this) return forget(id);
   left_.push_back(id);
   any_left_.store(true, std::memory_order_release);
@@ -127,7 +127,7 @@ void ReadinessSet::forget_left_ones() {
 }
 
 void ReadinessSet::wait_for_events() {
-  epoll_.async_wait(asio::posix::descriptor_base::wait_read, [this](error_code ec) {
+  epoll_->async_wait(asio::posix::descriptor_base::wait_read, [this](error_code ec) {
     if (!ec) return dispatch();
     if (ec != asio::error::operation_aborted)
       log::error("a worker's readiness set failed (", ec.message(), "); its sockets are no longer watched");
@@ -138,7 +138,7 @@ void ReadinessSet::dispatch() {
   // Slots given up elsewhere are reused only from here, so none is reused while its socket may still report.
   if (any_left_.load(std::memory_order_acquire)) forget_left_ones();
   epoll_event events[kBatch];
-  int n = ::epoll_wait(epoll_.native_handle(), events, kBatch, 0);
+  int n = ::epoll_wait(epoll_fd_, events, kBatch, 0);
   // Two passes: every edge of the batch is noted before anyone is called back, so that a call back that
   // borrows an idle backend already knows whether that backend spoke (see quiet()).
   for (int i = 0; i < n; ++i) {

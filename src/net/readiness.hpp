@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "net/asio.hpp"
@@ -84,7 +85,9 @@ class ReadinessSet {
   void forget_left_ones();
 
   asio::io_context& io_;
-  asio::posix::stream_descriptor epoll_;  // owns the epoll descriptor
+  const int epoll_fd_;
+  // Owns epoll_fd_; an Asio object, so it goes in close(), while its io_context still exists.
+  std::optional<asio::posix::stream_descriptor> epoll_;
   std::vector<Slot> slots_;
   std::vector<Id> free_;
   // unwatch_from_any_thread(), for forget() on this worker.
