@@ -17,8 +17,6 @@ thread_local ReadinessSet* t_set = nullptr;
 // Events taken per epoll_wait. A full batch means more may be waiting: the rest is taken after the worker's
 // other handlers had a turn.
 constexpr int kBatch = 64;
-// An event's key once its watch turned out forgotten (no slot has this generation and index).
-constexpr std::uint64_t kForgotten = ~std::uint64_t{0};
 
 }  // namespace
 
@@ -83,11 +81,9 @@ void ReadinessSet::arm(Id id) {
   // for bytes that read took. Bytes since then have an event of their own still to come.
   slot.edge = false;
   if (!slot.hung_up) return;
-  asio::post(io_, [this, id, generation = slot.generation] {
-    Slot& later = slots_[id];
-    if (later.generation != generation || !later.armed) return;  // forgotten, or called back by an event
-    later.armed = false;
-    later.callback(later.target);
+  asio::post(io_, [this, watch_key = key(id, slot.generation)] {
+    // Unless forgotten, or called back by an event meanwhile.
+    if (Slot* later = current_slot(watch_key); later && later->armed) call_back(*later);
   });
 }
 
@@ -142,29 +138,30 @@ void ReadinessSet::dispatch() {
   // Two passes: every edge of the batch is noted before anyone is called back, so that a call back that
   // borrows an idle backend already knows whether that backend spoke (see quiet()).
   for (int i = 0; i < n; ++i) {
-    const auto id = static_cast<Id>(events[i].data.u64);
-    Slot& slot = slots_[id];
-    if (slot.generation != static_cast<std::uint32_t>(events[i].data.u64 >> 32)) {
-      events[i].data.u64 = kForgotten;  // for a watch forgotten since
-      continue;
-    }
-    slot.edge = true;
-    if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) slot.hung_up = true;
+    Slot* slot = current_slot(events[i].data.u64);
+    if (!slot) continue;  // for a watch forgotten since
+    slot->edge = true;
+    if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) slot->hung_up = true;
   }
   for (int i = 0; i < n; ++i) {
-    if (events[i].data.u64 == kForgotten) continue;
-    const auto id = static_cast<Id>(events[i].data.u64);
-    Slot& slot = slots_[id];
     // A call back earlier in the batch may have forgotten this one, or read its socket and armed it again.
-    if (slot.generation != static_cast<std::uint32_t>(events[i].data.u64 >> 32) || !slot.armed || !slot.edge)
-      continue;
-    slot.armed = slot.edge = false;
-    slot.callback(slot.target);  // may watch, arm or forget: `slot` is not touched after it
+    Slot* slot = current_slot(events[i].data.u64);
+    if (slot && slot->armed && slot->edge) call_back(*slot);
   }
   if (n == kBatch)
     asio::post(io_, [this] { dispatch(); });
   else
     wait_for_events();
+}
+
+ReadinessSet::Slot* ReadinessSet::current_slot(std::uint64_t key) {
+  Slot& slot = slots_[static_cast<Id>(key)];
+  return slot.generation == static_cast<std::uint32_t>(key >> 32) ? &slot : nullptr;
+}
+
+void ReadinessSet::call_back(Slot& slot) {
+  slot.armed = slot.edge = false;
+  slot.callback(slot.target);  // may watch, arm or forget: `slot` is not touched after it
 }
 
 }  // namespace pgmux::net

@@ -48,6 +48,7 @@ class ReadinessSet {
   // For sockets that change hands (a backend between clients): who is called back, or nobody (null target:
   // edges are still noted, see quiet()). Disarms.
   void retarget(Id id, Callback callback, void* target);
+  bool armed(Id id) const { return slots_[id].armed; }
   // Nothing came since the last call back or clear_edges(), and the peer has not closed.
   bool quiet(Id id) const {
     const Slot& slot = slots_[id];
@@ -81,6 +82,8 @@ class ReadinessSet {
     bool hung_up = false;
   };
   static std::uint64_t key(Id id, std::uint32_t generation) { return std::uint64_t{generation} << 32 | id; }
+  Slot* current_slot(std::uint64_t key);  // the key's slot, unless forgotten since the key was made
+  void call_back(Slot& slot);             // disarms it first
 
   void forget_left_ones();
 

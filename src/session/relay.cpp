@@ -366,14 +366,13 @@ void Relay::start(RelayOwner& owner) {
 // ---- client -> backend ----
 
 void Relay::wait_client() {
-  if (client_waiting_) return;  // armed already: it stays armed across transactions
-  client_waiting_ = true;
-  net::ReadinessSet::of_this_thread()->arm(client_watch_);
+  net::ReadinessSet& set = *net::ReadinessSet::of_this_thread();
+  if (set.armed(client_watch_)) return;  // armed already: it stays armed across transactions
+  set.arm(client_watch_);
 }
 
 void Relay::client_readable(void* relay) {
   Relay& self = *static_cast<Relay*>(relay);
-  self.client_waiting_ = false;
   if (self.client_stop_) return;  // read nothing after Terminate, EOF included
   // The unsent rest of the client's bytes is still at the front of its buffer: reading now would scan it
   // again. The write's completion reads on.
@@ -407,12 +406,9 @@ void Relay::pump_client() {
     last_client_activity_ = pool::Clock::now();
     if (!lease_ && !drop_stray_copy_messages()) continue;  // all of it was dropped: read on
     if (!lease_ && !take_backend()) {
+      if (!acquiring_) return;
       // Queued: watched meanwhile for its end (or more bytes), once its socket is drained.
-      if (acquiring_ && n < asked)
-        wait_client();
-      else if (acquiring_)
-        watch_queued_client();
-      return;
+      return n < asked ? wait_client() : watch_queued_client();
     }
     if (!forward_client_bytes()) return;
     if (n < asked) return wait_client();  // the socket is drained: its next bytes will wake us
@@ -422,7 +418,7 @@ void Relay::pump_client() {
 // After the wait for a backend. A client watched all along had its socket drained when it was armed, and any
 // byte since would have called it back (and been read into its buffer): reading now would find nothing.
 void Relay::read_client_if_due() {
-  if (!client_waiting_) pump_client();
+  if (!net::ReadinessSet::of_this_thread()->armed(client_watch_)) pump_client();
 }
 
 // Waiting for a backend: more of the client's bytes are buffered for later (as far as the buffer holds them),
@@ -1310,8 +1306,8 @@ void Relay::finish(End end) {
     end_ = end;
     error_code ignored;
     client_.cancel(ignored);
-    if (client_watch_ != net::ReadinessSet::kNone) net::ReadinessSet::of_this_thread()->forget(client_watch_);
-    client_waiting_ = false;
+    if (client_watch_ != net::ReadinessSet::kNone)
+      net::ReadinessSet::of_this_thread()->forget(std::exchange(client_watch_, net::ReadinessSet::kNone));
     if (lease_) lease_->socket.cancel(ignored);
     unwatch_backend();
     if (idle_timer_) idle_timer_->cancel();

@@ -302,7 +302,6 @@ class Relay {
   bool drops_all_at_sync_ = false;  // an unnamed Parse of DEALLOCATE ALL / DISCARD ALL awaits its Sync
   bool drops_at_sync_ = false;      // a request in the batch may drop statements on the server
   bool backend_saw_ready_ = false;  // a ReadyForQuery went by in the bytes now being forwarded
-  bool client_waiting_ = false;     // a wait on the client is armed
   bool acquiring_ = false;          // queued in the pool for a backend
   enum class Edit : std::uint8_t { none, drop, to_parse_complete, to_deallocate_complete } edit_ = Edit::none;
   PendingReply::SearchPath search_path_at_sync_ = PendingReply::SearchPath::unchanged;  // like drops_at_sync_

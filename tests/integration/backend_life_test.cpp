@@ -300,12 +300,7 @@ TEST_CASE("a client that ends its stream right behind a partial or whole message
   pgmux::protocol::append_query(query, "SELECT 1");
   for (const std::string& last_bytes : {query.substr(0, 3), query.substr(0, 7), query}) {
     RawSocket raw(mux.port());
-    REQUIRE(raw.connected());
-    std::string startup;
-    pgmux::protocol::append_startup(startup, {{"user", "app"}, {"database", "forced"}});
-    std::string welcome;
-    REQUIRE(raw.send_all(startup));
-    REQUIRE(raw.read_until_ready(welcome, 1, 10s));
+    REQUIRE(raw.log_in("app", "forced"));
     {
       PausedProcess held(mux.process());
       REQUIRE(raw.send_and_close_write(last_bytes));
@@ -326,12 +321,7 @@ TEST_CASE("an unknown message type ends that client with 08P01, and its backend 
   std::string pid = first.value("SELECT pg_backend_pid()");
 
   RawSocket raw(mux.port());
-  REQUIRE(raw.connected());
-  std::string startup;
-  pgmux::protocol::append_startup(startup, {{"user", "app"}, {"database", "forced"}});
-  std::string welcome;
-  REQUIRE(raw.send_all(startup));
-  REQUIRE(raw.read_until_ready(welcome, 1, 10s));
+  REQUIRE(raw.log_in("app", "forced"));
   std::string bogus = "?";
   bogus += be32(4);
   REQUIRE(raw.send_all(bogus));

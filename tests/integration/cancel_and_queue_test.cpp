@@ -129,12 +129,7 @@ TEST_CASE("a queued client is given the place of a backend that died while it wa
   const std::string pid = holder.value("SELECT pg_backend_pid()");  // the pool's one backend
   const std::string marker = "SELECT pg_sleep(30) /* queue-slot */";
   REQUIRE(PQsendQuery(holder.get(), marker.c_str()) == 1);
-  REQUIRE(wait_until(
-      [&] {
-        return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
-                            " AND state = 'active' AND query = '" + marker + "'") == "1";
-      },
-      10s));
+  REQUIRE(wait_until_running(direct, pid, marker));
   send_to_queue(waiter, "SELECT 41 + 1");
   REQUIRE(wait_until([&] { return pool_waiting(mux) == 1; }, 10s));
   // The backend goes: its slot passes to the waiter, which connects a new one.

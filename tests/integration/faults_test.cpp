@@ -302,12 +302,7 @@ TEST_CASE("a backend terminated mid-transaction gives its client 57P01 or 08006 
   std::string pid = victim.value("SELECT pg_backend_pid()");
   const std::string marker = "SELECT pg_sleep(30) /* faults-terminate */";
   REQUIRE(PQsendQuery(victim.get(), marker.c_str()) == 1);
-  REQUIRE(wait_until(
-      [&] {
-        return direct.value("SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
-                            " AND state = 'active' AND query = '" + marker + "'") == "1";
-      },
-      10s));
+  REQUIRE(wait_until_running(direct, pid, marker));
   REQUIRE(direct.value("SELECT pg_terminate_backend(" + pid + ")") == "t");
 
   bool timed_out;

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "process.hpp"
+
 namespace pgmux::test {
 
 using Clock = std::chrono::steady_clock;
@@ -78,6 +80,13 @@ Outcome exec_prepared_bounded(PGconn* conn, const std::string& name, const std::
                            nullptr, 0))
     return send_failed(conn);
   return collect(conn, "execute " + name, timeout);
+}
+
+bool wait_until_running(Connection& direct, const std::string& pid, const std::string& query,
+                        std::chrono::milliseconds timeout) {
+  const std::string sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid +
+                          " AND state = 'active' AND query = '" + query + "'";
+  return wait_until([&] { return direct.value(sql) == "1"; }, timeout);
 }
 
 }  // namespace pgmux::test

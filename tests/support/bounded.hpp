@@ -37,6 +37,11 @@ Outcome prepare_bounded(PGconn* conn, const std::string& name, const std::string
 Outcome exec_prepared_bounded(PGconn* conn, const std::string& name, const std::vector<std::string>& params,
                               std::chrono::milliseconds timeout = 30s);
 
+// Polls pg_stat_activity through `direct` until backend `pid` runs `query` (it has reached the server, not
+// only a socket); false after `timeout`.
+bool wait_until_running(Connection& direct, const std::string& pid, const std::string& query,
+                        std::chrono::milliseconds timeout = 10s);
+
 // Errors collected on worker threads (Catch2 assertions are not thread-safe) and checked on the main thread.
 class Failures {
  public:

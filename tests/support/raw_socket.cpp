@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pgmux/protocol/builders.hpp"
+
 namespace pgmux::test {
 
 using Clock = std::chrono::steady_clock;
@@ -28,6 +30,13 @@ RawSocket::~RawSocket() {
 
 bool RawSocket::send_all(const std::string& bytes) {
   return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+}
+
+bool RawSocket::log_in(const std::string& user, const std::string& database) {
+  std::string startup;
+  pgmux::protocol::append_startup(startup, {{"user", user}, {"database", database}});
+  std::string welcome;
+  return connected_ && send_all(startup) && read_until_ready(welcome, 1, std::chrono::seconds(10));
 }
 
 bool RawSocket::send_and_close_write(const std::string& bytes) {

@@ -16,6 +16,9 @@ class RawSocket {
 
   bool connected() const { return connected_; }
   bool send_all(const std::string& bytes);
+  // Sends a startup packet and reads up to the first ReadyForQuery: a login that is asked no password
+  // (auth_type trust).
+  bool log_in(const std::string& user, const std::string& database);
   // Sends `bytes` and the end of the stream (FIN) right behind them, as a client that exits mid-write would.
   bool send_and_close_write(const std::string& bytes);
   // Everything the peer sends until it closes; false if it is still open at the deadline.
