@@ -168,6 +168,7 @@ asio::awaitable<BackendLogin> login(const config::DatabaseConfig& db, const Back
   Authenticator authenticator{creds, {}};
   BackendLogin result;
   auto backend = std::make_unique<Backend>(std::move(socket));
+  backend->protocol = endpoint.protocol();
   std::string body;
   for (;;) {
     char type;
@@ -280,13 +281,9 @@ void move_to(Backend& backend, const asio::any_io_executor& executor) {
   if (backend.socket.get_executor() == executor) return;
   unwatch(backend);
   error_code ec;
-  // A TLS backend's socket is the plaintext end of a socketpair (its tunnel stays on its own worker), which
-  // has no TCP address: any protocol tag will do for it.
-  tcp::endpoint local = backend.socket.local_endpoint(ec);
-  const tcp protocol = ec ? tcp::v4() : local.protocol();
   tcp::socket::native_handle_type fd = backend.socket.release(ec);
   if (ec) return;  // a dead socket: the relay will find out and drop it
-  backend.socket = net::Socket(net::worker_executor(executor), protocol, fd);
+  backend.socket = net::Socket(net::worker_executor(executor), backend.protocol, fd);
   backend.socket.non_blocking(true, ec);
 }
 

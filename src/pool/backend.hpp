@@ -37,6 +37,9 @@ struct Backend {
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
   net::Socket socket;
+  // The address family it was connected over, so that moving the socket to another worker needs no
+  // getsockname. A TLS backend's socket is the plaintext end of a socketpair, for which any tag will do.
+  asio::ip::tcp protocol = asio::ip::tcp::v4();
   // The readiness set of the worker it lives on, once a relay has read from it there: it stays in that set
   // between clients (see looks_healthy).
   net::ReadinessSet* watched_by = nullptr;

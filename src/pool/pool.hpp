@@ -89,6 +89,7 @@ class PoolWaiter {
   virtual void wake() = 0;
   PoolWaiter* next_ = nullptr;
   PoolWaiter* prev_ = nullptr;
+  int passed_over_ = 0;  // times a waiter behind it was served first (see Pool::pick_waiter_for)
 };
 
 struct PoolSettings {
@@ -206,6 +207,8 @@ class Pool {
   void discard(std::unique_ptr<Backend> backend, CloseReason reason);
   // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
   bool hand_to_waiter(std::unique_ptr<Backend>& backend);
+  // Under mutex_: which waiter a backend living on `home` goes to (the queue is not empty).
+  PoolWaiter* pick_waiter_for(const net::Executor& home);
   // Under mutex_: lets waiters connect while the pool is under its size.
   void offer_free_slots();
   // Under mutex_: whether a backend coming back must be closed rather than kept (old server, too many, too

@@ -1,0 +1,88 @@
+// Unit tests of the pool's queue: which waiter a backend coming back is handed to, with two workers.
+#include <catch2/catch.hpp>
+
+#include <deque>
+
+#include "pool/pool.hpp"
+
+using namespace pgmux;
+
+namespace {
+
+struct Waiter final : pool::PoolWaiter {
+  Waiter(net::Executor home, std::string name) : PoolWaiter(home), name(std::move(name)) {}
+  void wake() override { woken = true; }
+  std::string name;
+  bool woken = false;
+};
+
+config::DatabaseConfig named(std::string name) {
+  config::DatabaseConfig database;
+  database.name = std::move(name);
+  return database;
+}
+
+// Two workers that never run (the pool only compares executors), and a pool of size 0, so that every waiter
+// queues and every backend comes from the test.
+struct TwoWorkers {
+  asio::io_context a, b;
+  pool::Pool pool{named("db"), pool::BackendCredentials{}, pool::PoolSettings{.max_size = 0, .workers = 2}};
+  std::deque<Waiter> waiters;  // in queue order; a deque keeps their addresses
+
+  ~TwoWorkers() {
+    for (Waiter& waiter : waiters) {
+      pool.leave_queue(waiter);      // a waiter must not stay linked past its life
+      waiter.lease.release_clean();  // back to the pool's idle list, which closes it
+    }
+  }
+
+  void queue(asio::io_context& worker, const std::string& name) {
+    Waiter& waiter = waiters.emplace_back(worker.get_executor(), name);
+    REQUIRE(pool.join_queue(waiter));
+  }
+
+  // Gives back a backend living on `worker`; the name of the waiter it went to.
+  std::string give_back_on(asio::io_context& worker) {
+    net::Socket socket(worker.get_executor());
+    socket.open(asio::ip::tcp::v4());
+    pool::BackendLease lease(&pool, std::make_unique<pool::Backend>(std::move(socket)));
+    lease.release_clean();
+    std::string served;
+    for (Waiter& waiter : waiters)
+      if (waiter.woken && waiter.lease && served.empty() && !waiter.name.ends_with("*")) {
+        served = waiter.name;
+        waiter.name += "*";  // counted once
+      }
+    return served;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a backend coming back goes to the oldest waiter on its own worker", "[pool]") {
+  TwoWorkers w;
+  for (const char* name : {"b1", "b2"}) w.queue(w.b, name);
+  for (const char* name : {"a1", "a2"}) w.queue(w.a, name);
+  CHECK(w.give_back_on(w.a) == "a1");
+  CHECK(w.give_back_on(w.b) == "b1");
+  CHECK(w.give_back_on(w.b) == "b2");
+  CHECK(w.give_back_on(w.b) == "a2");  // nobody left on b: the oldest waiter, wherever it is
+  CHECK(w.pool.counts().waiting == 0);
+}
+
+TEST_CASE("no waiter is passed over more than eight times for one on the backend's worker", "[pool]") {
+  TwoWorkers w;
+  w.queue(w.b, "b1");
+  for (int i = 1; i <= 10; ++i) w.queue(w.a, "a" + std::to_string(i));
+  for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  CHECK(w.give_back_on(w.a) == "b1");  // its ninth chance: served, and the backend moves to its worker
+  CHECK(w.give_back_on(w.a) == "a9");
+}
+
+TEST_CASE("a waiter further down than the first 32 is not looked for", "[pool]") {
+  TwoWorkers w;
+  for (int i = 1; i <= 32; ++i) w.queue(w.b, "b" + std::to_string(i));
+  w.queue(w.a, "a1");
+  CHECK(w.give_back_on(w.a) == "b1");
+  CHECK(w.give_back_on(w.a) == "a1");  // now 32nd in the queue
+}
