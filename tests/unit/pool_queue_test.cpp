@@ -70,13 +70,22 @@ TEST_CASE("a backend coming back goes to the oldest waiter on its own worker", "
   CHECK(w.pool.counts().waiting == 0);
 }
 
-TEST_CASE("no waiter is passed over more than eight times for one on the backend's worker", "[pool]") {
+TEST_CASE("in a short queue no waiter is passed over more than eight times", "[pool]") {
   TwoWorkers w;
   w.queue(w.b, "b1");
   for (int i = 1; i <= 10; ++i) w.queue(w.a, "a" + std::to_string(i));
   for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
   CHECK(w.give_back_on(w.a) == "b1");  // its ninth chance: served, and the backend moves to its worker
   CHECK(w.give_back_on(w.a) == "a9");
+}
+
+TEST_CASE("in a long queue a waiter is passed over at most a sixteenth of the queue's length", "[pool]") {
+  TwoWorkers w;
+  w.queue(w.b, "b1");
+  for (int i = 1; i <= 320; ++i) w.queue(w.a, "a" + std::to_string(i));
+  // After 18 hand-offs past it, 303 wait: 303 / 16 = 18.
+  for (int i = 1; i <= 18; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  CHECK(w.give_back_on(w.a) == "b1");
 }
 
 TEST_CASE("a waiter further down than the first 32 is not looked for", "[pool]") {
