@@ -32,43 +32,6 @@ AcquireResult AcquireResult::killed() {
   return {{}, protocol::sqlstate::kAdminShutdown, "database killed (KILL in the admin console)"};
 }
 
-void Pool::link_last(PoolWaiter& waiter) {
-  waiter.passed_over_ = 0;
-  waiter.prev_ = waiters_tail_;
-  (waiters_tail_ ? waiters_tail_->next_ : waiters_head_) = &waiter;
-  waiters_tail_ = &waiter;
-  ++waiting_;
-}
-
-void Pool::unlink(PoolWaiter& waiter) {
-  (waiter.prev_ ? waiter.prev_->next_ : waiters_head_) = waiter.next_;
-  (waiter.next_ ? waiter.next_->prev_ : waiters_tail_) = waiter.prev_;
-  waiter.next_ = waiter.prev_ = nullptr;
-  --waiting_;
-}
-
-bool Pool::join_queue(PoolWaiter& waiter) {
-  std::lock_guard lock(mutex_);
-  if (paused_ || !idle_.empty() || total_ < settings_.max_size) return false;
-  link_last(waiter);
-  return true;
-}
-
-bool Pool::leave_queue(PoolWaiter& waiter) {
-  std::lock_guard lock(mutex_);
-  if (waiter.served) return false;
-  unlink(waiter);
-  return true;
-}
-
-void Pool::return_slot() {
-  std::lock_guard lock(mutex_);
-  --total_;
-  --connecting_;
-  offer_free_slots();
-  wake_quiet_watchers();
-}
-
 bool Pool::paused() const {
   std::lock_guard lock(mutex_);
   return paused_;
@@ -235,51 +198,6 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
     for (const auto& [name, value] : server_parameters_) server_settings_.set(name, value);
   }
   co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
-}
-
-// A backend goes to the oldest waiter on its own worker: waking it crosses no thread, and the socket stays
-// where it is (moving it costs five system calls; with 1000 clients on two workers a quarter of all
-// transactions paid them when only the first four waiters were looked at). Fairness bounds it: only the
-// first kLookahead waiters are looked at, and nobody is passed over more than kMinPassOvers times or a
-// sixteenth of the queue's length, whichever is more: a client waits at most about 1/16 longer than strict
-// queue order would make it (a bound of 8 with 1000 clients kept moving backends: the two workers' waits
-// differed by more than 8 hand-offs in 1000 all the time).
-PoolWaiter* Pool::pick_waiter_for(const net::Executor& home) {
-  constexpr int kLookahead = 32;
-  constexpr int kMinPassOvers = 8;
-  PoolWaiter* head = waiters_head_;
-  // Whoever is passed over, so is everyone ahead of them: the head has been passed over the most.
-  if (head->passed_over_ >= std::max(kMinPassOvers, waiting_ / 16)) return head;
-  PoolWaiter* pick = head;
-  for (int looked = 1; pick->home != home; ++looked) {
-    pick = pick->next_;
-    if (!pick || looked == kLookahead) return head;
-  }
-  for (PoolWaiter* ahead = head; ahead != pick; ahead = ahead->next_) ++ahead->passed_over_;
-  return pick;
-}
-
-bool Pool::hand_to_waiter(std::unique_ptr<Backend>& backend) {
-  // Paused: backends stay idle, freed slots stay free until RESUME.
-  if (!waiters_head_ || paused_) return false;
-  PoolWaiter* waiter = backend ? pick_waiter_for(backend->socket.get_executor()) : waiters_head_;
-  unlink(*waiter);
-  waiter->served = true;
-  if (backend) {
-    waiter->lease = BackendLease(this, std::move(backend));
-  } else {
-    waiter->may_connect = true;  // the waiter connects in place of the connection that went away
-    ++total_;
-    ++connecting_;
-  }
-  waiter->wake();
-  return true;
-}
-
-void Pool::offer_free_slots() {
-  std::unique_ptr<Backend> none;
-  while (waiters_head_ && total_ < settings_.max_size && hand_to_waiter(none)) {
-  }
 }
 
 bool Pool::must_close(const Backend& backend, Clock::time_point now) const {

@@ -141,7 +141,7 @@ class Pool {
   bool paused() const;
   // The common case without a coroutine frame: an idle, healthy backend, or an empty lease. The most recently
   // used one living on `here` (the caller's worker) if there is one: taking another worker's moves its socket
-  // (four system calls) and wakes nothing faster.
+  // (five system calls) and wakes nothing faster.
   BackendLease try_acquire_idle(const net::Executor* here = nullptr);
 
   // The parameters the server reported at its first login (for clients' ParameterStatus), empty until then.
@@ -205,7 +205,8 @@ class Pool {
 
   void give_back(std::unique_ptr<Backend> backend);
   void discard(std::unique_ptr<Backend> backend, CloseReason reason);
-  // Under mutex_: hands `backend` (or, if null, the right to connect) to the oldest waiter, if any.
+  // Under mutex_: hands `backend` to the waiter pick_waiter_for chooses, or, if null, the right to connect to
+  // the oldest waiter; false if nobody waits (or the pool is paused).
   bool hand_to_waiter(std::unique_ptr<Backend>& backend);
   // Under mutex_: which waiter a backend living on `home` goes to (the queue is not empty).
   PoolWaiter* pick_waiter_for(const net::Executor& home);

@@ -23,7 +23,8 @@ config::DatabaseConfig named(std::string name) {
 }
 
 // Two workers that never run (the pool only compares executors), and a pool of size 0, so that every waiter
-// queues and every backend comes from the test.
+// queues and every backend comes from the test. The pool never counted those backends in its total (nothing
+// connected them), which a pool of size 0 does not mind: none is closed for being one too many.
 struct TwoWorkers {
   asio::io_context a, b;
   pool::Pool pool{named("db"), pool::BackendCredentials{}, pool::PoolSettings{.max_size = 0, .workers = 2}};
@@ -94,4 +95,29 @@ TEST_CASE("a waiter further down than the first 32 is not looked for", "[pool]")
   w.queue(w.a, "a1");
   CHECK(w.give_back_on(w.a) == "b1");
   CHECK(w.give_back_on(w.a) == "a1");  // now 32nd in the queue
+}
+
+TEST_CASE("a waiter passed over counts everyone ahead of it as passed over too", "[pool]") {
+  TwoWorkers w;
+  for (const char* name : {"b1", "b2"}) w.queue(w.b, name);
+  for (int i = 1; i <= 12; ++i) w.queue(w.a, "a" + std::to_string(i));
+  for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  CHECK(w.give_back_on(w.a) == "b1");
+  CHECK(w.give_back_on(w.a) == "b2");  // passed over 8 times too, behind b1
+  CHECK(w.give_back_on(w.a) == "a9");
+}
+
+TEST_CASE("a waiter that leaves the queue and joins again starts with no pass-overs", "[pool]") {
+  TwoWorkers w;
+  w.queue(w.b, "b1");
+  for (int i = 1; i <= 10; ++i) w.queue(w.a, "a" + std::to_string(i));
+  for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  Waiter& b1 = w.waiters.front();
+  REQUIRE(w.pool.leave_queue(b1));  // its wait timed out; the same ticket is used for its next wait
+  REQUIRE(w.pool.join_queue(b1));
+  w.queue(w.a, "a11");
+  CHECK(w.give_back_on(w.a) == "a9");
+  CHECK(w.give_back_on(w.a) == "a10");
+  CHECK(w.give_back_on(w.a) == "a11");  // b1 is at the head again, passed over once so far
+  CHECK(w.give_back_on(w.b) == "b1");
 }
