@@ -14,6 +14,7 @@ struct Waiter final : pool::PoolWaiter {
   void wake() override { woken = true; }
   std::string name;
   bool woken = false;
+  bool reported = false;  // by give_back_on, once
 };
 
 config::DatabaseConfig named(std::string name) {
@@ -42,19 +43,28 @@ struct TwoWorkers {
     REQUIRE(pool.join_queue(waiter));
   }
 
+  // Queues `prefix`first .. `prefix`last on `worker`.
+  void queue_numbered(asio::io_context& worker, const std::string& prefix, int first, int last) {
+    for (int i = first; i <= last; ++i) queue(worker, prefix + std::to_string(i));
+  }
+
   // Gives back a backend living on `worker`; the name of the waiter it went to.
   std::string give_back_on(asio::io_context& worker) {
     net::Socket socket(worker.get_executor());
     socket.open(asio::ip::tcp::v4());
     pool::BackendLease lease(&pool, std::make_unique<pool::Backend>(std::move(socket)));
     lease.release_clean();
-    std::string served;
     for (Waiter& waiter : waiters)
-      if (waiter.woken && waiter.lease && served.empty() && !waiter.name.ends_with("*")) {
-        served = waiter.name;
-        waiter.name += "*";  // counted once
+      if (waiter.woken && waiter.lease && !waiter.reported) {
+        waiter.reported = true;
+        return waiter.name;
       }
-    return served;
+    return {};
+  }
+
+  // Gives back backends on `worker` one by one, and checks they go to `prefix`first .. `prefix`last in turn.
+  void check_served_in_turn(asio::io_context& worker, const std::string& prefix, int first, int last) {
+    for (int i = first; i <= last; ++i) CHECK(give_back_on(worker) == prefix + std::to_string(i));
   }
 };
 
@@ -74,8 +84,8 @@ TEST_CASE("a backend coming back goes to the oldest waiter on its own worker", "
 TEST_CASE("in a short queue no waiter is passed over more than eight times", "[pool]") {
   TwoWorkers w;
   w.queue(w.b, "b1");
-  for (int i = 1; i <= 10; ++i) w.queue(w.a, "a" + std::to_string(i));
-  for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  w.queue_numbered(w.a, "a", 1, 10);
+  w.check_served_in_turn(w.a, "a", 1, 8);
   CHECK(w.give_back_on(w.a) == "b1");  // its ninth chance: served, and the backend moves to its worker
   CHECK(w.give_back_on(w.a) == "a9");
 }
@@ -83,15 +93,15 @@ TEST_CASE("in a short queue no waiter is passed over more than eight times", "[p
 TEST_CASE("in a long queue a waiter is passed over at most a sixteenth of the queue's length", "[pool]") {
   TwoWorkers w;
   w.queue(w.b, "b1");
-  for (int i = 1; i <= 320; ++i) w.queue(w.a, "a" + std::to_string(i));
+  w.queue_numbered(w.a, "a", 1, 320);
   // After 18 hand-offs past it, 303 wait: 303 / 16 = 18.
-  for (int i = 1; i <= 18; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  w.check_served_in_turn(w.a, "a", 1, 18);
   CHECK(w.give_back_on(w.a) == "b1");
 }
 
 TEST_CASE("a waiter further down than the first 32 is not looked for", "[pool]") {
   TwoWorkers w;
-  for (int i = 1; i <= 32; ++i) w.queue(w.b, "b" + std::to_string(i));
+  w.queue_numbered(w.b, "b", 1, 32);
   w.queue(w.a, "a1");
   CHECK(w.give_back_on(w.a) == "b1");
   CHECK(w.give_back_on(w.a) == "a1");  // now 32nd in the queue
@@ -100,8 +110,8 @@ TEST_CASE("a waiter further down than the first 32 is not looked for", "[pool]")
 TEST_CASE("a waiter passed over counts everyone ahead of it as passed over too", "[pool]") {
   TwoWorkers w;
   for (const char* name : {"b1", "b2"}) w.queue(w.b, name);
-  for (int i = 1; i <= 12; ++i) w.queue(w.a, "a" + std::to_string(i));
-  for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  w.queue_numbered(w.a, "a", 1, 12);
+  w.check_served_in_turn(w.a, "a", 1, 8);
   CHECK(w.give_back_on(w.a) == "b1");
   CHECK(w.give_back_on(w.a) == "b2");  // passed over 8 times too, behind b1
   CHECK(w.give_back_on(w.a) == "a9");
@@ -110,8 +120,8 @@ TEST_CASE("a waiter passed over counts everyone ahead of it as passed over too",
 TEST_CASE("a waiter that leaves the queue and joins again starts with no pass-overs", "[pool]") {
   TwoWorkers w;
   w.queue(w.b, "b1");
-  for (int i = 1; i <= 10; ++i) w.queue(w.a, "a" + std::to_string(i));
-  for (int i = 1; i <= 8; ++i) CHECK(w.give_back_on(w.a) == "a" + std::to_string(i));
+  w.queue_numbered(w.a, "a", 1, 10);
+  w.check_served_in_turn(w.a, "a", 1, 8);
   Waiter& b1 = w.waiters.front();
   REQUIRE(w.pool.leave_queue(b1));  // its wait timed out; the same ticket is used for its next wait
   REQUIRE(w.pool.join_queue(b1));
