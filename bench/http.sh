@@ -73,7 +73,7 @@ export PGMUX_URL="postgresql://bench:$PGPASSWORD@127.0.0.1/bench" ACCOUNTS=$((SC
 log "pgmux $("$PGMUX_BIN" --version), pool $POOL, $CLIENTS connections, $REPS x $SECS s"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pgmux_pid/stat"; }
-# One measured run; prints: kind tps p50_ms p99_ms cpu_s_per_10k
+# One measured run; prints: kind tps p50_ms p99_ms cpu_s_per_10k verdict (ok, or what failed, no spaces)
 run_wire() {
   local before after out
   before=$(cpu_ticks)
@@ -83,9 +83,13 @@ run_wire() {
   local tx tps lat
   tx=$(echo "$out" | awk '/actually processed/ {split($NF, a, "/"); print a[1]}')
   tps=$(echo "$out" | awk '/^tps/ {print $3}')
-  lat=$(cat "$work"/tx.* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {printf "%.2f %.2f", v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000}')
+  lat=$(cat "$work"/tx.* 2>/dev/null | awk '{print $3}' | sort -n |
+    awk '{v[NR]=$1} END {printf "%.2f %.2f", v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000}') || lat="0 0"
   rm -f "$work"/tx.*
-  echo "wire $tps $lat $(echo "($after - $before) / 100 * 10000 / $tx" | bc -l)"
+  if [ "${tx:-0}" -eq 0 ]; then echo "wire 0 0 0 0 no-transactions"; return; fi
+  local verdict=ok
+  echo "$out" | grep -qiE 'error|abort' && verdict=pgbench-errors
+  echo "wire $tps $lat $(echo "($after - $before) / 100 * 10000 / $tx" | bc -l) $verdict"
 }
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); print v} else {sub(/s/,"",v); print v*1000}}'; }
 run_http() {
@@ -100,8 +104,11 @@ run_http() {
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}' | ms)
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}' | ms)
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  [ -n "$errors" ] && log "HTTP errors: $errors non-2xx responses"
-  echo "http $rps $p50 $p99 $(echo "($after - $before) / 100 * 10000 / $requests" | bc -l)"
+  if [ "${requests:-0}" -eq 0 ]; then echo "http 0 0 0 0 no-requests"; return; fi
+  local verdict=ok
+  [ -n "$errors" ] && verdict=non-2xx:$errors
+  echo "$out" | grep -q 'Socket errors' && verdict=socket-errors
+  echo "http $rps $p50 $p99 $(echo "($after - $before) / 100 * 10000 / $requests" | bc -l) $verdict"
 }
 
 results=()
@@ -123,3 +130,5 @@ for kind in wire http; do
     "$(echo "$rows" | awk '{print $2}' | median)" "$(echo "$rows" | awk '{print $3}' | median)" \
     "$(echo "$rows" | awk '{print $4}' | median)" "$(echo "$rows" | awk '{print $5}' | median)"
 done
+failed=$(printf '%s\n' "${results[@]}" | awk '$6 != "ok" {print "  " $1 ": " $6}')
+[ -z "$failed" ] || die "runs that failed:"$'\n'"$failed"

@@ -6,7 +6,8 @@
 #   SCENARIOS="S1 S3" REPS=5 SECS=20 POOL=20 bench/run.sh
 #   METRICS=1 bench/run.sh                        # pgmux with metrics on vs off (metrics.enabled: false)
 #
-# Markdown tables go to stdout, progress to stderr, every measurement to the TSV at $OUT.
+# Markdown tables go to stdout, progress to stderr, every measurement to the TSV at $OUT. Exits non-zero if a run
+# failed (no transactions, failed transactions, aborted clients, pgbench errors, idle clients not established).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,7 +45,7 @@ IDLE_CONNECT_SECS=${IDLE_CONNECT_SECS:-300} # give up waiting for idle clients t
 PGPORT=${PGPORT:-} BOUNCER_PORT=${BOUNCER_PORT:-} PGMUX_PORT=${PGMUX_PORT:-}
 
 export PGPASSWORD=bench-password PGSSLMODE=disable PGCONNECT_TIMEOUT=10
-# No TLS anywhere: pgmux has none yet, so every target gets the same plain TCP login.
+# No TLS anywhere: every target gets the same plain TCP login (TLS logins are bench/coldpath.sh's subject).
 export LC_ALL=C   # decimal points and numeric sorting the same whatever the caller's locale
 
 # ---- state for cleanup ------------------------------------------------------------------------------------------
@@ -478,6 +479,18 @@ run_idle() {
   done
 }
 
+# ---- verdict ----------------------------------------------------------------------------------------------------
+# A run that moved nothing, or whose clients saw errors, fails the bench (after the tables): the figures beside it
+# would compare a broken target with working ones. Idle rows fail when fewer clients were established than asked.
+# Skipped runs (n/a) are not failures.
+failed_runs() {
+  awk -F'\t' 'NR > 1 && $1 == "run" && $18 !~ /^n\/a/ &&
+                 ($10 + 0 == 0 || ($11 != "NA" && $11 + 0 > 0) || $12 + 0 > 0 || $13 + 0 > 0 || $18 != "") {
+                 printf "  rep %s %s %s: %s tx, %s failed, %s aborted clients, %s error lines %s\n",
+                   $2, $3, $4, $10, $11, $12, $13, $18 }
+               NR > 1 && $1 == "idle" && $18 ~ /^reached/ { printf "  %s %s: %s\n", $3, $4, $18 }' "$OUT"
+}
+
 # ---- main -------------------------------------------------------------------------------------------------------
 main() {
   check_tools
@@ -498,6 +511,9 @@ main() {
   run_idle
   awk -F'\t' -v reps="$REPS" -v secs="$SECS" -v pool="$POOL" -f "$here/report.awk" "$OUT"
   log "every measurement: $OUT; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  local failures
+  failures=$(failed_runs)
+  [ -z "$failures" ] || die "runs that failed:"$'\n'"$failures"
 }
 
 main "$@"
