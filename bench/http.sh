@@ -83,10 +83,9 @@ run_wire() {
   local tx tps lat
   tx=$(echo "$out" | awk '/actually processed/ {split($NF, a, "/"); print a[1]}')
   tps=$(echo "$out" | awk '/^tps/ {print $3}')
-  lat=$(cat "$work"/tx.* 2>/dev/null | awk '{print $3}' | sort -n |
-    awk '{v[NR]=$1} END {printf "%.2f %.2f", v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000}') || lat="0 0"
+  if [ "${tx:-0}" -eq 0 ]; then rm -f "$work"/tx.*; echo "wire 0 0 0 0 no-transactions"; return; fi
+  lat=$(cat "$work"/tx.* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {printf "%.2f %.2f", v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000}')
   rm -f "$work"/tx.*
-  if [ "${tx:-0}" -eq 0 ]; then echo "wire 0 0 0 0 no-transactions"; return; fi
   local verdict=ok
   echo "$out" | grep -qiE 'error|abort' && verdict=pgbench-errors
   echo "wire $tps $lat $(echo "($after - $before) / 100 * 10000 / $tx" | bc -l) $verdict"
