@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Instructions pgmux executes per transaction, counted by callgrind: an A/B measure that machine noise cannot move.
 #
-#   bench/instructions.sh                          # pgmux with metrics on and off, pgbench -S
+#   bench/instructions.sh                          # pgmux with metrics on and off, and PgBouncer; pgbench -S
 #   CONFIGS="on" MODE=extended bench/instructions.sh
 #
 # pgmux (workers: 1) runs under `valgrind --tool=callgrind` twice per config, once for TX_SHORT and once for
 # TX_LONG transactions per client; the difference divided by the extra transactions is the cost of one
-# transaction with start-up, logins and shutdown cancelled out. Prints a Markdown table (see bench/README.md).
+# transaction with start-up, logins and shutdown cancelled out. The config `pgbouncer` counts PgBouncer the same
+# way (transaction mode, the same pool size): the user-space half of what the two cost per transaction. Prints a
+# Markdown table (see bench/README.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 PGMUX_BIN=${PGMUX_BIN:-$top/build-bench/pgmux}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-CONFIGS=${CONFIGS:-"on off"}    # on: metrics.enabled true (the default); off: false
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+CONFIGS=${CONFIGS:-"on off pgbouncer"}  # on: pgmux, metrics.enabled true (the default); off: false; pgbouncer
 MODE=${MODE:-simple}            # pgbench -M
 CLIENTS=${CLIENTS:-8}
 TX_SHORT=${TX_SHORT:-200}       # transactions per client in the short run
@@ -26,13 +29,17 @@ die() { log "error: $*"; exit 1; }
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 command -v valgrind >/dev/null || die "valgrind not found (Debian package valgrind)"
-[ -x "$PGMUX_BIN" ] || die "no pgmux binary at $PGMUX_BIN (see bench/README.md, Set-up)"
+case " $CONFIGS " in *" on "* | *" off "*)
+  [ -x "$PGMUX_BIN" ] || die "no pgmux binary at $PGMUX_BIN (see bench/README.md, Set-up)" ;; esac
+case " $CONFIGS " in *" pgbouncer "*)
+  [ -x "$PGBOUNCER_BIN" ] || die "no PgBouncer at $PGBOUNCER_BIN (Debian package pgbouncer)" ;; esac
 
 work=$(mktemp -d)
 pgmux_pid=""
 cleanup() {
   set +e
   [ -n "$pgmux_pid" ] && kill -KILL "$pgmux_pid" 2>/dev/null
+  [ -s "$work/pgbouncer.pid" ] && kill -KILL "$(cat "$work/pgbouncer.pid")" 2>/dev/null
   [ -f "$work/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1
   [ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$work"/callgrind.* "$KEEP"/ 2>/dev/null
   rm -rf "$work"
@@ -53,7 +60,26 @@ as_pg "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
   -o "-p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" start >/dev/null
 "$PG_BIN/pgbench" -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
 
-write_config() {  # $1: on | off
+write_config() {  # $1: on | off | pgbouncer
+  if [ "$1" = pgbouncer ]; then
+    cat >"$work/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$pg_port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $mux_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = 4
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+INI
+    echo '"postgres" ""' >"$work/userlist.txt"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
+    return
+  fi
   cat >"$work/pgmux-$1.yaml" <<YAML
 listen:
   postgres: "127.0.0.1:$mux_port"
@@ -73,33 +99,43 @@ metrics:
 YAML
 }
 
-# Prints the instructions pgmux executed from start to exit while pgbench ran $2 transactions per client.
+# Prints the instructions the pooler executed from start to exit while pgbench ran $2 transactions per client.
 count_instructions() {  # $1: config, $2: transactions per client
   local out="$work/callgrind.$1.$2"
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$PGMUX_BIN" --config "$work/pgmux-$1.yaml" \
-    >>"$work/pgmux.log" 2>&1 &
-  pgmux_pid=$!
+  if [ "$1" = pgbouncer ]; then  # it refuses to run as root; its pidfile names the process valgrind runs
+    as_pg valgrind --tool=callgrind --callgrind-out-file="$out" "$PGBOUNCER_BIN" "$work/pgbouncer.ini" \
+      >>"$work/pgbouncer.out" 2>&1 &
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$PGMUX_BIN" --config "$work/pgmux-$1.yaml" \
+      >>"$work/pgmux.log" 2>&1 &
+    pgmux_pid=$!
+  fi
+  local waiter=$!
   local i
   for i in $(seq 300); do  # valgrind starts slowly: up to 30 s
     "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$mux_port" -U postgres -c 'SELECT 1' postgres >/dev/null 2>&1 && break
-    [ "$i" -eq 300 ] && die "pgmux under valgrind did not answer"
+    [ "$i" -eq 300 ] && die "$1 under valgrind did not answer"
     sleep 0.1
   done
   "$PG_BIN/pgbench" -n -S -M "$MODE" -c "$CLIENTS" -j 1 -t "$2" -h 127.0.0.1 -p "$mux_port" -U postgres \
     postgres >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; die "pgbench failed"; }
-  kill -INT "$pgmux_pid"
-  wait "$pgmux_pid" || true
+  if [ "$1" = pgbouncer ]; then kill -INT "$(cat "$work/pgbouncer.pid")"; else kill -INT "$pgmux_pid"; fi
+  wait "$waiter" || true
   pgmux_pid=""
+  rm -f "$work/pgbouncer.pid"
   awk '/^summary:/ { print $2 }' "$out"
 }
 
-printf '| metrics | instructions per transaction (pgbench -S -M %s, %d clients, workers: 1) |\n' "$MODE" "$CLIENTS"
+printf '| pooler | instructions per transaction (pgbench -S -M %s, %d clients, one thread) |\n' "$MODE" "$CLIENTS"
 printf '|---|---|\n'
 for config in $CONFIGS; do
   write_config "$config"
   short=$(count_instructions "$config" "$TX_SHORT")
   long=$(count_instructions "$config" "$TX_LONG")
   per_tx=$(((long - short) / (CLIENTS * (TX_LONG - TX_SHORT))))
-  log "metrics $config: $short instructions for $TX_SHORT tx/client, $long for $TX_LONG"
-  printf '| %s | %d |\n' "$config" "$per_tx"
+  log "$config: $short instructions for $TX_SHORT tx/client, $long for $TX_LONG"
+  case $config in
+    on | off) printf '| pgmux, metrics %s | %d |\n' "$config" "$per_tx" ;;
+    pgbouncer) printf '| PgBouncer %s | %d |\n' "$("$PGBOUNCER_BIN" --version | awk 'NR == 1 { print $2 }')" "$per_tx" ;;
+  esac
 done
