@@ -134,6 +134,23 @@ void ParamSet::set(TrackedParam param, std::string_view value) {
   values_ = intern_table().intern(std::move(changed));
 }
 
+void ParamSet::set_all(const std::array<std::string_view, kTrackedParamCount>& values) {
+  Values wanted;
+  bool all_empty = true, same = true;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    wanted.values[i] = values[i];
+    all_empty = all_empty && values[i].empty();
+    same = same && get(static_cast<TrackedParam>(i)) == values[i];
+  }
+  if (same) return;
+  if (all_empty) {
+    values_.reset();
+    return;
+  }
+  wanted.rehash();
+  values_ = intern_table().intern(std::move(wanted));
+}
+
 std::size_t interned_param_sets() {
   return intern_table().size();
 }

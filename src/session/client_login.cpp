@@ -348,6 +348,7 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
 
   std::string out;
   append_auth_request(out, kAuthOk);
+  std::array<std::string_view, protocol::kTrackedParamCount> settings;  // the client's, set at once below
   for (const auto& [name, value] : parameters) {
     // The client's own startup settings win over the server's defaults, as they would on Postgres; they are
     // applied to a backend before the client's first request runs on it.
@@ -355,7 +356,7 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
     std::string_view reported = value;
     if (tracked && (*tracked == TrackedParam::application_name || !state.wished.get(*tracked).empty()))
       reported = state.wished.get(*tracked);
-    params_.set(name, reported);
+    if (tracked) settings[static_cast<std::size_t>(*tracked)] = reported;
     append_parameter_status(out, name, reported);
   }
   // search_path is not reported: the client's startup value is carried if pgmux can replay it as SQL.
@@ -364,8 +365,9 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
     if (list.empty())
       log::warning("a client's startup search_path is not a plain list of names; it is ignored: ", wished);
     else
-      params_.set(TrackedParam::search_path, list);
+      settings[static_cast<std::size_t>(TrackedParam::search_path)] = list;
   }
+  params_.set_all(settings);
   append_backend_key_data(out, static_cast<std::uint32_t>(client_key_ >> 32),
                           static_cast<std::uint32_t>(client_key_));
   append_ready_for_query(out, 'I');

@@ -78,3 +78,22 @@ TEST_CASE("a setting the client never received is left alone, except application
   backend.set(TrackedParam::application_name, "previous");
   CHECK(statements_to_match(client, backend) == "SET application_name = '';");
 }
+
+TEST_CASE("setting every value at once gives the set that one value at a time gives", "[params]") {
+  ParamSet one_by_one, at_once, empty;
+  one_by_one.set(TrackedParam::client_encoding, "UTF8");
+  one_by_one.set(TrackedParam::TimeZone, "UTC");
+  one_by_one.set(TrackedParam::application_name, "pgbench");
+  std::array<std::string_view, kTrackedParamCount> values;
+  values[static_cast<std::size_t>(TrackedParam::client_encoding)] = "UTF8";
+  values[static_cast<std::size_t>(TrackedParam::TimeZone)] = "UTC";
+  values[static_cast<std::size_t>(TrackedParam::application_name)] = "pgbench";
+  const std::size_t interned = interned_param_sets();
+  at_once.set_all(values);
+  CHECK(at_once == one_by_one);  // the same interned copy: no new one
+  CHECK(interned_param_sets() == interned);
+  CHECK(at_once.get(TrackedParam::application_name) == "pgbench");
+  CHECK(at_once.get(TrackedParam::DateStyle).empty());
+  at_once.set_all({});
+  CHECK(at_once == empty);
+}

@@ -44,6 +44,9 @@ class ParamSet {
   void set(TrackedParam param, std::string_view value);
   // For a ParameterStatus name: records it if tracked, ignores it otherwise.
   void set(std::string_view name, std::string_view value);
+  // Every value at once, indexed by TrackedParam: one interning where a set() per value would intern each
+  // intermediate set (a login sets six or seven).
+  void set_all(const std::array<std::string_view, kTrackedParamCount>& values);
   const std::string& get(TrackedParam param) const;
   // The same values (the per-transaction check).
   bool operator==(const ParamSet& other) const { return values_ == other.values_; }
