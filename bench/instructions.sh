@@ -3,6 +3,7 @@
 #
 #   bench/instructions.sh                          # pgmux with metrics on and off, and PgBouncer; pgbench -S
 #   CONFIGS="on" MODE=extended bench/instructions.sh
+#   LOGIN=1 bench/instructions.sh                  # a SCRAM login per transaction (pgbench -C)
 #
 # pgmux (workers: 1) runs under `valgrind --tool=callgrind` twice per config, once for TX_SHORT and once for
 # TX_LONG transactions per client; the difference divided by the extra transactions is the cost of one
@@ -18,6 +19,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 CONFIGS=${CONFIGS:-"on off pgbouncer"}  # on: pgmux, metrics.enabled true (the default); off: false; pgbouncer
 MODE=${MODE:-simple}            # pgbench -M
+LOGIN=${LOGIN:-}                # 1: pgbench -C, every transaction on a new connection with a SCRAM login
 CLIENTS=${CLIENTS:-8}
 TX_SHORT=${TX_SHORT:-200}       # transactions per client in the short run
 TX_LONG=${TX_LONG:-1200}        # ... and in the long one
@@ -55,9 +57,17 @@ free_port() {
 pg_port=$(free_port)
 mux_port=$(free_port "$pg_port")
 
-as_pg "$PG_BIN/initdb" -D "$work/data" -U postgres --auth=trust >/dev/null
-as_pg "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-  -o "-p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" start >/dev/null
+# With LOGIN=1, TCP logins are SCRAM's, and both poolers hold Postgres's verifier of the role, as in
+# bench/run.sh's S2.
+auth=trust
+[ -n "$LOGIN" ] && auth=scram-sha-256
+export PGPASSWORD=bench-password
+as_pg "$PG_BIN/initdb" -D "$work/data" -U postgres --auth-local=trust --auth-host="$auth" >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w -o "-p $pg_port -c listen_addresses=127.0.0.1 \
+  -c unix_socket_directories=$work -c fsync=off -c synchronous_commit=off" start >/dev/null
+as_pg "$PG_BIN/psql" -X -q -h "$work" -p "$pg_port" -U postgres -c "ALTER ROLE postgres PASSWORD '$PGPASSWORD'"
+verifier=$(as_pg "$PG_BIN/psql" -X -At -h "$work" -p "$pg_port" -U postgres \
+  -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
 "$PG_BIN/pgbench" -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
 
 write_config() {  # $1: on | off | pgbouncer
@@ -69,14 +79,16 @@ postgres = host=127.0.0.1 port=$pg_port
 listen_addr = 127.0.0.1
 listen_port = $mux_port
 unix_socket_dir =
-auth_type = trust
+auth_type = $auth
 auth_file = $work/userlist.txt
 pool_mode = transaction
 default_pool_size = 4
 logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
 INI
-    echo '"postgres" ""' >"$work/userlist.txt"
+    printf '"postgres" "%s"\n' "$verifier" >"$work/userlist.txt"
     [ "$(id -u)" -eq 0 ] && chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
     return
   fi
@@ -85,7 +97,7 @@ listen:
   postgres: "127.0.0.1:$mux_port"
 workers: 1
 log_level: warning
-auth_type: trust
+auth_type: $auth
 pool:
   default_pool_size: 4
 databases:
@@ -93,7 +105,7 @@ databases:
     port: $pg_port
 users:
   - name: postgres
-    password: unused
+    password: "$verifier"
 metrics:
   enabled: $([ "$1" = on ] && echo true || echo false)
 YAML
@@ -117,7 +129,7 @@ count_instructions() {  # $1: config, $2: transactions per client
     [ "$i" -eq 300 ] && die "$1 under valgrind did not answer"
     sleep 0.1
   done
-  "$PG_BIN/pgbench" -n -S -M "$MODE" -c "$CLIENTS" -j 1 -t "$2" -h 127.0.0.1 -p "$mux_port" -U postgres \
+  "$PG_BIN/pgbench" -n -S -M "$MODE" ${LOGIN:+-C} -c "$CLIENTS" -j 1 -t "$2" -h 127.0.0.1 -p "$mux_port" -U postgres \
     postgres >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; die "pgbench failed"; }
   if [ "$1" = pgbouncer ]; then kill -INT "$(cat "$work/pgbouncer.pid")"; else kill -INT "$pgmux_pid"; fi
   wait "$waiter" || true
@@ -126,7 +138,8 @@ count_instructions() {  # $1: config, $2: transactions per client
   awk '/^summary:/ { print $2 }' "$out"
 }
 
-printf '| pooler | instructions per transaction (pgbench -S -M %s, %d clients, one thread) |\n' "$MODE" "$CLIENTS"
+printf '| pooler | instructions per transaction (pgbench -S -M %s%s, %d clients, one thread) |\n' "$MODE" \
+  "${LOGIN:+ -C, a SCRAM login each}" "$CLIENTS"
 printf '|---|---|\n'
 for config in $CONFIGS; do
   write_config "$config"
