@@ -192,10 +192,10 @@ asio::awaitable<AcquireResult> Pool::connect_new() {
   }
   ++connects_;
   login.backend->generation = generation;
-  if (server_parameters_.empty()) {
-    server_parameters_ = std::move(login.parameters);
+  if (!server_parameters_) {
+    server_parameters_ = std::make_shared<const ServerParameters>(std::move(login.parameters));
     server_settings_ = {};
-    for (const auto& [name, value] : server_parameters_) server_settings_.set(name, value);
+    for (const auto& [name, value] : *server_parameters_) server_settings_.set(name, value);
   }
   co_return AcquireResult{BackendLease(this, std::move(login.backend)), {}, {}};
 }
@@ -289,7 +289,7 @@ void Pool::wake_quiet_watchers() {
   quiet_watchers_.clear();
 }
 
-ServerParameters Pool::server_parameters() const {
+std::shared_ptr<const ServerParameters> Pool::server_parameters() const {
   std::lock_guard lock(mutex_);
   return server_parameters_;
 }
@@ -380,7 +380,7 @@ void Pool::reconfigure(const config::DatabaseConfig& database, const BackendCred
       ++generation_;
       configured_ = credentials;
       credentials_ = credentials;
-      server_parameters_.clear();
+      server_parameters_.reset();
       server_settings_ = {};
     }
     // Reloaded certificate files (same names, new contents) serve the next connects.

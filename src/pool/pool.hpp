@@ -144,8 +144,9 @@ class Pool {
   // (five system calls) and wakes nothing faster.
   BackendLease try_acquire_idle(const net::Executor* here = nullptr);
 
-  // The parameters the server reported at its first login (for clients' ParameterStatus), empty until then.
-  ServerParameters server_parameters() const;
+  // The parameters the server reported at its first login (for clients' ParameterStatus), null until then.
+  // Shared and immutable: every login reads them, and a copy would cost an allocation per string.
+  std::shared_ptr<const ServerParameters> server_parameters() const;
   // The same as tracked settings (interned once, where building them costs a lookup per setting): what a
   // backend is put back to for a client that asks for the server's defaults (POST /sql).
   protocol::ParamSet server_settings() const;
@@ -232,7 +233,7 @@ class Pool {
   BackendCredentials credentials_;  // the configured ones and what client logins taught
   std::uint64_t generation_ = 0;    // bumped when the server or credentials change
   std::atomic<bool> retired_{false};
-  ServerParameters server_parameters_;
+  std::shared_ptr<const ServerParameters> server_parameters_;
   protocol::ParamSet server_settings_;          // server_parameters_, as tracked settings
   std::vector<std::unique_ptr<Backend>> idle_;  // most recently used last
   int total_ = 0;                               // idle + lent + connecting

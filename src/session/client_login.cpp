@@ -332,8 +332,8 @@ asio::awaitable<bool> ClientSession::authenticate_scram(LoginState& state, const
 
 asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
   pool_->learn_from_login(state.user, state.scram_keys, state.password, state.looked_up);
-  pool::ServerParameters parameters = pool_->server_parameters();
-  if (parameters.empty()) {
+  std::shared_ptr<const pool::ServerParameters> parameters = pool_->server_parameters();
+  if (!parameters) {
     // The first client of a pool: log in to the server once to learn what it reports (server_version, ...).
     auto acquired = co_await pool_->acquire(config_->pool.query_wait_timeout);
     if (!acquired.lease) {
@@ -346,10 +346,14 @@ asio::awaitable<bool> ClientSession::send_welcome(LoginState& state) {
   }
   client_key_ = proxy_.cancels().add(&cancel_target_);
 
+  // Null only if a reload changed the server since the login above: nothing to report then.
+  static const pool::ServerParameters kNone;
+  const pool::ServerParameters& reported_by_server = parameters ? *parameters : kNone;
   std::string out;
+  out.reserve(512);  // AuthenticationOk, ~14 ParameterStatus, BackendKeyData, ReadyForQuery: one allocation
   append_auth_request(out, kAuthOk);
   std::array<std::string_view, protocol::kTrackedParamCount> settings;  // the client's, set at once below
-  for (const auto& [name, value] : parameters) {
+  for (const auto& [name, value] : reported_by_server) {
     // The client's own startup settings win over the server's defaults, as they would on Postgres; they are
     // applied to a backend before the client's first request runs on it.
     std::optional<TrackedParam> tracked = tracked_param(name);
