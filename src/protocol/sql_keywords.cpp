@@ -1,6 +1,7 @@
 // Reads the first words of a simple query's text, the only SQL pgmux looks at: it never parses SQL.
 #include "pgmux/protocol/sql_keywords.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "pgmux/protocol/session_params.hpp"
@@ -26,26 +27,35 @@ bool matches_at(std::string_view hay, std::size_t at, std::string_view needle) {
   return true;
 }
 
-// `needle` in lower case. This runs on every query in transaction mode, and most needles have a '_', which is
-// rarer in SQL than any letter: memchr finds the few places worth comparing.
+// `needle` in lower case.
 bool contains_ignoring_case(std::string_view hay, std::string_view needle) {
-  if (hay.size() < needle.size()) return false;
-  const std::size_t last_start = hay.size() - needle.size();
-  const std::size_t pivot = needle.find('_');
-  if (pivot == std::string_view::npos) {
-    for (std::size_t i = 0; i <= last_start; ++i)
-      if (matches_at(hay, i, needle)) return true;
-    return false;
-  }
-  const char* const begin = hay.data();
-  const char* const end = begin + last_start + pivot + 1;  // past the last place the pivot can be
-  for (const char* p = begin + pivot; p < end;) {
-    p = static_cast<const char*>(std::memchr(p, '_', end - p));
-    if (!p) return false;
-    if (matches_at(hay, (p - begin) - pivot, needle)) return true;
-    ++p;
-  }
+  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i)
+    if (matches_at(hay, i, needle)) return true;
   return false;
+}
+
+// Which of the names that matter anywhere in a query appear in it, in one scan: each has one '_', rarer in
+// SQL than any letter, so memchr finds the few places worth comparing (this runs on every query).
+struct Mentions {
+  bool advisory_lock = false, search_path = false, set_config = false;
+};
+
+bool named_around(std::string_view hay, std::size_t underscore, std::string_view needle, std::size_t pivot) {
+  return underscore >= pivot && underscore - pivot + needle.size() <= hay.size() &&
+         matches_at(hay, underscore - pivot, needle);
+}
+
+Mentions mentions(std::string_view sql) {
+  Mentions said;
+  const char* const begin = sql.data();
+  const char* const end = begin + sql.size();
+  for (const char* p = begin; (p = static_cast<const char*>(std::memchr(p, '_', end - p))); ++p) {
+    const std::size_t at = p - begin;
+    said.advisory_lock = said.advisory_lock || named_around(sql, at, "advisory_lock", 8);
+    said.search_path = said.search_path || named_around(sql, at, "search_path", 6);
+    said.set_config = said.set_config || named_around(sql, at, "set_config", 3);
+  }
+  return said;
 }
 
 }  // namespace
@@ -197,10 +207,11 @@ std::string_view first_keyword(std::string_view sql, char (&out)[8]) {
 }
 
 SessionEffect first_statement_effect(std::string_view sql) {
+  static constexpr std::string_view kWords[] = {"set",  "reset",  "listen",  "prepare",
+                                                "load", "create", "declare", "discard"};
   char buffer[8];
   const std::string_view word = first_keyword(sql, buffer);
-  if (word.empty() || (word[0] != 'l' && word[0] != 'p' && word[0] != 'd' && word[0] != 'c' &&
-                       word[0] != 's' && word[0] != 'r'))
+  if (std::find(std::begin(kWords), std::end(kWords), word) == std::end(kWords))
     return {};  // SELECT, INSERT, UPDATE, BEGIN, COMMIT, WITH, ...: the common case ends here
   std::string_view rest = sql;
   if (take_keyword(rest, word)) {
@@ -233,13 +244,14 @@ SessionEffect first_statement_effect(std::string_view sql) {
 SessionEffect session_effect(std::string_view sql) {
   SessionEffect effect = first_statement_effect(sql);
   if (effect.kind == SessionEffect::Kind::pins) return effect;
+  const Mentions said = mentions(sql);
   // pg_advisory_lock, pg_try_advisory_lock and their _shared forms hold until the session ends; the
   // transaction-level ones are spelled advisory_xact_lock.
-  if (contains_ignoring_case(sql, "advisory_lock")) return pins("a session-level advisory lock");
+  if (said.advisory_lock) return pins("a session-level advisory lock");
   // SHOW search_path or current_setting('search_path') are harmless; set_config, or a SET hidden behind
   // another statement, is not.
-  if (effect.kind == SessionEffect::Kind::none && contains_ignoring_case(sql, "search_path") &&
-      (contains_ignoring_case(sql, "set_config") || has_second_statement(sql)))
+  if (effect.kind == SessionEffect::Kind::none && said.search_path &&
+      (said.set_config || has_second_statement(sql)))
     return pins("a change of search_path pgmux cannot follow");
   return effect;
 }
