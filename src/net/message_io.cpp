@@ -1,11 +1,52 @@
 // Whole-message reads and writes for the login phases, where messages are few and small.
 #include "net/message_io.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "pgmux/protocol/wire.hpp"
 
 namespace pgmux::net {
 
 using protocol::read_u32;
+
+namespace {
+
+// As much of `bytes` as the socket takes or has right now, without waiting: Asio would complete even an
+// operation that succeeds at once through its scheduler (a posted handler, two locks and a resume of the
+// coroutine), and at login the rest of a message has usually arrived with its header, and a reply fits the
+// empty send buffer whole. The rest, if any, goes through Asio. Counts what was done; an error other than
+// "would block" is returned as is.
+std::size_t receive_now(Socket& socket, char* into, std::size_t size, error_code& ec) {
+  ssize_t n = ::recv(socket.native_handle(), into, size, MSG_DONTWAIT);
+  if (n > 0) return static_cast<std::size_t>(n);
+  if (n == 0)
+    ec = asio::error::eof;
+  else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    ec = error_code(errno, boost::system::system_category());
+  return 0;
+}
+
+std::size_t send_now(Socket& socket, std::string_view bytes, error_code& ec) {
+  ssize_t n = ::send(socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n >= 0) return static_cast<std::size_t>(n);
+  if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    ec = error_code(errno, boost::system::system_category());
+  return 0;
+}
+
+// Fills `into` whole: what is there now, then Asio for the rest. Only for a body whose header was just read:
+// a header is awaited through Asio directly, since trying first would cost a failed recv before every wait.
+asio::awaitable<error_code> read_rest(Socket& socket, char* into, std::size_t size) {
+  error_code ec;
+  std::size_t done = size > 0 ? receive_now(socket, into, size, ec) : 0;
+  if (ec || done == size) co_return ec;
+  auto [read_ec, n] = co_await asio::async_read(socket, asio::buffer(into + done, size - done), use_nothrow);
+  co_return read_ec;
+}
+
+}  // namespace
 
 asio::awaitable<error_code> read_startup_packet(Socket& socket, std::string& packet,
                                                 std::uint32_t max_length) {
@@ -15,8 +56,7 @@ asio::awaitable<error_code> read_startup_packet(Socket& socket, std::string& pac
   std::uint32_t length = read_u32(header);
   if (length < 8 || length > max_length) co_return make_error_code(boost::system::errc::protocol_error);
   packet.resize(length - 4);
-  std::tie(ec, n) = co_await asio::async_read(socket, asio::buffer(packet), use_nothrow);
-  co_return ec;
+  co_return co_await read_rest(socket, packet.data(), packet.size());
 }
 
 asio::awaitable<error_code> read_message(Socket& socket, char& type, std::string& body,
@@ -28,13 +68,16 @@ asio::awaitable<error_code> read_message(Socket& socket, char& type, std::string
   std::uint32_t length = read_u32(header + 1);
   if (length < 4 || length > max_length) co_return make_error_code(boost::system::errc::protocol_error);
   body.resize(length - 4);
-  std::tie(ec, n) = co_await asio::async_read(socket, asio::buffer(body), use_nothrow);
-  co_return ec;
+  co_return co_await read_rest(socket, body.data(), body.size());
 }
 
 asio::awaitable<error_code> write_all(Socket& socket, std::string_view bytes) {
-  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()), use_nothrow);
-  co_return ec;
+  error_code ec;
+  bytes.remove_prefix(send_now(socket, bytes, ec));
+  if (ec || bytes.empty()) co_return ec;
+  auto [write_ec, n] =
+      co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()), use_nothrow);
+  co_return write_ec;
 }
 
 }  // namespace pgmux::net
