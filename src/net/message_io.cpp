@@ -13,26 +13,32 @@ using protocol::read_u32;
 
 namespace {
 
-// As much of `bytes` as the socket takes or has right now, without waiting: Asio would complete even an
-// operation that succeeds at once through its scheduler (a posted handler, two locks and a resume of the
-// coroutine), and at login the rest of a message has usually arrived with its header, and a reply fits the
-// empty send buffer whole. The rest, if any, goes through Asio. Counts what was done; an error other than
-// "would block" is returned as is.
+// receive_now and send_now move what the socket has or takes right now, without waiting: Asio would complete
+// even an operation that succeeds at once through its scheduler (a posted handler, two locks and a resume of
+// the coroutine), and at login the rest of a message has usually arrived with its header, and a reply fits
+// the empty send buffer whole. The rest, if any, goes through Asio. They count the bytes moved; a failure
+// other than "would block" is returned in `ec`.
+
+// A failed call's errno as an error, unless it only means "not now".
+void fail_unless_would_block(error_code& ec) {
+  if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    ec = error_code(errno, boost::system::system_category());
+}
+
 std::size_t receive_now(Socket& socket, char* into, std::size_t size, error_code& ec) {
   ssize_t n = ::recv(socket.native_handle(), into, size, MSG_DONTWAIT);
   if (n > 0) return static_cast<std::size_t>(n);
   if (n == 0)
     ec = asio::error::eof;
-  else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-    ec = error_code(errno, boost::system::system_category());
+  else
+    fail_unless_would_block(ec);
   return 0;
 }
 
 std::size_t send_now(Socket& socket, std::string_view bytes, error_code& ec) {
   ssize_t n = ::send(socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n >= 0) return static_cast<std::size_t>(n);
-  if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-    ec = error_code(errno, boost::system::system_category());
+  fail_unless_would_block(ec);
   return 0;
 }
 

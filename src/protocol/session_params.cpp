@@ -122,16 +122,10 @@ const std::string& ParamSet::get(TrackedParam param) const {
 
 void ParamSet::set(TrackedParam param, std::string_view value) {
   if (get(param) == value) return;
-  Values changed = values_ ? *values_ : Values{};
-  changed.values[static_cast<std::size_t>(param)] = value;
-  bool all_empty = true;
-  for (const std::string& v : changed.values) all_empty = all_empty && v.empty();
-  if (all_empty) {
-    values_.reset();
-    return;
-  }
-  changed.rehash();
-  values_ = intern_table().intern(std::move(changed));
+  std::array<std::string_view, kTrackedParamCount> values;
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = get(static_cast<TrackedParam>(i));
+  values[static_cast<std::size_t>(param)] = value;
+  set_all(values);  // copies the values before it lets go of the set they point into
 }
 
 void ParamSet::set_all(const std::array<std::string_view, kTrackedParamCount>& values) {
