@@ -36,6 +36,7 @@ function label(s, t, args) {
   if (t == "pgbouncer" && s == "S5" && args ~ /-M simple/) return "PgBouncer (`-M simple`)"
   if (t == "pgbouncer") return "PgBouncer"
   if (t == "pgmux-nometrics") return "pgmux, metrics off"
+  if (t == "floor") return "floor relay (no pooling)"
   return t
 }
 
@@ -71,7 +72,7 @@ END {
   printf "### Throughput, latency and pooler cost (median of %s x %s s; pool %s)\n\n", reps, secs, pool
   print "| scenario | clients | target | TPS | p50 ms | p99 ms | pooler CPU s / 10k tx | pooler peak RSS MiB | failed tx | aborted clients | error lines | pgmux / PgBouncer | pgmux / direct |"
   print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  ntg = split("direct pgbouncer pgmux pgmux-nometrics", tg, " ")
+  ntg = split("direct pgbouncer pgmux pgmux-nometrics floor", tg, " ")
   for (i = 1; i <= ns; i++) {
     s = order[i]
     for (j = 1; j <= ntg; j++) {
@@ -102,6 +103,25 @@ END {
   if (aborted_rows) print "\\* pgbench clients aborted on errors: the TPS counts only what ran before they did (see the notes)."
   for (k in skipped) { split(k, p, SUBSEP); print "n/a for " p[1] " " p[2] ": " skipped[k] "." }
   for (i = 1; i <= nn; i++) print "- " notes[i] " (rep " note_reps[notes[i]] ")"
+
+  # The floor relay: the least CPU any proxy spends per transaction here, and each pooler's CPU over it.
+  floor_rows = 0
+  for (i = 1; i <= ns; i++) if ((order[i] SUBSEP "floor") in ran && !((order[i] SUBSEP "floor") in skipped)) floor_rows++
+  if (floor_rows > 0) {
+    print ""
+    print "### Pooler CPU against the floor (the cheapest relay: one recv and one send per message, no pooling)"
+    print ""
+    print "| scenario | floor CPU s / 10k tx | PgBouncer | pgmux | floor / PgBouncer | pgmux / floor | PgBouncer / floor |"
+    print "|---|---:|---:|---:|---:|---:|---:|"
+    for (i = 1; i <= ns; i++) {
+      s = order[i]; fk = s SUBSEP "floor"
+      if (!(fk in ran) || (fk in skipped)) continue
+      fl = median(cpu[fk]); b = median(cpu[s SUBSEP "pgbouncer"]); x = median(cpu[s SUBSEP "pgmux"])
+      vs = (s == "S5" && args[s SUBSEP "pgbouncer"] ~ /-M simple/) ? " (vs simple)" : ""
+      printf "| %s | %s | %s | %s | %s | %s | %s |\n", describe(s), fmt(fl, "%.3f"), fmt(b, "%.3f"), fmt(x, "%.3f"),
+        ratio(fl, b) vs, ratio(x, fl), ratio(b, fl) vs
+    }
+  }
 
   # METRICS=1: what counting costs, as the ratio of the two pgmux runs of each scenario.
   metrics_rows = 0

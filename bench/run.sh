@@ -27,7 +27,8 @@ if [ -n "${METRICS:-}" ] && [ "${METRICS}" != 0 ]; then
   IDLE_CLIENTS=${IDLE_CLIENTS-}
 fi
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6"}
-TARGETS=${TARGETS:-"direct pgbouncer pgmux"}   # also pgmux-nometrics: pgmux with metrics.enabled: false
+# floor: bench/floor_relay.cpp, the cheapest relay possible (no pooling), the least any proxy costs per transaction.
+TARGETS=${TARGETS:-"direct pgbouncer pgmux floor"}   # also pgmux-nometrics: pgmux with metrics.enabled: false
 IDLE_CLIENTS=${IDLE_CLIENTS-"1000 10000"}   # empty string skips the idle-memory phase
 POOL=${POOL:-20}                            # backend connections per pooler (both poolers get the same)
 CLIENTS=${CLIENTS:-32}                      # clients in S1, S2, S4, S5, S6
@@ -36,13 +37,14 @@ JOBS=${JOBS:-2}                             # pgbench threads (one per core on t
 SCALE=${SCALE:-10}                          # pgbench -i scale: 1,000,000 accounts, fits in shared_buffers
 PGMUX_WORKERS=${PGMUX_WORKERS:-0}           # 0 = pgmux's default, one event loop per core
 PGMUX_BIN=${PGMUX_BIN:-$top/build-bench/pgmux}
+FLOOR_BIN=${FLOOR_BIN:-$(dirname "$PGMUX_BIN")/floor_relay}   # built beside pgmux (CMake target floor_relay)
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 OUT=${OUT:-$here/results/run-$(date +%Y%m%d-%H%M%S).tsv}   # bench/results/ is git-ignored
 KEEP_OUTPUT=${KEEP_OUTPUT:-}                # a directory: keep each run's pgbench output and the server logs there
 IDLE_CONNECT_SECS=${IDLE_CONNECT_SECS:-300} # give up waiting for idle clients to connect after this
 # Ports: empty = pick a free one on loopback.
-PGPORT=${PGPORT:-} BOUNCER_PORT=${BOUNCER_PORT:-} PGMUX_PORT=${PGMUX_PORT:-}
+PGPORT=${PGPORT:-} BOUNCER_PORT=${BOUNCER_PORT:-} PGMUX_PORT=${PGMUX_PORT:-} FLOOR_PORT=${FLOOR_PORT:-}
 
 export PGPASSWORD=bench-password PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 # No TLS anywhere: every target gets the same plain TCP login (TLS logins are bench/coldpath.sh's subject).
@@ -51,6 +53,7 @@ export LC_ALL=C   # decimal points and numeric sorting the same whatever the cal
 # ---- state for cleanup ------------------------------------------------------------------------------------------
 work=""          # temp dir: Postgres data, PgBouncer files, pgmux config, pgbench logs
 pgmux_pid=""
+floor_pid=""
 children=()      # background `timeout pgbench` processes still running
 hz=$(getconf CLK_TCK)
 
@@ -75,6 +78,7 @@ cleanup() {
   local p
   for p in "${children[@]}"; do stop_pid "$p"; done
   stop_pgmux
+  stop_floor
   stop_pgbouncer
   if [ -n "$work" ] && [ -f "$work/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$work/data" -m immediate -w -t 20 stop >/dev/null 2>&1
@@ -103,6 +107,11 @@ check_tools() {
     cmake --build "$top/build-bench" -j"$(nproc)" --target pgmux >/dev/null
   fi
   [ -x "$PGMUX_BIN" ] || die "no pgmux binary at $PGMUX_BIN"
+  if [[ " $TARGETS " == *" floor "* ]] && [ ! -x "$FLOOR_BIN" ]; then
+    log "building the floor relay into $(dirname "$FLOOR_BIN")"
+    cmake --build "$(dirname "$FLOOR_BIN")" --target floor_relay >/dev/null ||
+      die "no floor relay at $FLOOR_BIN (CMake target floor_relay)"
+  fi
 }
 
 # Thousands of sockets per process: lift the soft fd limit to the hard one (children inherit it).
@@ -124,9 +133,10 @@ pick_ports() {
   [ -n "$PGPORT" ] || PGPORT=$(free_port)
   [ -n "$BOUNCER_PORT" ] || BOUNCER_PORT=$(free_port "$PGPORT")
   [ -n "$PGMUX_PORT" ] || PGMUX_PORT=$(free_port "$PGPORT" "$BOUNCER_PORT")
+  [ -n "$FLOOR_PORT" ] || FLOOR_PORT=$(free_port "$PGPORT" "$BOUNCER_PORT" "$PGMUX_PORT")
   local p
-  for p in "$PGPORT" "$BOUNCER_PORT" "$PGMUX_PORT"; do port_in_use "$p" && die "port $p is in use"; done
-  log "ports: postgres $PGPORT, pgbouncer $BOUNCER_PORT, pgmux $PGMUX_PORT"
+  for p in "$PGPORT" "$BOUNCER_PORT" "$PGMUX_PORT" "$FLOOR_PORT"; do port_in_use "$p" && die "port $p is in use"; done
+  log "ports: postgres $PGPORT, pgbouncer $BOUNCER_PORT, pgmux $PGMUX_PORT, floor relay $FLOOR_PORT"
 }
 
 max_idle() { local m=0 n; for n in $IDLE_CLIENTS; do [ "$n" -gt "$m" ] && m=$n; done; echo "$m"; }
@@ -252,9 +262,22 @@ start_pgmux() {
 
 stop_pgmux() { stop_pid "$pgmux_pid" INT; pgmux_pid=""; }   # INT: pgmux stops at once, no drain
 
+start_floor() {
+  "$FLOOR_BIN" "$FLOOR_PORT" "$PGPORT" >>"$work/floor.log" 2>&1 &
+  floor_pid=$!
+  wait_ready "$FLOOR_PORT" "floor relay"
+}
+
+stop_floor() { stop_pid "$floor_pid" TERM; floor_pid=""; }
+
 # ---- per-process measurements -----------------------------------------------------------------------------------
-pooler_pid() { case $1 in pgbouncer) bouncer_pid ;; pgmux | pgmux-nometrics) echo "$pgmux_pid" ;; *) echo "" ;; esac; }
-port_of() { case $1 in direct) echo "$PGPORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; pgmux | pgmux-nometrics) echo "$PGMUX_PORT" ;; esac; }
+pooler_pid() {
+  case $1 in pgbouncer) bouncer_pid ;; pgmux | pgmux-nometrics) echo "$pgmux_pid" ;; floor) echo "$floor_pid" ;; *) echo "" ;; esac
+}
+port_of() {
+  case $1 in direct) echo "$PGPORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; pgmux | pgmux-nometrics) echo "$PGMUX_PORT" ;;
+    floor) echo "$FLOOR_PORT" ;; esac
+}
 
 # utime + stime of every thread, in clock ticks.
 cpu_ticks() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
@@ -282,6 +305,9 @@ scenario_args() {
 # Why a target does not run a scenario at all (empty = it runs).
 skip_reason() {
   if [ "$1" = S3 ] && [ "$2" = direct ]; then echo "direct Postgres cannot take $MANY_CLIENTS connections"; fi
+  # The relay opens a server connection per client: a Postgres login per transaction in S2, 1000 in S3.
+  if [ "$1" = S2 ] && [ "$2" = floor ]; then echo "the floor relay does not pool: each login would be Postgres's"; fi
+  if [ "$1" = S3 ] && [ "$2" = floor ]; then echo "the floor relay does not pool: $MANY_CLIENTS server connections"; fi
 }
 
 # What pgbench does to the tables between TPC-B runs unless -n: done here, directly, outside the measurement.
@@ -303,6 +329,7 @@ fresh_target() {
   case $1 in
     pgbouncer) stop_pgbouncer; start_pgbouncer ;;
     pgmux | pgmux-nometrics) stop_pgmux; start_pgmux "$1" ;;
+    floor) stop_floor; start_floor ;;
   esac
 }
 
