@@ -2,11 +2,14 @@
 //
 // One thread, one level-triggered epoll set, a server connection of its own per client (no pooling, no
 // parsing, no authentication of its own: logins pass through to Postgres). Every readable socket gets one
-// recv into a shared buffer and one send of it to the peer. That is the system-call pattern of every
-// user-space TCP proxy, PgBouncer's and pgmux's included, with nothing else around it: the CPU it uses per
-// transaction is the floor under any pooler's, and bench/run.sh reports the poolers' CPU against it.
+// recv into a buffer and one send of it to the peer. That is the system-call pattern of every user-space TCP
+// proxy, PgBouncer's and pgmux's included, with nothing else around it: the CPU it uses per transaction is
+// the floor under any pooler's, and bench/run.sh reports the poolers' CPU against it.
 //
-//   floor_relay LISTEN_PORT SERVER_PORT       (both on 127.0.0.1; stops on SIGINT or SIGTERM)
+// With THREADS > 1, each thread has its own listener on the port (SO_REUSEPORT, the kernel spreading clients)
+// and its own epoll set, as pgmux's workers do: what using several cores costs, by itself.
+//
+//   floor_relay LISTEN_PORT SERVER_PORT [THREADS]   (127.0.0.1; stops on SIGINT or SIGTERM)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -29,8 +33,9 @@ struct End {
   bool paused = false;  // not read while its peer holds bytes from it: the peer's backlog stays one read long
 };
 
+// Shared by the threads, but each entry belongs to the one thread that accepted its pair.
 std::vector<End> ends(1 << 16);
-int epoll_fd = -1;
+thread_local int epoll_fd = -1;
 
 sockaddr_in loopback(int port) {
   sockaddr_in address{};
@@ -84,7 +89,7 @@ void accept_client(int listener, int server_port) {
 }
 
 void relay_from(int fd) {
-  static char buffer[64 * 1024];
+  thread_local char buffer[64 * 1024];
   const ssize_t got = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
   if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (got <= 0) return close_pair(fd);
@@ -111,22 +116,20 @@ void flush_pending(int fd) {
   rewatch(end.peer);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s LISTEN_PORT SERVER_PORT\n", argv[0]);
-    return 2;
-  }
-  const int listen_port = std::atoi(argv[1]), server_port = std::atoi(argv[2]);
+int open_listener(int port) {
   const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   const int one = 1;
   setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const sockaddr_in at = loopback(listen_port);
+  setsockopt(listener, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  const sockaddr_in at = loopback(port);
   if (bind(listener, reinterpret_cast<const sockaddr*>(&at), sizeof at) != 0 || listen(listener, 4096) != 0) {
     std::perror("floor_relay: listen");
-    return 1;
+    std::exit(1);
   }
+  return listener;
+}
+
+[[noreturn]] void run_loop(int listener, int server_port) {
   epoll_fd = epoll_create1(0);
   watch(EPOLL_CTL_ADD, listener, EPOLLIN);
   epoll_event events[256];
@@ -143,4 +146,19 @@ int main(int argc, char** argv) {
       if (ends[fd].peer >= 0 && !ends[fd].paused && (events[i].events & ~EPOLLOUT)) relay_from(fd);
     }
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s LISTEN_PORT SERVER_PORT [THREADS]\n", argv[0]);
+    return 2;
+  }
+  const int listen_port = std::atoi(argv[1]), server_port = std::atoi(argv[2]);
+  const int threads = argc == 4 ? std::atoi(argv[3]) : 1;
+  std::vector<int> listeners;  // all bound before any thread accepts, so no client is refused at start
+  for (int i = 0; i < threads; ++i) listeners.push_back(open_listener(listen_port));
+  for (int i = 1; i < threads; ++i) std::thread(run_loop, listeners[i], server_port).detach();
+  run_loop(listeners[0], server_port);
 }

@@ -22,6 +22,8 @@ function add(arr, k, x) { if (!na(x)) arr[k] = arr[k] (arr[k] == "" ? "" : " ") 
 function fmt(x, f) { return na(x) ? "n/a" : sprintf(f, x) }
 function ratio(a, b) { return (na(a) || na(b) || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
 
+function ran_floor(s, t) { return (s SUBSEP t) in ran && !((s SUBSEP t) in skipped) }
+
 function describe(s) {
   if (s == "S1") return "S1 `-S`"
   if (s == "S2") return "S2 `-S -C` (login per tx)"
@@ -37,6 +39,7 @@ function label(s, t, args) {
   if (t == "pgbouncer") return "PgBouncer"
   if (t == "pgmux-nometrics") return "pgmux, metrics off"
   if (t == "floor") return "floor relay (no pooling)"
+  if (t == "floor-mt") return "floor relay, a thread per pgmux worker"
   return t
 }
 
@@ -72,7 +75,7 @@ END {
   printf "### Throughput, latency and pooler cost (median of %s x %s s; pool %s)\n\n", reps, secs, pool
   print "| scenario | clients | target | TPS | p50 ms | p99 ms | pooler CPU s / 10k tx | pooler peak RSS MiB | failed tx | aborted clients | error lines | pgmux / PgBouncer | pgmux / direct |"
   print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  ntg = split("direct pgbouncer pgmux pgmux-nometrics floor", tg, " ")
+  ntg = split("direct pgbouncer pgmux pgmux-nometrics floor floor-mt", tg, " ")
   for (i = 1; i <= ns; i++) {
     s = order[i]
     for (j = 1; j <= ntg; j++) {
@@ -106,20 +109,21 @@ END {
 
   # The floor relay: the least CPU any proxy spends per transaction here, and each pooler's CPU over it.
   floor_rows = 0
-  for (i = 1; i <= ns; i++) if ((order[i] SUBSEP "floor") in ran && !((order[i] SUBSEP "floor") in skipped)) floor_rows++
+  for (i = 1; i <= ns; i++) if (ran_floor(order[i], "floor") || ran_floor(order[i], "floor-mt")) floor_rows++
   if (floor_rows > 0) {
     print ""
     print "### Pooler CPU against the floor (the cheapest relay: one recv and one send per message, no pooling)"
     print ""
-    print "| scenario | floor CPU s / 10k tx | PgBouncer | pgmux | floor / PgBouncer | pgmux / floor | PgBouncer / floor |"
-    print "|---|---:|---:|---:|---:|---:|---:|"
+    print "| scenario | floor CPU s / 10k tx | floor, a thread per worker | PgBouncer | pgmux | PgBouncer / floor | pgmux / floor | pgmux / floor with its threads |"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|"
     for (i = 1; i <= ns; i++) {
-      s = order[i]; fk = s SUBSEP "floor"
-      if (!(fk in ran) || (fk in skipped)) continue
-      fl = median(cpu[fk]); b = median(cpu[s SUBSEP "pgbouncer"]); x = median(cpu[s SUBSEP "pgmux"])
+      s = order[i]
+      if (!ran_floor(s, "floor") && !ran_floor(s, "floor-mt")) continue
+      fl = median(cpu[s SUBSEP "floor"]); fm = median(cpu[s SUBSEP "floor-mt"])
+      b = median(cpu[s SUBSEP "pgbouncer"]); x = median(cpu[s SUBSEP "pgmux"])
       vs = (s == "S5" && args[s SUBSEP "pgbouncer"] ~ /-M simple/) ? " (vs simple)" : ""
-      printf "| %s | %s | %s | %s | %s | %s | %s |\n", describe(s), fmt(fl, "%.3f"), fmt(b, "%.3f"), fmt(x, "%.3f"),
-        ratio(fl, b) vs, ratio(x, fl), ratio(b, fl) vs
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", describe(s), fmt(fl, "%.3f"), fmt(fm, "%.3f"), fmt(b, "%.3f"),
+        fmt(x, "%.3f"), ratio(b, fl) (ratio(b, fl) == "n/a" ? "" : vs), ratio(x, fl), ratio(x, fm)
     }
   }
 

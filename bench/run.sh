@@ -27,7 +27,8 @@ if [ -n "${METRICS:-}" ] && [ "${METRICS}" != 0 ]; then
   IDLE_CLIENTS=${IDLE_CLIENTS-}
 fi
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6"}
-# floor: bench/floor_relay.cpp, the cheapest relay possible (no pooling), the least any proxy costs per transaction.
+# floor: bench/floor_relay.cpp, the cheapest relay possible (no pooling), the least any proxy costs per transaction;
+# floor-mt: the same with one thread per pgmux worker, what using several cores costs by itself.
 TARGETS=${TARGETS:-"direct pgbouncer pgmux floor"}   # also pgmux-nometrics: pgmux with metrics.enabled: false
 IDLE_CLIENTS=${IDLE_CLIENTS-"1000 10000"}   # empty string skips the idle-memory phase
 POOL=${POOL:-20}                            # backend connections per pooler (both poolers get the same)
@@ -107,7 +108,7 @@ check_tools() {
     cmake --build "$top/build-bench" -j"$(nproc)" --target pgmux >/dev/null
   fi
   [ -x "$PGMUX_BIN" ] || die "no pgmux binary at $PGMUX_BIN"
-  if [[ " $TARGETS " == *" floor "* ]] && [ ! -x "$FLOOR_BIN" ]; then
+  if [[ " $TARGETS " == *" floor"* ]] && [ ! -x "$FLOOR_BIN" ]; then
     log "building the floor relay into $(dirname "$FLOOR_BIN")"
     cmake --build "$(dirname "$FLOOR_BIN")" --target floor_relay >/dev/null ||
       die "no floor relay at $FLOOR_BIN (CMake target floor_relay)"
@@ -262,21 +263,25 @@ start_pgmux() {
 
 stop_pgmux() { stop_pid "$pgmux_pid" INT; pgmux_pid=""; }   # INT: pgmux stops at once, no drain
 
+# $1: threads. One at a time on FLOOR_PORT, like the two pgmux configs.
 start_floor() {
-  "$FLOOR_BIN" "$FLOOR_PORT" "$PGPORT" >>"$work/floor.log" 2>&1 &
+  "$FLOOR_BIN" "$FLOOR_PORT" "$PGPORT" "$1" >>"$work/floor.log" 2>&1 &
   floor_pid=$!
   wait_ready "$FLOOR_PORT" "floor relay"
 }
 
 stop_floor() { stop_pid "$floor_pid" TERM; floor_pid=""; }
 
+# pgmux's event loops: PGMUX_WORKERS, or one per core when 0.
+worker_count() { if [ "$PGMUX_WORKERS" -gt 0 ]; then echo "$PGMUX_WORKERS"; else nproc; fi; }
+
 # ---- per-process measurements -----------------------------------------------------------------------------------
 pooler_pid() {
-  case $1 in pgbouncer) bouncer_pid ;; pgmux | pgmux-nometrics) echo "$pgmux_pid" ;; floor) echo "$floor_pid" ;; *) echo "" ;; esac
+  case $1 in pgbouncer) bouncer_pid ;; pgmux | pgmux-nometrics) echo "$pgmux_pid" ;; floor | floor-mt) echo "$floor_pid" ;; *) echo "" ;; esac
 }
 port_of() {
   case $1 in direct) echo "$PGPORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; pgmux | pgmux-nometrics) echo "$PGMUX_PORT" ;;
-    floor) echo "$FLOOR_PORT" ;; esac
+    floor | floor-mt) echo "$FLOOR_PORT" ;; esac
 }
 
 # utime + stime of every thread, in clock ticks.
@@ -306,8 +311,10 @@ scenario_args() {
 skip_reason() {
   if [ "$1" = S3 ] && [ "$2" = direct ]; then echo "direct Postgres cannot take $MANY_CLIENTS connections"; fi
   # The relay opens a server connection per client: a Postgres login per transaction in S2, 1000 in S3.
-  if [ "$1" = S2 ] && [ "$2" = floor ]; then echo "the floor relay does not pool: each login would be Postgres's"; fi
-  if [ "$1" = S3 ] && [ "$2" = floor ]; then echo "the floor relay does not pool: $MANY_CLIENTS server connections"; fi
+  case $1/$2 in
+    S2/floor*) echo "the floor relay does not pool: each login would be Postgres's" ;;
+    S3/floor*) echo "the floor relay does not pool: $MANY_CLIENTS server connections" ;;
+  esac
 }
 
 # What pgbench does to the tables between TPC-B runs unless -n: done here, directly, outside the measurement.
@@ -329,7 +336,8 @@ fresh_target() {
   case $1 in
     pgbouncer) stop_pgbouncer; start_pgbouncer ;;
     pgmux | pgmux-nometrics) stop_pgmux; start_pgmux "$1" ;;
-    floor) stop_floor; start_floor ;;
+    floor) stop_floor; start_floor 1 ;;
+    floor-mt) stop_floor; start_floor "$(worker_count)" ;;
   esac
 }
 

@@ -23,7 +23,20 @@ using Kind = auth::UserSecret::Kind;
 
 namespace {
 constexpr std::uint32_t kMaxAuthMessage = 65535;  // Postgres's own limit for authentication tokens
+
+// Whether a 'p' message of `length` body bytes, of which `body` has arrived, is a SASLInitialResponse: a
+// mechanism's name, NUL-terminated, then more. A client sure of being offered SCRAM may send it before it is
+// asked, and Postgres takes it; a password is taken for one only if it spells a mechanism and goes on.
+bool is_sasl_initial_response(std::string_view body, std::size_t length) {
+  for (std::string_view name : {auth::kScramSha256, auth::kScramSha256Plus}) {
+    const std::size_t seen = std::min(body.size(), name.size());
+    const bool terminated = body.size() <= name.size() || body[name.size()] == '\0';
+    if (length > name.size() + 1 && seen > 0 && body.substr(0, seen) == name.substr(0, seen) && terminated)
+      return true;
+  }
+  return false;
 }
+}  // namespace
 
 asio::awaitable<bool> ClientSession::login(LoginState& state) {
   StartupPacket startup;
@@ -187,9 +200,12 @@ bool ClientSession::password_pipelined() {
   // once.
   error_code ec;
   if (socket_.available(ec) == 0 || ec) return false;
-  char type = 0;
-  std::size_t n = socket_.receive(asio::buffer(&type, 1), tcp::socket::message_peek, ec);
-  return !ec && n == 1 && type == 'p';
+  char head[kHeaderSize + 20];  // the type, the length and as much of the body as a mechanism's name takes
+  std::size_t n = socket_.receive(asio::buffer(head), tcp::socket::message_peek, ec);
+  if (ec || n == 0 || head[0] != 'p') return false;
+  if (n < kHeaderSize) return true;
+  const std::uint32_t length = read_u32(head + 1);
+  return length < 4 || !is_sasl_initial_response({head + kHeaderSize, n - kHeaderSize}, length - 4);
 }
 
 asio::awaitable<bool> ClientSession::read_auth_response(LoginState& state, std::string& body) {
