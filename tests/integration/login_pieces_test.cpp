@@ -376,3 +376,58 @@ TEST_CASE("a login message bigger than a socket read, or cut short by the client
   }
   still_serves_a_normal_client(mux);
 }
+
+namespace {
+
+// SCRAM with the SASLInitialResponse pipelined right behind the startup packet (a client that knows the
+// mechanism it will be offered), the proof sent when asked: "" on login, else the SQLSTATE or what went
+// wrong.
+std::string scram_with_pipelined_initial_response(int port, Cut cut) {
+  PiecewiseClient client(port, cut);
+  if (!client.connected()) return "not connected";
+  auto scram = pgmux::auth::ScramClient::with_password(
+      "app-secret", pgmux::auth::base64_encode(pgmux::auth::random_string(18)));
+  const std::string first = scram.client_first({});
+  if (!client.send(startup_message("app", "app") +
+                   wire_message('p', std::string(pgmux::auth::kScramSha256) + '\0' +
+                                         be32(static_cast<std::uint32_t>(first.size())) + first)))
+    return "not sent";
+  WireMessage m;
+  if (!client.read_message(m)) return "no answer to the startup packet";
+  if (m.type == 'E') return "E" + error_field(m.body, 'C');
+  if (m.type != 'R' || auth_code(m) != 10) return "expected AuthenticationSASL";
+  if (!client.read_message(m)) return "no answer to the SASLInitialResponse";
+  if (m.type == 'E') return "E" + error_field(m.body, 'C');
+  if (m.type != 'R' || auth_code(m) != 11) return "expected AuthenticationSASLContinue";
+  auto proof = scram.on_server_first(m.body.substr(4));
+  if (!proof) return "bad server-first-message";
+  if (!client.send(wire_message('p', *proof))) return "proof not sent";
+  if (!client.read_message(m)) return "no answer to the proof";
+  if (m.type == 'E') return "E" + error_field(m.body, 'C');
+  if (m.type != 'R' || auth_code(m) != 12 || !scram.on_server_final(m.body.substr(4))) return "bad SASLFinal";
+  std::string after = value_until_ready(client);
+  if (!after.empty()) return after;
+  return query_value(client, "SELECT 'pipelined initial response'") == "pipelined initial response"
+             ? ""
+             : "query failed";
+}
+
+}  // namespace
+
+// KNOWN GAP, fails on the current code: pgmux's check for a password sent before it was asked (Neon's
+// pipelineConnect) looks only at the type byte after the startup packet, so a pipelined SASLInitialResponse
+// (also a 'p') is taken for a cleartext password: pgmux answers AuthenticationCleartextPassword and the login
+// fails. Only the whole write is asserted against pgmux: with a byte per write, whether the 'p' is there yet
+// when pgmux looks depends on timing.
+TEST_CASE("a SASLInitialResponse pipelined behind the startup packet logs in, as it does with Postgres",
+          "[login][pieces][known-gap]") {
+  TestPostgres& postgres = TestPostgres::shared();
+  for (Cut cut : {Cut::whole, Cut::byte_per_write}) {
+    INFO(name_of(cut));
+    CHECK(scram_with_pipelined_initial_response(postgres.port(), cut) == "");  // Postgres itself
+  }
+  Pgmux mux(postgres);
+  INFO(mux.log_tail());
+  CHECK(scram_with_pipelined_initial_response(mux.port(), Cut::whole) == "");
+  still_serves_a_normal_client(mux);
+}
