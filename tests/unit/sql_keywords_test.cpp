@@ -153,3 +153,24 @@ TEST_CASE("only the first word decides, and a longer word that starts like a key
   CHECK(session_effect("RESET search_path; SELECT 1").kind == Kind::pins);
   CHECK(session_effect("DISCARD ALL; SELECT 1").kind == Kind::none);
 }
+
+// KNOWN GAPS (fail on the current code, and on the scan before 3f330ae alike): statements whose first words
+// do not say that they leave session state behind.
+TEST_CASE("CREATE OR REPLACE TEMP VIEW pins as CREATE TEMP VIEW does", "[known-gap]") {
+  CHECK(session_effect("CREATE OR REPLACE TEMP VIEW v AS SELECT 1").kind == Kind::pins);
+  CHECK(session_effect("create or replace temporary view v as select 1").kind == Kind::pins);
+}
+
+TEST_CASE("temporary tables made by SELECT INTO TEMP or in schema pg_temp pin as CREATE TEMP TABLE does",
+          "[known-gap]") {
+  CHECK(session_effect("SELECT 1 AS n INTO TEMP TABLE t").kind == Kind::pins);
+  CHECK(session_effect("SELECT * INTO TEMPORARY t FROM pg_class").kind == Kind::pins);
+  CHECK(session_effect("CREATE TABLE pg_temp.t (n int)").kind == Kind::pins);
+}
+
+TEST_CASE("set_config of a setting for the session pins as SET of that setting does", "[known-gap]") {
+  REQUIRE(session_effect("SET work_mem = '1GB'").kind == Kind::pins);
+  CHECK(session_effect("SELECT set_config('work_mem', '1GB', false)").kind == Kind::pins);
+  // search_path computed rather than spelled out
+  CHECK(session_effect("SELECT set_config('search' || '_path', 'x', false)").kind == Kind::pins);
+}
