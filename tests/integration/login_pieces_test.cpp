@@ -12,7 +12,9 @@
 #include "pgmux/auth/crypto.hpp"
 #include "pgmux/auth/scram.hpp"
 #include "raw_socket.hpp"
+#include "raw_tls_client.hpp"
 #include "scram_login.hpp"
+#include "test_certs.hpp"
 #include "websocket_client.hpp"
 
 using namespace pgmux::test;
@@ -374,6 +376,50 @@ TEST_CASE("a login message bigger than a socket read, or cut short by the client
     CHECK(raw.read_until_closed(received, 10s));
     CHECK(received.empty());
   }
+  still_serves_a_normal_client(mux);
+}
+
+namespace {
+
+// Over TLS, each byte its own TLS record: pgmux's end of the TLS tunnel receives a write per record.
+class RecordPerByte {
+ public:
+  explicit RecordPerByte(RawTlsClient& tls) : tls_(tls) {}
+  bool send(const std::string& bytes) {
+    for (char c : bytes)
+      if (!tls_.send(std::string(1, c))) return false;
+    return true;
+  }
+  bool read_message(WireMessage& m) { return tls_.read_message(m); }
+  bool read_until_ready(std::vector<WireMessage>& messages) { return tls_.read_until_ready(messages); }
+
+ private:
+  RawTlsClient& tls_;
+};
+
+}  // namespace
+
+TEST_CASE("a SCRAM login over TLS sent a TLS record per byte logs in, with and without channel binding",
+          "[login][pieces][tls]") {
+  static TestCerts certs;
+  Pgmux mux(TestPostgres::shared(),
+            {.extra_yaml = "tls:\n  cert_file: " + certs.server().cert +
+                           "\n  key_file: " + certs.server().key + "\n  mode: allow\n"});
+  INFO(mux.log_tail());
+  for (bool direct : {true, false})
+    for (bool plus : {true, false}) {
+      INFO((direct ? "direct TLS" : "after SSLRequest")
+           << (plus ? ", SCRAM-SHA-256-PLUS" : ", SCRAM-SHA-256"));
+      RawTlsClient tls(mux.port(), {.direct = direct, .ca_file = certs.ca()});
+      INFO(tls.failure());
+      REQUIRE(tls.connected());
+      RecordPerByte client(tls);
+      REQUIRE(scram_login(client, "app", "app-secret", "app", plus ? tls.server_end_point() : "") == "");
+      std::vector<WireMessage> messages;
+      REQUIRE(client.send(query_message("SELECT 'tls in pieces'")));
+      REQUIRE(tls.read_until_ready(messages));
+      CHECK(data_rows(messages) == std::vector<std::string>{"tls in pieces"});
+    }
   still_serves_a_normal_client(mux);
 }
 
