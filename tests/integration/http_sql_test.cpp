@@ -9,6 +9,7 @@
 #include "libpq.hpp"
 #include "neon_http.hpp"
 #include "pgmux.hpp"
+#include "pgmux/auth/crypto.hpp"
 
 using namespace pgmux::test;
 namespace json = boost::json;
@@ -277,4 +278,19 @@ TEST_CASE("a request that SETs a session setting does not pass it on to the next
   ok(post(mux.http_port(), neon_call(query_body("SET search_path = pg_catalog"))));
   json::object after = ok(post(mux.http_port(), neon_call(query_body("SHOW search_path"))));
   CHECK(after["rows"].at(0).at(0) == json::value(before));
+}
+
+TEST_CASE("a 9 MB query reaches Postgres byte for byte: the write goes on after what the socket took at once",
+          "[http-sql]") {
+  // Far more than a socket's send buffer holds: pgmux's write to the backend sends what the socket takes
+  // without waiting, then must send the rest.
+  Pgmux mux(TestPostgres::shared(), {.http = true});
+  std::string text(9'000'000, 'x');
+  for (std::size_t i = 0; i < text.size(); i += 997) text[i] = static_cast<char>('a' + (i / 997) % 26);
+  json::object answer =
+      ok(post(mux.http_port(),
+              neon_call(query_body("SELECT length(t), md5(t) FROM (VALUES ('" + text + "')) v(t)"))));
+  CHECK(answer["rows"] == json::array{json::array{"9000000", json::string(pgmux::auth::md5_hex(text))}});
+  json::object after = ok(post(mux.http_port(), neon_call(query_body("SELECT 'next'"))));
+  CHECK(after["rows"] == json::parse(R"([["next"]])"));
 }

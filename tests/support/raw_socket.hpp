@@ -16,6 +16,8 @@ class RawSocket {
 
   bool connected() const { return connected_; }
   bool send_all(const std::string& bytes);
+  // TCP_NODELAY: each send_all leaves at once as its own segment, however small.
+  bool set_no_delay();
   // Sends a startup packet and reads up to the first ReadyForQuery: a login that is asked no password
   // (auth_type trust).
   bool log_in(const std::string& user, const std::string& database);

@@ -101,3 +101,76 @@ TEST_CASE("DEALLOCATE of one statement is read with Postgres's identifier foldin
   CHECK(deallocate_target("DEALLOCATE a; SELECT 1").empty());
   CHECK(deallocate_target("SELECT 1").empty());
 }
+
+// The scan for advisory_lock, search_path and set_config finds each name by its underscore: a name at
+// either end of the text, beside other underscores or overlapping another name is found, in any case; a
+// name cut short, broken by another byte, or spelled with a non-ASCII look-alike is not.
+TEST_CASE("the three names are found wherever their underscore falls, and near misses are not") {
+  using namespace std::string_view_literals;
+  for (std::string_view sql :
+       {"advisory_lock"sv, "pg_advisory_lock"sv, "__advisory_lock__"sv,
+        "select pg_advisory_lock"sv,  // the text ends with the name
+        "ADVISORY_LOCK(1)"sv,
+        "SELECT 1 -- pg_advisory_lock(1)"sv,  // a comment counts: errs towards pinning
+        "SELECT 'pg_advisory_lock'"sv,
+        "SELECT 1\0pg_advisory_lock"sv,  // past a NUL too (a Parse's parameter types)
+        "SELECT set_config('search_path', 'x', false)"sv, "SELECT SET_CONFIG('SEARCH_PATH', 'x', false)"sv,
+        "set_configsearch_path"sv,  // adjacent, at the very start and end
+        "search_path_set_config"sv, "x_search_path_; SELECT 1"sv,
+        "SELECT set_config(current_setting('search_path'), 'x', false)"sv}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::pins);
+  }
+  for (std::string_view sql :
+       {"SELECT pg_advisory_loc"sv,  // cut short at the end
+        "dvisory_lock"sv, "advisory__lock"sv, "advisory_lock"sv.substr(0, 12), "advisory\0lock"sv,
+        "ADV\xc4\xb0SORY_LOCK"sv,  // a dotted capital I is not an i
+        "SELECT set_config('work', 'x', false)"sv, "SELECT current_setting('search_path')"sv,
+        "search_pat; set_config"sv, "earch_path; set_config"sv, "search_path; set_confi"sv.substr(0, 11),
+        "SELECT set_config('search__path', 'x', false)"sv, "___"sv, ""sv}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::none);
+  }
+}
+
+TEST_CASE("only the first word decides, and a longer word that starts like a keyword is not it") {
+  for (const char* sql :
+       {"LISTENER x", "prepared x", "settings", "resetting all", "discarded all", "created temp table t ()",
+        "declared c cursor with hold", "loader 'x'", "SELECT 1; LISTEN x", "LISTEN\xc3\xa9 x",
+        "EXPLAIN SELECT pg_advisory_xact_lock(1)"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::none);
+  }
+  for (const char* sql :
+       {"LISTEN/**/x", "listen\tx;", "Prepare p(int) AS SELECT $1", "LOAD'x'", "load",
+        "CREATE GLOBAL TEMP TABLE t ()", "CREATE TEMPORARY SEQUENCE s", "CREATE TEMP VIEW v AS SELECT 1",
+        "DECLARE c SCROLL CURSOR WITH HOLD FOR SELECT 1", "-- a\n/* b /* c */ */ SET ROLE app"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::pins);
+  }
+  CHECK(session_effect("SET/**/search_path/**/TO/**/a").kind == Kind::sets_search_path);
+  CHECK(session_effect("SET search_path FROM CURRENT").kind == Kind::pins);
+  CHECK(session_effect("RESET search_path; SELECT 1").kind == Kind::pins);
+  CHECK(session_effect("DISCARD ALL; SELECT 1").kind == Kind::none);
+}
+
+// KNOWN GAPS (fail on the current code, and on the scan before 3f330ae alike): statements whose first words
+// do not say that they leave session state behind.
+TEST_CASE("CREATE OR REPLACE TEMP VIEW pins as CREATE TEMP VIEW does", "[known-gap]") {
+  CHECK(session_effect("CREATE OR REPLACE TEMP VIEW v AS SELECT 1").kind == Kind::pins);
+  CHECK(session_effect("create or replace temporary view v as select 1").kind == Kind::pins);
+}
+
+TEST_CASE("temporary tables made by SELECT INTO TEMP or in schema pg_temp pin as CREATE TEMP TABLE does",
+          "[known-gap]") {
+  CHECK(session_effect("SELECT 1 AS n INTO TEMP TABLE t").kind == Kind::pins);
+  CHECK(session_effect("SELECT * INTO TEMPORARY t FROM pg_class").kind == Kind::pins);
+  CHECK(session_effect("CREATE TABLE pg_temp.t (n int)").kind == Kind::pins);
+}
+
+TEST_CASE("set_config of a setting for the session pins as SET of that setting does", "[known-gap]") {
+  REQUIRE(session_effect("SET work_mem = '1GB'").kind == Kind::pins);
+  CHECK(session_effect("SELECT set_config('work_mem', '1GB', false)").kind == Kind::pins);
+  // search_path computed rather than spelled out
+  CHECK(session_effect("SELECT set_config('search' || '_path', 'x', false)").kind == Kind::pins);
+}
