@@ -4,26 +4,30 @@
 #   bench/instructions.sh                          # pgmux with metrics on and off, and PgBouncer; pgbench -S
 #   CONFIGS="on" MODE=extended bench/instructions.sh
 #   LOGIN=1 bench/instructions.sh                  # a SCRAM login per transaction (pgbench -C)
+#   CACHE=1 CONFIGS="on pgbouncer floor" bench/instructions.sh   # also simulated cache misses per transaction
 #
 # pgmux (workers: 1) runs under `valgrind --tool=callgrind` twice per config, once for TX_SHORT and once for
 # TX_LONG transactions per client; the difference divided by the extra transactions is the cost of one
 # transaction with start-up, logins and shutdown cancelled out. The config `pgbouncer` counts PgBouncer the same
-# way (transaction mode, the same pool size): the user-space half of what the two cost per transaction. Prints a
-# Markdown table (see bench/README.md).
+# way (transaction mode, the same pool size): the user-space half of what the two cost per transaction. The config
+# `floor` is bench/floor_relay.cpp (one recv and one send per message, no pooling). Prints a Markdown table (see
+# bench/README.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 PGMUX_BIN=${PGMUX_BIN:-$top/build-bench/pgmux}
+FLOOR_BIN=${FLOOR_BIN:-$(dirname "$PGMUX_BIN")/floor_relay}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
-CONFIGS=${CONFIGS:-"on off pgbouncer"}  # on: pgmux, metrics.enabled true (the default); off: false; pgbouncer
+CONFIGS=${CONFIGS:-"on off pgbouncer"}  # on: pgmux, metrics.enabled true (the default); off: false; pgbouncer; floor
 MODE=${MODE:-simple}            # pgbench -M
 LOGIN=${LOGIN:-}                # 1: pgbench -C, every transaction on a new connection with a SCRAM login
 CLIENTS=${CLIENTS:-8}
 TX_SHORT=${TX_SHORT:-200}       # transactions per client in the short run
 TX_LONG=${TX_LONG:-1200}        # ... and in the long one
 KEEP=${KEEP:-}                  # a directory: keep the callgrind files there (callgrind_annotate reads them)
+CACHE=${CACHE:-}                # 1: callgrind's cache simulation too (first-level data and last-level misses)
 export LC_ALL=C PGSSLMODE=disable
 
 log() { printf '[instructions %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -35,6 +39,8 @@ case " $CONFIGS " in *" on "* | *" off "*)
   [ -x "$PGMUX_BIN" ] || die "no pgmux binary at $PGMUX_BIN (see bench/README.md, Set-up)" ;; esac
 case " $CONFIGS " in *" pgbouncer "*)
   [ -x "$PGBOUNCER_BIN" ] || die "no PgBouncer at $PGBOUNCER_BIN (Debian package pgbouncer)" ;; esac
+case " $CONFIGS " in *" floor "*)
+  [ -x "$FLOOR_BIN" ] || die "no floor relay at $FLOOR_BIN (CMake target floor_relay)" ;; esac
 
 work=$(mktemp -d)
 pgmux_pid=""
@@ -70,7 +76,8 @@ verifier=$(as_pg "$PG_BIN/psql" -X -At -h "$work" -p "$pg_port" -U postgres \
   -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
 "$PG_BIN/pgbench" -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
 
-write_config() {  # $1: on | off | pgbouncer
+write_config() {  # $1: on | off | pgbouncer | floor (which has none)
+  [ "$1" = floor ] && return
   if [ "$1" = pgbouncer ]; then
     cat >"$work/pgbouncer.ini" <<INI
 [databases]
@@ -111,15 +118,19 @@ metrics:
 YAML
 }
 
-# Prints the instructions the pooler executed from start to exit while pgbench ran $2 transactions per client.
+# Prints what the pooler executed from start to exit while pgbench ran $2 transactions per client: instructions,
+# and with CACHE=1 first-level data misses and last-level misses, space-separated.
 count_instructions() {  # $1: config, $2: transactions per client
   local out="$work/callgrind.$1.$2"
+  local valgrind=(valgrind --tool=callgrind --callgrind-out-file="$out")
+  [ -n "$CACHE" ] && valgrind+=(--cache-sim=yes)
   if [ "$1" = pgbouncer ]; then  # it refuses to run as root; its pidfile names the process valgrind runs
-    as_pg valgrind --tool=callgrind --callgrind-out-file="$out" "$PGBOUNCER_BIN" "$work/pgbouncer.ini" \
-      >>"$work/pgbouncer.out" 2>&1 &
+    as_pg "${valgrind[@]}" "$PGBOUNCER_BIN" "$work/pgbouncer.ini" >>"$work/pgbouncer.out" 2>&1 &
+  elif [ "$1" = floor ]; then
+    "${valgrind[@]}" "$FLOOR_BIN" "$mux_port" "$pg_port" >>"$work/floor.log" 2>&1 &
+    pgmux_pid=$!
   else
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$PGMUX_BIN" --config "$work/pgmux-$1.yaml" \
-      >>"$work/pgmux.log" 2>&1 &
+    "${valgrind[@]}" "$PGMUX_BIN" --config "$work/pgmux-$1.yaml" >>"$work/pgmux.log" 2>&1 &
     pgmux_pid=$!
   fi
   local waiter=$!
@@ -135,20 +146,29 @@ count_instructions() {  # $1: config, $2: transactions per client
   wait "$waiter" || true
   pgmux_pid=""
   rm -f "$work/pgbouncer.pid"
-  awk '/^summary:/ { print $2 }' "$out"
+  # The events line names the counters (Ir, and with the cache simulation Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw).
+  awk '/^events:/ { for (i = 2; i <= NF; i++) col[$i] = i }
+       /^summary:/ { if ("D1mr" in col) print $col["Ir"], $col["D1mr"] + $col["D1mw"], $col["ILmr"] + $col["DLmr"] + $col["DLmw"]
+                     else print $col["Ir"] }' "$out"
 }
 
-printf '| pooler | instructions per transaction (pgbench -S -M %s%s, %d clients, one thread) |\n' "$MODE" \
-  "${LOGIN:+ -C, a SCRAM login each}" "$CLIENTS"
-printf '|---|---|\n'
+title="instructions per transaction (pgbench -S -M $MODE${LOGIN:+ -C, a SCRAM login each}, $CLIENTS clients, one thread)"
+if [ -n "$CACHE" ]; then
+  printf '| pooler | %s | first-level data misses | last-level misses |\n|---|---|---|---|\n' "$title"
+else
+  printf '| pooler | %s |\n|---|---|\n' "$title"
+fi
 for config in $CONFIGS; do
   write_config "$config"
-  short=$(count_instructions "$config" "$TX_SHORT")
-  long=$(count_instructions "$config" "$TX_LONG")
-  per_tx=$(((long - short) / (CLIENTS * (TX_LONG - TX_SHORT))))
-  log "$config: $short instructions for $TX_SHORT tx/client, $long for $TX_LONG"
+  read -r -a short <<<"$(count_instructions "$config" "$TX_SHORT")"
+  read -r -a long <<<"$(count_instructions "$config" "$TX_LONG")"
+  row=""
+  for i in "${!long[@]}"; do row+=" $(((long[i] - short[i]) / (CLIENTS * (TX_LONG - TX_SHORT)))) |"; done
+  log "$config: ${short[0]} instructions for $TX_SHORT tx/client, ${long[0]} for $TX_LONG"
   case $config in
-    on | off) printf '| pgmux, metrics %s | %d |\n' "$config" "$per_tx" ;;
-    pgbouncer) printf '| PgBouncer %s | %d |\n' "$("$PGBOUNCER_BIN" --version | awk 'NR == 1 { print $2 }')" "$per_tx" ;;
+    on | off) name="pgmux, metrics $config" ;;
+    pgbouncer) name="PgBouncer $("$PGBOUNCER_BIN" --version | awk 'NR == 1 { print $2 }')" ;;
+    floor) name="floor relay (no pooling)" ;;
   esac
+  printf '| %s |%s\n' "$name" "$row"
 done

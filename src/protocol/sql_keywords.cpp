@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "pgmux/protocol/session_params.hpp"
 
@@ -206,13 +207,44 @@ std::string_view first_keyword(std::string_view sql, char (&out)[8]) {
   return {out, n};
 }
 
+// INTO TEMP or INTO TEMPORARY anywhere: SELECT ... INTO TEMP t makes a temporary table. Looked for on every
+// SELECT, so by the 'i's memchr finds rather than by trying each position.
+bool selects_into_temp(std::string_view sql) {
+  const char* const begin = sql.data();
+  const char* const end = begin + sql.size();
+  for (char initial : {'i', 'I'}) {
+    for (const char* p = begin; (p = static_cast<const char*>(std::memchr(p, initial, end - p))); ++p) {
+      if (p > begin && is_word_char(p[-1])) continue;
+      std::string_view rest(p, end - p);
+      if (take_keyword(rest, "into") && (take_keyword(rest, "temp") || take_keyword(rest, "temporary")))
+        return true;
+    }
+  }
+  return false;
+}
+
+// EXPLAIN runs its statement only with ANALYZE (ANALYSE), given as a word or in the option list. Errs towards
+// yes: "(ANALYZE false)" counts.
+bool explain_runs(std::string_view& rest) {
+  std::string_view options = skip_space_and_comments(rest);
+  if (!options.empty() && options[0] == '(') {
+    const std::size_t close = options.find(')');
+    if (close == std::string_view::npos) return false;  // not valid SQL: Postgres refuses it
+    rest = options.substr(close + 1);
+    return contains_ignoring_case(options.substr(0, close), "analy");
+  }
+  return take_keyword(rest, "analyze") || take_keyword(rest, "analyse");
+}
+
 SessionEffect first_statement_effect(std::string_view sql) {
-  static constexpr std::string_view kWords[] = {"set",  "reset",  "listen",  "prepare",
-                                                "load", "create", "declare", "discard"};
+  static constexpr std::string_view kWords[] = {"set",    "reset",   "listen",  "prepare", "load",
+                                                "create", "declare", "discard", "explain"};
   char buffer[8];
   const std::string_view word = first_keyword(sql, buffer);
+  if (word == "select" || word == "with")
+    return selects_into_temp(sql) ? pins("SELECT ... INTO TEMP") : SessionEffect{};
   if (std::find(std::begin(kWords), std::end(kWords), word) == std::end(kWords))
-    return {};  // SELECT, INSERT, UPDATE, BEGIN, COMMIT, WITH, ...: the common case ends here
+    return {};  // INSERT, UPDATE, BEGIN, COMMIT, ...: the common case ends here
   std::string_view rest = sql;
   if (take_keyword(rest, word)) {
     if (word == "listen") return pins("LISTEN");
@@ -220,9 +252,18 @@ SessionEffect first_statement_effect(std::string_view sql) {
     if (word == "declare")
       return contains_ignoring_case(rest, "hold") ? pins("DECLARE ... WITH HOLD") : SessionEffect{};
     if (word == "create") {
+      if (take_keyword(rest, "or")) take_keyword(rest, "replace");
       (take_keyword(rest, "global") || take_keyword(rest, "local"));
       if (take_keyword(rest, "temp") || take_keyword(rest, "temporary")) return pins("CREATE TEMP");
+      // CREATE TABLE pg_temp.t, CREATE FUNCTION pg_temp.f(): temporary all the same.
+      if (contains_ignoring_case(rest, "pg_temp")) return pins("CREATE in schema pg_temp");
       return {};
+    }
+    if (word == "explain") {
+      if (!explain_runs(rest)) return {};
+      (take_keyword(rest, "verbose"));
+      SessionEffect explained = first_statement_effect(rest);
+      return explained.kind == SessionEffect::Kind::pins ? explained : SessionEffect{};
     }
     if (word == "load") return pins("LOAD");
     if (word == "set") return set_effect(rest);
@@ -239,6 +280,59 @@ SessionEffect first_statement_effect(std::string_view sql) {
   return {};
 }
 
+// The arguments of the call whose '(' `text` starts after white space: each trimmed, split at the commas
+// outside quotes and parentheses. Empty if there is no '(' or no closing ')'.
+std::vector<std::string_view> call_arguments(std::string_view text) {
+  text = skip_space_and_comments(text);
+  if (text.empty() || text[0] != '(') return {};
+  std::vector<std::string_view> arguments;
+  std::size_t start = 1;
+  int depth = 0;
+  for (std::size_t i = 1; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\'' || c == '"') {  // to the closing quote; a doubled one is inside, and skipped twice
+      const std::size_t close = text.find(c, i + 1);
+      if (close == std::string_view::npos) return {};
+      i = close;
+    } else if (c == '(') {
+      ++depth;
+    } else if ((c == ',' && depth == 0) || (c == ')' && depth-- == 0)) {
+      std::string_view argument = skip_space_and_comments(text.substr(start, i - start));
+      while (!argument.empty() && is_space(argument.back())) argument.remove_suffix(1);
+      arguments.push_back(argument);
+      if (c == ')') return arguments;
+      start = i + 1;
+    }
+  }
+  return {};
+}
+
+// A literal that is certainly boolean true, as set_config's is_local is written.
+bool is_true(std::string_view value) {
+  for (std::string_view yes : {"true", "'true'", "'t'", "'on'", "'yes'", "'1'"})
+    if (equal_ignoring_case(value, yes)) return true;
+  return false;
+}
+
+// set_config(name, value, is_local) anywhere in the text. Local is the transaction's, which the client holds
+// its backend for anyway; a setting Postgres reports (TimeZone, application_name, ...) is followed as SET's
+// is. Any other call, or one whose name or is_local is not a plain literal, changes the session in a way
+// pgmux cannot carry: it pins. search_path is left to the caller's rule.
+SessionEffect set_config_effect(std::string_view sql) {
+  for (std::size_t at = 0; (at = sql.find('_', at)) != std::string_view::npos; ++at) {
+    if (!named_around(sql, at, "set_config", 3)) continue;
+    const std::vector<std::string_view> arguments = call_arguments(sql.substr(at + 7));
+    if (arguments.size() != 3) return pins("set_config of a setting pgmux does not carry");
+    if (is_true(arguments[2])) continue;
+    std::string_view name = arguments[0];
+    if (name.size() >= 2 && name.front() == '\'' && name.back() == '\'') {
+      if (tracked_param(name.substr(1, name.size() - 2))) continue;  // search_path: the caller's rule
+    }
+    return pins("set_config of a setting pgmux does not carry");
+  }
+  return {};
+}
+
 }  // namespace
 
 SessionEffect session_effect(std::string_view sql) {
@@ -248,6 +342,10 @@ SessionEffect session_effect(std::string_view sql) {
   // pg_advisory_lock, pg_try_advisory_lock and their _shared forms hold until the session ends; the
   // transaction-level ones are spelled advisory_xact_lock.
   if (said.advisory_lock) return pins("a session-level advisory lock");
+  if (said.set_config) {
+    SessionEffect set = set_config_effect(sql);
+    if (set.kind == SessionEffect::Kind::pins) return set;
+  }
   // SHOW search_path or current_setting('search_path') are harmless; set_config, or a SET hidden behind
   // another statement, is not.
   if (effect.kind == SessionEffect::Kind::none && said.search_path &&

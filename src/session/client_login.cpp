@@ -26,14 +26,13 @@ constexpr std::uint32_t kMaxAuthMessage = 65535;  // Postgres's own limit for au
 
 // Whether a 'p' message of `length` body bytes, of which `body` has arrived, is a SASLInitialResponse: a
 // mechanism's name, NUL-terminated, then more. A client sure of being offered SCRAM may send it before it is
-// asked, and Postgres takes it; a password is taken for one only if it spells a mechanism and goes on.
+// asked, and Postgres takes it. Only a whole name decides: a password that starts like one and has not all
+// arrived stays a password, as every 'p' was before.
 bool is_sasl_initial_response(std::string_view body, std::size_t length) {
-  for (std::string_view name : {auth::kScramSha256, auth::kScramSha256Plus}) {
-    const std::size_t seen = std::min(body.size(), name.size());
-    const bool terminated = body.size() <= name.size() || body[name.size()] == '\0';
-    if (length > name.size() + 1 && seen > 0 && body.substr(0, seen) == name.substr(0, seen) && terminated)
+  for (std::string_view name : {auth::kScramSha256, auth::kScramSha256Plus})
+    if (length > name.size() + 1 && body.size() > name.size() && body.starts_with(name) &&
+        body[name.size()] == '\0')
       return true;
-  }
   return false;
 }
 }  // namespace

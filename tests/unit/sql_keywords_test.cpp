@@ -125,9 +125,11 @@ TEST_CASE("the three names are found wherever their underscore falls, and near m
        {"SELECT pg_advisory_loc"sv,  // cut short at the end
         "dvisory_lock"sv, "advisory__lock"sv, "advisory_lock"sv.substr(0, 12), "advisory\0lock"sv,
         "ADV\xc4\xb0SORY_LOCK"sv,  // a dotted capital I is not an i
-        "SELECT set_config('work', 'x', false)"sv, "SELECT current_setting('search_path')"sv,
-        "search_pat; set_config"sv, "earch_path; set_config"sv, "search_path; set_confi"sv.substr(0, 11),
-        "SELECT set_config('search__path', 'x', false)"sv, "___"sv, ""sv}) {
+        // set_config local to the transaction, so that only the search_path rule could pin
+        "SELECT set_config('work.x', 'x', true)"sv, "SELECT current_setting('search_path')"sv,
+        "search_pat; SELECT set_config('a.b', 'x', true)"sv,
+        "earch_path; SELECT set_config('a.b', '', true)"sv, "search_path; set_confi"sv.substr(0, 11),
+        "SELECT set_config('search__path', 'x', true)"sv, "___"sv, ""sv}) {
     INFO(sql);
     CHECK(session_effect(sql).kind == Kind::none);
   }
@@ -154,23 +156,60 @@ TEST_CASE("only the first word decides, and a longer word that starts like a key
   CHECK(session_effect("DISCARD ALL; SELECT 1").kind == Kind::none);
 }
 
-// KNOWN GAPS (fail on the current code, and on the scan before 3f330ae alike): statements whose first words
-// do not say that they leave session state behind.
-TEST_CASE("CREATE OR REPLACE TEMP VIEW pins as CREATE TEMP VIEW does", "[known-gap]") {
+// Statements whose first words do not say that they leave session state behind.
+TEST_CASE("CREATE OR REPLACE TEMP VIEW pins as CREATE TEMP VIEW does") {
   CHECK(session_effect("CREATE OR REPLACE TEMP VIEW v AS SELECT 1").kind == Kind::pins);
   CHECK(session_effect("create or replace temporary view v as select 1").kind == Kind::pins);
 }
 
-TEST_CASE("temporary tables made by SELECT INTO TEMP or in schema pg_temp pin as CREATE TEMP TABLE does",
-          "[known-gap]") {
+TEST_CASE("temporary tables made by SELECT INTO TEMP or in schema pg_temp pin as CREATE TEMP TABLE does") {
   CHECK(session_effect("SELECT 1 AS n INTO TEMP TABLE t").kind == Kind::pins);
   CHECK(session_effect("SELECT * INTO TEMPORARY t FROM pg_class").kind == Kind::pins);
   CHECK(session_effect("CREATE TABLE pg_temp.t (n int)").kind == Kind::pins);
 }
 
-TEST_CASE("set_config of a setting for the session pins as SET of that setting does", "[known-gap]") {
+TEST_CASE("set_config of a setting for the session pins as SET of that setting does") {
   REQUIRE(session_effect("SET work_mem = '1GB'").kind == Kind::pins);
   CHECK(session_effect("SELECT set_config('work_mem', '1GB', false)").kind == Kind::pins);
   // search_path computed rather than spelled out
   CHECK(session_effect("SELECT set_config('search' || '_path', 'x', false)").kind == Kind::pins);
+}
+
+TEST_CASE("set_config pins unless it is local to the transaction or of a setting pgmux follows") {
+  for (const char* sql :
+       {"SELECT set_config('app.user_id', '42', true)", "select SET_CONFIG('app.user_id', '42', TRUE)",
+        "SELECT set_config('app.tenant', current_setting('app.default', true), 'on')",
+        "SELECT set_config('app.list', 'a,b)c', true), set_config('app.other', '', 't')",
+        "SELECT set_config('TimeZone', 'UTC', false)", "SELECT set_config('application_name', 'x', false)"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::none);
+  }
+  for (const char* sql :
+       {"SELECT set_config('app.user_id', '42', false)", "SELECT set_config('work_mem', $1, false)",
+        "SELECT set_config($1, $2, $3)",
+        "SELECT set_config('app.a', 'x', true), set_config('app.b', 'y', false)",
+        "SELECT set_config('statement_timeout', '1s', is_local => false)", "SELECT set_config('app.x', 'y')",
+        "SELECT set_config", "SELECT set_config('app.x', 'unterminated, true)"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::pins);
+  }
+}
+
+TEST_CASE("temporary objects pin however they are made") {
+  for (const char* sql :
+       {"SELECT 1 AS n INTO TEMPORARY TABLE t", "WITH a AS (SELECT 1 AS n) SELECT n INTO TEMP t FROM a",
+        "select * into\n temp t from pg_class", "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1",
+        "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1", "EXPLAIN (ANALYZE, BUFFERS) SELECT 1 INTO TEMP t",
+        "explain analyse verbose select 1 into temporary t"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::pins);
+  }
+  for (const char* sql :
+       {"INSERT INTO temp_totals VALUES (1)", "SELECT info FROM t WHERE point = 1", "SELECT 1 INTO t",
+        "EXPLAIN CREATE TEMP TABLE t AS SELECT 1", "EXPLAIN (COSTS off) SELECT 1 INTO TEMP t",
+        "CREATE OR REPLACE VIEW v AS SELECT 1", "SELECT * FROM pgbench_accounts WHERE aid = 1"}) {
+    INFO(sql);
+    CHECK(session_effect(sql).kind == Kind::none);
+  }
 }

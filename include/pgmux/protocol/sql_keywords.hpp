@@ -26,9 +26,10 @@ struct SessionEffect {
   std::string_view value;  // sets_search_path
 };
 
-// Classifies the first statement of `sql` by its first words, plus a scan for session advisory locks. It
-// never parses SQL: statements after the first are not seen, except that any other mention of search_path
-// counts as pinning (a search_path pgmux cannot follow must not reach another client).
+// Classifies the first statement of `sql` by its first words, plus scans of the whole text for session
+// advisory locks, set_config calls (pinning unless local or of a followed setting) and, in a SELECT, INTO
+// TEMP. It never parses SQL: statements after the first are not seen, except that any other mention of
+// search_path counts as pinning (a search_path pgmux cannot follow must not reach another client).
 SessionEffect session_effect(std::string_view sql);
 
 // The statement name of a text that is exactly DEALLOCATE [PREPARE] name (not ALL), case-folded as Postgres
