@@ -1,6 +1,7 @@
 // Runs one HTTP request's queries on a leased backend in a single round trip and writes the JSON answer.
 #include "http/sql_runner.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "http/extended_query.hpp"
@@ -9,6 +10,7 @@
 #include "net/message_io.hpp"
 #include "pgmux/protocol/builders.hpp"
 #include "pgmux/protocol/session_params.hpp"
+#include "pgmux/protocol/sql_keywords.hpp"
 #include "pgmux/protocol/wire.hpp"
 
 namespace pgmux::http {
@@ -114,6 +116,13 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
     lease.close(pool::CloseReason::broken);
   };
 
+  // State that outlives the request (a temporary table, a session advisory lock, a set_config of the
+  // session: what a wire client would be pinned for) must not reach the next borrower, and the command tags
+  // show only some of it: such a server session is closed afterwards rather than reset, as it is rare here.
+  const bool leaves_session_state =
+      std::any_of(request.queries.begin(), request.queries.end(), [](const SqlQuery& query) {
+        return protocol::session_effect(query.text).kind != protocol::SessionEffect::Kind::none;
+      });
   std::string out;
   const std::string settings = protocol::statements_to_match(http_settings(pool), backend.params);
   if (!settings.empty()) protocol::append_query(out, settings);
@@ -212,7 +221,7 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
   }
   drain_deadline.cancel();
 
-  if (close_after || writer.left_session_state()) {
+  if (close_after || leaves_session_state || writer.left_session_state()) {
     lease.close();
   } else {
     lease.release_clean();

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <set>
 
+#include "bounded.hpp"
 #include "http_client.hpp"
 #include "libpq.hpp"
 #include "neon_http.hpp"
@@ -278,6 +279,44 @@ TEST_CASE("a request that SETs a session setting does not pass it on to the next
   ok(post(mux.http_port(), neon_call(query_body("SET search_path = pg_catalog"))));
   json::object after = ok(post(mux.http_port(), neon_call(query_body("SHOW search_path"))));
   CHECK(after["rows"].at(0).at(0) == json::value(before));
+}
+
+// What the command tag does not show (CREATE TABLE says nothing of TEMP, SELECT nothing of a lock or of
+// set_config) must not pass on either: a pool of one, so the next request gets the same server session unless
+// the first one's was closed.
+TEST_CASE("session state a request leaves behind its command tags never reaches the next request",
+          "[http-sql]") {
+  Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
+  auto value = [&](const std::string& sql) {
+    json::object answer = ok(post(mux.http_port(), neon_call(query_body(sql))));
+    return answer["rows"].at(0).at(0);
+  };
+  SECTION("a temporary table and its rows") {
+    ok(post(mux.http_port(), neon_call(query_body("CREATE TEMP TABLE http_secret AS SELECT 'mine' AS v"))));
+    CHECK(value("SELECT count(*) FROM pg_class WHERE relname = 'http_secret' AND relnamespace = "
+                "pg_my_temp_schema()") == json::value("0"));
+  }
+  SECTION("a table made by SELECT INTO TEMP") {
+    ok(post(mux.http_port(), neon_call(query_body("SELECT 'mine' AS v INTO TEMP http_into"))));
+    CHECK(value("SELECT count(*) FROM pg_class WHERE relname = 'http_into' AND relnamespace = "
+                "pg_my_temp_schema()") == json::value("0"));
+  }
+  SECTION("a session advisory lock") {
+    ok(post(mux.http_port(), neon_call(query_body("SELECT pg_advisory_lock(424242)"))));
+    Connection other(TestPostgres::shared().conninfo("app", "app-secret"));
+    REQUIRE(other.ok());
+    // Released when the server session that took it ends, which may be a moment after pgmux closed it.
+    REQUIRE(exec_bounded(other.get(), "SET lock_timeout = '10s'").ok());
+    Outcome taken = exec_bounded(other.get(), "SELECT pg_advisory_lock(424242)");
+    CHECK(taken.sqlstate == "");  // 55P03 if a pooled server session still held it
+    CHECK(other.value("SELECT pg_advisory_unlock(424242)") == "t");
+  }
+  SECTION("a setting changed for the session by set_config") {
+    const json::value before = value("SHOW work_mem");
+    REQUIRE(before != json::value("1234kB"));
+    ok(post(mux.http_port(), neon_call(query_body("SELECT set_config('work_mem', '1234kB', false)"))));
+    CHECK(value("SHOW work_mem") == before);
+  }
 }
 
 TEST_CASE("a 9 MB query reaches Postgres byte for byte: the write goes on after what the socket took at once",
