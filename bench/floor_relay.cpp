@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -155,6 +156,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s LISTEN_PORT SERVER_PORT [THREADS]\n", argv[0]);
     return 2;
   }
+  // Stopped by SIGINT too: a shell starts background jobs with SIGINT ignored, and the scripts stop pgmux so.
+  for (int stop : {SIGINT, SIGTERM}) std::signal(stop, [](int) { std::_Exit(0); });
   const int listen_port = std::atoi(argv[1]), server_port = std::atoi(argv[2]);
   const int threads = argc == 4 ? std::atoi(argv[3]) : 1;
   std::vector<int> listeners;  // all bound before any thread accepts, so no client is refused at start
