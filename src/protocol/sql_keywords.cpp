@@ -333,15 +333,18 @@ SessionEffect set_config_effect(std::string_view sql) {
   return {};
 }
 
-}  // namespace
-
-SessionEffect session_effect(std::string_view sql) {
+// The whole classification; session_effect adds whether it may outlive a failure.
+SessionEffect classify(std::string_view sql) {
   SessionEffect effect = first_statement_effect(sql);
   if (effect.kind == SessionEffect::Kind::pins) return effect;
   const Mentions said = mentions(sql);
   // pg_advisory_lock, pg_try_advisory_lock and their _shared forms hold until the session ends; the
   // transaction-level ones are spelled advisory_xact_lock.
-  if (said.advisory_lock) return pins("a session-level advisory lock");
+  if (said.advisory_lock) {
+    SessionEffect lock = pins("a session-level advisory lock");
+    lock.survives_failure = true;
+    return lock;
+  }
   if (said.set_config) {
     SessionEffect set = set_config_effect(sql);
     if (set.kind == SessionEffect::Kind::pins) return set;
@@ -351,6 +354,15 @@ SessionEffect session_effect(std::string_view sql) {
   if (effect.kind == SessionEffect::Kind::none && said.search_path &&
       (said.set_config || has_second_statement(sql)))
     return pins("a change of search_path pgmux cannot follow");
+  return effect;
+}
+
+}  // namespace
+
+SessionEffect session_effect(std::string_view sql) {
+  SessionEffect effect = classify(sql);
+  if (effect.kind != SessionEffect::Kind::none && !effect.survives_failure)
+    effect.survives_failure = has_second_statement(sql);
   return effect;
 }
 

@@ -34,10 +34,14 @@ struct PendingReply {
   bool defines_client_name = false;  // parse, parse_faked: defines client_name_slot's name for the client
   bool clears_client_statements = false;  // query, sync: DEALLOCATE ALL / DISCARD ALL ran, if none failed
   bool failed = false;                    // query, sync: an ErrorResponse came before the ReadyForQuery
-  // query, sync: the client changed search_path (to the relay's pending value) or reset it, if none failed.
+  // query, sync: the client changed search_path (to the relay's pending value) or reset it; pins if it
+  // failed.
   enum class SearchPath : std::uint8_t { unchanged, set, reset } search_path = SearchPath::unchanged;
-  // query, sync: the request creates session state (a static description of it); pins if none failed.
+  // query, sync: the request creates session state (a static description of it); pins if none failed, or
+  // whatever happened when survives_failure.
   const char* pins = nullptr;
+  // query, sync: `pins` and `search_path` hold even if the request failed (see SessionEffect).
+  bool survives_failure = false;
   bool drops_server_statements = false;  // query, sync: a request of the batch may drop server statements
   std::uint32_t client_name_slot = 0;
   pool::StatementId statement;

@@ -85,6 +85,9 @@ struct Relay::ClientMessages {
         reply.clears_client_statements = std::exchange(relay.drops_all_at_sync_, false);
         reply.search_path = std::exchange(relay.search_path_at_sync_, PendingReply::SearchPath::unchanged);
         reply.pins = std::exchange(relay.pin_at_sync_, nullptr);
+        // Several statements may run before one Sync, and one that failed does not undo one before it that
+        // committed: a pipeline's session state pins whatever happened to it.
+        reply.survives_failure = true;
         reply.drops_server_statements = std::exchange(relay.drops_at_sync_, false);
         replies.push(reply);
         relay.lease_->statements.tick();
@@ -108,8 +111,9 @@ struct Relay::ClientMessages {
           if (body.size() == body_size) return ScanStep::kStop;
           relay.pin(effect);  // too large to hold back and refuse whole: pinning is the safe side
         } else if (effect.kind == SessionEffect::Kind::pins) {
-          reply.pins = effect.what.data();  // once it has succeeded: a failed LISTEN leaves nothing behind
+          reply.pins = effect.what.data();  // once its answer is complete
         }
+        reply.survives_failure = effect.survives_failure;
         relay.note_search_path(effect, reply.search_path);
         note_statement_reset(body, body.size() == body_size, reply.clears_client_statements);
         reply.drops_server_statements = std::exchange(relay.drops_at_sync_, false);
@@ -1009,9 +1013,17 @@ void Relay::on_backend_ready() {
   if (done.clears_client_statements && !done.failed && extras_) extras_->statements.clear();
   // What was prepared after the drop was sent went too when it ran.
   if (done.drops_server_statements) lease_->statements.clear();
-  if (done.search_path != PendingReply::SearchPath::unchanged && !done.failed)
-    apply_search_path(done, state_.tracker.status());
-  if (done.pins && !done.failed) pin({SessionEffect::Kind::pins, done.pins, {}});
+  // A failed request changed nothing, unless another of its statements committed before the failure or its
+  // state is a session advisory lock, which no rollback releases (survives_failure): then it pins.
+  if (done.search_path != PendingReply::SearchPath::unchanged) {
+    if (!done.failed) {
+      apply_search_path(done, state_.tracker.status());
+    } else if (done.survives_failure) {
+      extras().pending_search_path.clear();
+      pin({SessionEffect::Kind::pins, "a change of search_path in a request that failed", {}});
+    }
+  }
+  if (done.pins && (!done.failed || done.survives_failure)) pin({SessionEffect::Kind::pins, done.pins, {}});
   replies_.pop();
   if (replies_.empty() && extras_) extras_->pending_names.clear();
 }

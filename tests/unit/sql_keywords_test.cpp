@@ -213,3 +213,12 @@ TEST_CASE("temporary objects pin however they are made") {
     CHECK(session_effect(sql).kind == Kind::none);
   }
 }
+
+TEST_CASE("what a failed query may still leave behind: a session lock, or a statement before the failure") {
+  CHECK(session_effect("SELECT pg_advisory_lock(1), 1/0").survives_failure);
+  CHECK(session_effect("CREATE TEMP TABLE t (n int); COMMIT; SELECT 1/0").survives_failure);
+  CHECK(session_effect("SET work_mem = '1GB'; COMMIT; SELECT 1/0").survives_failure);
+  CHECK_FALSE(session_effect("LISTEN x").survives_failure);
+  CHECK_FALSE(session_effect("CREATE TEMP TABLE t (n int);").survives_failure);
+  CHECK_FALSE(session_effect("SET search_path TO a").survives_failure);
+}

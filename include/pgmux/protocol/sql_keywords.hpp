@@ -24,6 +24,9 @@ struct SessionEffect {
   } kind = Kind::none;
   std::string_view what;   // pins: a short description for the log and the error
   std::string_view value;  // sets_search_path
+  // The effect may stay even if the query fails: another statement may have committed it before the one
+  // that failed, or it is a session advisory lock, which no rollback releases.
+  bool survives_failure = false;
 };
 
 // Classifies the first statement of `sql` by its first words, plus scans of the whole text for session
