@@ -186,6 +186,8 @@ SessionEffect set_effect(std::string_view rest) {
     }
     std::string_view list = search_path_list(rest);
     if (list.empty()) return pins("SET search_path");
+    // With pg_temp listed, a plain CREATE TABLE may make a temporary one.
+    if (contains_ignoring_case(list, "pg_temp")) return pins("SET search_path with pg_temp");
     if (equal_ignoring_case(list, "default")) return {SessionEffect::Kind::resets_search_path, {}, {}};
     return {SessionEffect::Kind::sets_search_path, {}, list};
   }
@@ -207,8 +209,8 @@ std::string_view first_keyword(std::string_view sql, char (&out)[8]) {
   return {out, n};
 }
 
-// INTO TEMP or INTO TEMPORARY anywhere: SELECT ... INTO TEMP t makes a temporary table. Looked for on every
-// SELECT, so by the 'i's memchr finds rather than by trying each position.
+// INTO [LOCAL | GLOBAL] TEMP or TEMPORARY, or INTO [TABLE] pg_temp.t, anywhere: SELECT ... INTO makes a
+// temporary table so. Looked for on every SELECT, so by the 'i's memchr finds rather than at each position.
 bool selects_into_temp(std::string_view sql) {
   const char* const begin = sql.data();
   const char* const end = begin + sql.size();
@@ -216,8 +218,11 @@ bool selects_into_temp(std::string_view sql) {
     for (const char* p = begin; (p = static_cast<const char*>(std::memchr(p, initial, end - p))); ++p) {
       if (p > begin && is_word_char(p[-1])) continue;
       std::string_view rest(p, end - p);
-      if (take_keyword(rest, "into") && (take_keyword(rest, "temp") || take_keyword(rest, "temporary")))
-        return true;
+      if (!take_keyword(rest, "into")) continue;
+      (take_keyword(rest, "local") || take_keyword(rest, "global"));
+      if (take_keyword(rest, "temp") || take_keyword(rest, "temporary")) return true;
+      (take_keyword(rest, "unlogged"), take_keyword(rest, "table"));
+      if (take_keyword(rest, "pg_temp")) return true;
     }
   }
   return false;
@@ -241,7 +246,8 @@ SessionEffect first_statement_effect(std::string_view sql) {
                                                 "create", "declare", "discard", "explain"};
   char buffer[8];
   const std::string_view word = first_keyword(sql, buffer);
-  if (word == "select" || word == "with")
+  // A SELECT may be in parentheses, and then has no first word.
+  if (word == "select" || word == "with" || (word.empty() && skip_space_and_comments(sql).starts_with('(')))
     return selects_into_temp(sql) ? pins("SELECT ... INTO TEMP") : SessionEffect{};
   if (std::find(std::begin(kWords), std::end(kWords), word) == std::end(kWords))
     return {};  // INSERT, UPDATE, BEGIN, COMMIT, ...: the common case ends here

@@ -244,10 +244,11 @@ asio::awaitable<bool> ClientSession::clean_up_backend(pool::Backend& backend) {
     append_query(out, "ROLLBACK");
     ++replies;
   }
-  // A pinned client's state (LISTEN, temp tables, advisory locks...) must go even if the pool has no reset
-  // query of its own.
+  // A pinned client's state (LISTEN, temp tables, advisory locks...) must go whatever the pool's reset query
+  // says (in transaction mode it is sent to pinned clients' backends only, and only DISCARD ALL removes all
+  // of that), and even if the pool has none.
   std::string_view reset = config_->pool.server_reset_query;
-  if (relay_->pinned() && reset.empty()) reset = "DISCARD ALL";
+  if (relay_->pinned() && (!session_mode_ || reset.empty())) reset = "DISCARD ALL";
   if ((session_mode_ || relay_->pinned()) && !reset.empty()) {
     append_query(out, reset);
     ++replies;

@@ -201,7 +201,10 @@ TEST_CASE("temporary objects pin however they are made") {
         "select * into\n temp t from pg_class", "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1",
         "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
         "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1", "EXPLAIN (ANALYZE, BUFFERS) SELECT 1 INTO TEMP t",
-        "explain analyse verbose select 1 into temporary t"}) {
+        "explain analyse verbose select 1 into temporary t", "SELECT 1 INTO LOCAL TEMP t",
+        "SELECT 1 INTO GLOBAL TEMPORARY TABLE t", "SELECT 1 INTO pg_temp.t", "SELECT 1 INTO TABLE PG_TEMP.t",
+        "(SELECT 1 INTO TEMP t)", "SET search_path = pg_temp, public",
+        "SET search_path TO public, 'pg_temp'"}) {
     INFO(sql);
     CHECK(session_effect(sql).kind == Kind::pins);
   }
