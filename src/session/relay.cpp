@@ -93,10 +93,16 @@ struct Relay::ClientMessages {
         relay.lease_->statements.tick();
         return ScanStep::kForward;
       }
-      case 'F':
-        replies.push({ReplyKind::query});
+      case 'F': {
+        // A function called by its OID (libpq's PQfn, the large-object calls) could be pg_advisory_lock or
+        // set_config, and pgmux does not know functions by OID: the client keeps its backend.
+        PendingReply reply{ReplyKind::query};
+        reply.pins = "a FunctionCall message (a function called by OID)";
+        reply.survives_failure = true;
+        replies.push(reply);
         relay.lease_->statements.tick();
         return ScanStep::kForward;
+      }
       case 'Q': {
         if (more_fits) return ScanStep::kWait;  // a query is small, and runs only once whole anyway
         // DEALLOCATE of a statement the client prepared through the protocol: the server knows it by
