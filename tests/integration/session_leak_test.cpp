@@ -342,3 +342,27 @@ TEST_CASE("session state a WebSocket client leaves never reaches the next WebSoc
   CHECK(query(second, probes[1]) == std::vector<std::string>{"0"});
   CHECK(query(second, probes[2]) == std::vector<std::string>{"f"});
 }
+
+TEST_CASE("SET ROLE pins, and the next client of the backend is itself again", "[session_state]") {
+  TestPostgres& postgres = TestPostgres::shared();
+  postgres.psql("DROP ROLE IF EXISTS leak_role; CREATE ROLE leak_role; GRANT leak_role TO app");
+  {
+    Pgmux mux(postgres, {.pool_size = 1});
+    INFO(mux.log_tail());
+    for (const char* sql : {"SET ROLE leak_role", "SET SESSION ROLE leak_role"}) {
+      INFO(sql);
+      {
+        Connection a(mux.conninfo());
+        REQUIRE(a.ok());
+        REQUIRE(exec_bounded(a.get(), sql).ok());
+        CHECK(exec_bounded(a.get(), "SELECT current_user").value() == "leak_role");
+        CHECK(exec_bounded(a.get(), "SELECT 1").value() == "1");
+        CHECK(exec_bounded(a.get(), "SELECT current_user").value() == "leak_role");
+      }
+      Connection b(mux.conninfo());
+      REQUIRE(b.ok());
+      CHECK(exec_bounded(b.get(), "SELECT current_user").value() == "app");
+    }
+  }
+  postgres.psql("DROP ROLE leak_role");
+}
