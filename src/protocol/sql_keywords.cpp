@@ -372,6 +372,14 @@ SessionEffect session_effect(std::string_view sql) {
   return effect;
 }
 
+SessionEffect session_effect_of_later_text(std::string_view text) {
+  const Mentions said = mentions(text);
+  if (said.advisory_lock) return pins("a session-level advisory lock, far into a long query");
+  if (said.set_config || said.search_path) return pins("set_config or search_path, far into a long query");
+  if (selects_into_temp(text)) return pins("SELECT ... INTO TEMP, far into a long query");
+  return {};
+}
+
 std::string deallocate_target(std::string_view sql) {
   std::string_view rest = sql;
   if (!take_keyword(rest, "deallocate")) return {};

@@ -27,7 +27,11 @@ struct Relay::ClientMessages {
 
   bool wants_body(char) const { return false; }
   ScanStep on_message(char, std::string_view) { return ScanStep::kForward; }
+  void on_body_tail(std::string_view piece) {
+    if (relay.scanning_long_statement_) relay.scan_long_statement(piece);
+  }
   ScanStep on_header(char type, std::uint32_t length, std::string_view body) {
+    relay.scanning_long_statement_ = false;  // the previous message, if long, has passed whole
     if (type == 'X' || !is_frontend_message(type)) return ScanStep::kStop;
     if (relay.track_replies_) {
       ScanStep step = note_for_statements(type, length - 4, body);
@@ -49,7 +53,22 @@ struct Relay::ClientMessages {
     switch (type) {
       case 'P':
         if (body.empty() && !whole) return ScanStep::kWait;
-        if (body.empty() || (body[0] != '\0' && !rewrite)) {
+        if (body.empty()) {
+          replies.push({ReplyKind::parse});
+          return ScanStep::kForward;
+        }
+        if (body[0] != '\0' && !rewrite) {
+          // A named statement passed as it is stays on this backend and may run any time later: what it
+          // would leave behind pins now.
+          if (more_fits) return ScanStep::kWait;
+          const std::size_t name_end = body.find('\0');
+          if (name_end != std::string_view::npos) {
+            SessionEffect effect = session_effect(body.substr(name_end + 1));
+            if (effect.kind == SessionEffect::Kind::pins) relay.pin(effect);
+            if (effect.kind != SessionEffect::Kind::none)  // search_path, changed whenever it runs
+              relay.pin({SessionEffect::Kind::pins, "a named statement that changes search_path", {}});
+          }
+          if (!whole) relay.start_long_statement(body);
           replies.push({ReplyKind::parse});
           return ScanStep::kForward;
         }
@@ -61,6 +80,7 @@ struct Relay::ClientMessages {
           SessionEffect effect = session_effect(sql);
           if (!relay.admit(effect)) return ScanStep::kStop;
           if (effect.kind == SessionEffect::Kind::pins) relay.pin_at_sync_ = effect.what.data();
+          if (!whole) relay.start_long_statement(body);
           relay.note_search_path(effect, relay.search_path_at_sync_);
           note_statement_reset(sql, body.size() == body_size, relay.drops_all_at_sync_);
         }
@@ -120,6 +140,7 @@ struct Relay::ClientMessages {
           reply.pins = effect.what.data();  // once its answer is complete
         }
         reply.survives_failure = effect.survives_failure;
+        if (body.size() != body_size) relay.start_long_statement(body);
         relay.note_search_path(effect, reply.search_path);
         note_statement_reset(body, body.size() == body_size, reply.clears_client_statements);
         reply.drops_server_statements = std::exchange(relay.drops_at_sync_, false);
@@ -185,6 +206,9 @@ struct Relay::BackendMessages {
       return ScanStep::kForward;
     }
     if (type == 'E') relay.count_error(body);
+    // COPY FROM STDIN runs from CopyInResponse until the server ends it (CommandComplete or ErrorResponse).
+    if (type == 'G') relay.copy_in_ = true;
+    if (type == 'C' || type == 'E') relay.copy_in_ = false;
     return relay.track_replies_ ? relay.on_backend_reply(type, length, body) : ScanStep::kForward;
   }
 };
@@ -393,8 +417,36 @@ void Relay::client_readable(void* relay) {
 // Terminate came after requests still unanswered. Postgres answers them before it closes (a serverless
 // client may send its last query and Terminate in one write, then read): the replies are relayed, and the
 // session ends at the last one (maybe_release).
+// The joint of two pieces, this long on each side, is scanned too: no name looked for is longer.
+constexpr std::size_t kPieceOverlap = 32;
+
+void Relay::start_long_statement(std::string_view start) {
+  scanning_long_statement_ = true;
+  extras().long_statement_end.assign(start.substr(start.size() - std::min(start.size(), kPieceOverlap)));
+}
+
+void Relay::scan_long_statement(std::string_view piece) {
+  std::string& end = extras().long_statement_end;
+  end.append(piece.substr(0, kPieceOverlap));  // the joint
+  SessionEffect effect = session_effect_of_later_text(end);
+  if (effect.kind == SessionEffect::Kind::none && piece.size() > kPieceOverlap)
+    effect = session_effect_of_later_text(piece);
+  if (effect.kind != SessionEffect::Kind::none) {
+    // Part of it has gone to the server already: too late to refuse, so it pins, failed or not.
+    pin(effect);
+    scanning_long_statement_ = false;
+    return;
+  }
+  if (piece.size() >= kPieceOverlap)
+    end.assign(piece.substr(piece.size() - kPieceOverlap));
+  else if (end.size() > kPieceOverlap)
+    end.erase(0, end.size() - kPieceOverlap);
+}
+
 void Relay::end_after_replies() {
-  if (!lease_ || state_.tracker.outstanding() <= static_cast<std::uint32_t>(hidden_replies_))
+  // A server in COPY FROM STDIN answers nothing until it has the data's end, which a client that said
+  // goodbye will not send: it ends now (its backend, busy, is closed rather than reused).
+  if (!lease_ || copy_in_ || state_.tracker.outstanding() <= static_cast<std::uint32_t>(hidden_replies_))
     return finish(End::client_gone);
 }
 

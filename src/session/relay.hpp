@@ -149,6 +149,10 @@ class Relay {
   void queue_served(QueueTicket& ticket);
   void queue_wait_expired(QueueTicket& ticket);
   bool drop_stray_copy_messages();
+  // A Query or Parse longer than the buffer is scanned for session state in pieces as it passes:
+  // start_long_statement with what was buffered, then scan_long_statement with each later piece.
+  void start_long_statement(std::string_view start);
+  void scan_long_statement(std::string_view piece);
   void watch_queued_client();
   // Takes the lease and brings the backend's settings in line with the client's. False if that failed.
   bool adopt(pool::BackendLease lease);
@@ -268,6 +272,7 @@ class Relay {
     std::string pending_search_path;
     std::vector<protocol::TrackedParam> hidden_params;  // the setting each hidden query sets, in order
     std::string error_sqlstate, error_message;          // see error_sqlstate()
+    std::string long_statement_end;  // the last bytes read of a statement too long to scan whole
   };
   std::unique_ptr<Extras> extras_;
   static inline const std::string kNoError;
@@ -296,6 +301,8 @@ class Relay {
   bool served_ : 1 = false;  // has borrowed a backend at least once
   // Seldom set.
   bool client_stop_ : 1 = false;  // the client sent Terminate: stop after forwarding what came before
+  bool copy_in_ : 1 = false;      // the server is in COPY FROM STDIN, waiting for the client's data
+  bool scanning_long_statement_ : 1 = false;  // see scan_long_statement
   bool reply_mismatch_ : 1 = false;
   bool backend_stream_intact_ : 1 = false;
   // Changed on every transaction, or bound to a reference.

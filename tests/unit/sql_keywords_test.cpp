@@ -225,3 +225,15 @@ TEST_CASE("what a failed query may still leave behind: a session lock, or a stat
   CHECK_FALSE(session_effect("CREATE TEMP TABLE t (n int);").survives_failure);
   CHECK_FALSE(session_effect("SET search_path TO a").survives_failure);
 }
+
+TEST_CASE("a later piece of a long statement is read for the names the whole-text scans look for") {
+  for (const char* text : {"'), pg_advisory_lock(1)", "x', 'y', false), set_config('a.b', 'c', true)",
+                           "search_path", "'::text AS pad INTO TEMP t", " INTO pg_temp.t"}) {
+    INFO(text);
+    CHECK(session_effect_of_later_text(text).kind == Kind::pins);
+  }
+  for (const char* text : {"xxxxxxxx", "'), pg_advisory_xact_lock(1)", "), ('LISTEN x'), ('CREATE TEMP')"}) {
+    INFO(text);
+    CHECK(session_effect_of_later_text(text).kind == Kind::none);
+  }
+}

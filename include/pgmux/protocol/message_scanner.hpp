@@ -21,6 +21,7 @@ namespace pgmux::protocol {
 //                                                        // for messages passed through unseen; `body_start`
 //                                                        // is as much of the body as is buffered (maybe
 //                                                        none)
+//   void on_body_tail(std::string_view bytes);          // optional: the rest of such a body, piece by piece
 enum class ScanStep {
   kForward,  // forward this message with the rest
   kStop,     // stop before this message; it stays unconsumed for the caller to handle
@@ -44,6 +45,7 @@ class MessageScanner {
     while (pos < in.size()) {
       if (body_left_ > 0) {  // the tail of a message already reported
         std::size_t n = std::min<std::size_t>(body_left_, in.size() - pos);
+        if constexpr (requires { handler.on_body_tail(in); }) handler.on_body_tail(in.substr(pos, n));
         body_left_ -= n;
         pos += n;
         continue;

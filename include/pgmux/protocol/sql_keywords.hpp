@@ -35,6 +35,12 @@ struct SessionEffect {
 // search_path counts as pinning (a search_path pgmux cannot follow must not reach another client).
 SessionEffect session_effect(std::string_view sql);
 
+// For a statement too long to be read whole: whether a later piece of its text names what the whole-text
+// scans of session_effect look for (a session advisory lock, set_config, search_path, INTO TEMP). Pieces are
+// read apart, so a name cut by a piece's end is missed unless the caller overlaps them; any set_config or
+// search_path pins, its call not being read.
+SessionEffect session_effect_of_later_text(std::string_view text);
+
 // The statement name of a text that is exactly DEALLOCATE [PREPARE] name (not ALL), case-folded as Postgres
 // folds identifiers; "" otherwise.
 std::string deallocate_target(std::string_view sql);

@@ -1,5 +1,5 @@
-// Session state pgmux says it keeps from other clients but does not: each test shows the next client of the
-// one backend seeing what the first one left. Known gaps, tagged [known-gap] until src/ is fixed.
+// The edges of keeping session state from other clients (each one a leak until it was fixed): the next
+// client of the one backend must not see what the first one left.
 #include <sys/socket.h>
 
 #include <boost/json.hpp>
@@ -52,14 +52,12 @@ const char* kLockOid =
 
 }  // namespace
 
-// pgmux pins only once the request that made the state has succeeded ("a failed LISTEN leaves nothing
-// behind"). But a session advisory lock is not transactional, nor is SQL PREPARE, and a COMMIT inside the
-// query makes what came before it stay: a later error in the same request leaves the state on the backend
-// with the client not pinned, and the backend goes back to the pool with it.
+// A request that fails may leave its state all the same: a session advisory lock is not transactional, nor
+// is SQL PREPARE, and a COMMIT inside the query makes what came before it stay. The client is pinned then.
 TEST_CASE(
     "state that outlives a failed request (advisory lock, PREPARE, committed temp table, LISTEN) "
     "never reaches the next client",
-    "[session_state][known-gap]") {
+    "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
   INFO(mux.log_tail());
   SECTION("a session advisory lock taken by a query that then fails") {
@@ -138,7 +136,7 @@ TEST_CASE(
 }
 
 TEST_CASE("a session advisory lock taken in a pipeline whose later query fails never reaches the next client",
-          "[session_state][known-gap]") {
+          "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
   INFO(mux.log_tail());
   {
@@ -153,10 +151,9 @@ TEST_CASE("a session advisory lock taken in a pipeline whose later query fails n
   CHECK(exec_bounded(b.get(), kHeldLocks).value() == "0");
 }
 
-// Only the first 16 KiB of a Query or unnamed Parse (one relay buffer) are searched: an advisory lock or
-// INTO TEMP further on is not seen, though README says the whole text is searched for them.
+// A Query or unnamed Parse longer than the relay's buffer (16 KiB) is searched piece by piece as it passes.
 TEST_CASE("session state named after the first 16 KiB of a query never reaches the next client",
-          "[session_state][known-gap]") {
+          "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
   INFO(mux.log_tail());
   const std::string padding(20000, 'x');
@@ -197,10 +194,10 @@ TEST_CASE("session state named after the first 16 KiB of a query never reaches t
   }
 }
 
-// search_path is followed, not pinned; but with pg_temp first in it, a plain CREATE TABLE makes a temporary
-// table, which the next client of the backend finds (pg_temp is searched first for everyone).
+// search_path is followed, not pinned; but with pg_temp in it, a plain CREATE TABLE may make a temporary
+// table, so such a search_path pins.
 TEST_CASE("a table made temporary by search_path = pg_temp never reaches the next client",
-          "[session_state][known-gap]") {
+          "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
   INFO(mux.log_tail());
   {
@@ -218,12 +215,12 @@ TEST_CASE("a table made temporary by search_path = pg_temp never reaches the nex
   CHECK(seen.value() == "");
 }
 
-// With max_prepared_statements: 0 named Parse messages pass as they are, and their text is not looked at:
-// a named statement that creates a temporary table does not pin.
+// With max_prepared_statements: 0 named Parse messages pass as they are; their text is still read, and a
+// named statement that creates a temporary table pins.
 TEST_CASE(
     "with max_prepared_statements 0, a temp table made by a named statement never reaches the next "
     "client",
-    "[session_state][known-gap]") {
+    "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .pool_yaml = "  max_prepared_statements: 0\n"});
   INFO(mux.log_tail());
   {
@@ -241,11 +238,10 @@ TEST_CASE(
   CHECK(seen.value() == "");
 }
 
-// README: a pinned client's backend "is reset with DISCARD ALL" when it leaves. In transaction mode a
-// configured server_reset_query (meant for session mode) is sent instead, and one that is not DISCARD ALL
-// leaves the temp table, LISTEN or lock that pinned the client.
+// A pinned client's backend is reset with DISCARD ALL when it leaves, in transaction mode whatever
+// server_reset_query (meant for session mode) says.
 TEST_CASE("a pinned client's temp table never reaches the next client whatever server_reset_query says",
-          "[session_state][known-gap]") {
+          "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .pool_yaml = "  server_reset_query: DEALLOCATE ALL\n"});
   INFO(mux.log_tail());
   {
@@ -262,10 +258,10 @@ TEST_CASE("a pinned client's temp table never reaches the next client whatever s
   CHECK(exec_bounded(b.get(), kHeldLocks).value() == "0");
 }
 
-// SELECT ... INTO is looked for as "INTO TEMP" or "INTO TEMPORARY" in a statement that starts with SELECT or
-// WITH; Postgres also takes INTO LOCAL TEMP (and GLOBAL), INTO pg_temp.name, and a parenthesised SELECT.
+// Postgres makes a temporary table of SELECT ... INTO TEMP, INTO LOCAL TEMP (and GLOBAL), INTO pg_temp.name,
+// and of a parenthesised SELECT INTO too.
 TEST_CASE("temporary tables made by other spellings of SELECT ... INTO never reach the next client",
-          "[session_state][known-gap]") {
+          "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1, .http = true});
   INFO(mux.log_tail());
   const std::string sql = GENERATE(as<std::string>{}, "SELECT 'a'::text AS who INTO LOCAL TEMP leak_spelled",
@@ -294,10 +290,10 @@ TEST_CASE("temporary tables made by other spellings of SELECT ... INTO never rea
   }
 }
 
-// A FunctionCall message (libpq's PQfn, the fast-path interface) runs a function by its OID; pgmux does not
-// look at it, so a session advisory lock taken that way does not pin.
+// A FunctionCall message (libpq's PQfn, the fast-path interface) runs a function by its OID, which pgmux does
+// not know by name: it pins.
 TEST_CASE("a session advisory lock taken through a FunctionCall message never reaches the next client",
-          "[session_state][known-gap]") {
+          "[session_state]") {
   Pgmux mux(TestPostgres::shared(), {.pool_size = 1});
   INFO(mux.log_tail());
   {
@@ -322,11 +318,10 @@ TEST_CASE("a session advisory lock taken through a FunctionCall message never re
   CHECK(exec_bounded(b.get(), kHeldLocks).value() == "0");
 }
 
-// Postgres answers a Terminate that arrives during COPY FROM STDIN by failing the COPY and ending the
-// session. pgmux keeps the Terminate from the backend and waits for the COPY's reply, which never comes: the
-// backend is held for good, with the COPY's lock on its table, and the next client waits for nothing.
+// A Terminate during COPY FROM STDIN: the server would wait for the data's end for good, so pgmux ends the
+// client at once and closes its busy backend (which ends the COPY and its lock).
 TEST_CASE("a client that says Terminate in the middle of COPY FROM STDIN gives its backend back",
-          "[session_state][backends][known-gap]") {
+          "[session_state][backends]") {
   Connection direct(TestPostgres::shared().conninfo("app", "app-secret"));
   REQUIRE(direct.ok());
   direct.value("DROP TABLE IF EXISTS copy_terminated");
