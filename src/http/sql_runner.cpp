@@ -221,7 +221,9 @@ asio::awaitable<void> run_sql(pool::BackendLease lease, pool::Pool& pool, const 
   }
   drain_deadline.cancel();
 
-  if (close_after || leaves_session_state || writer.left_session_state()) {
+  // A cancel sent for an oversized result may land after the query ended, on the next borrower's query:
+  // that backend is not lent again.
+  if (close_after || cancelled || leaves_session_state || writer.left_session_state()) {
     lease.close();
   } else {
     lease.release_clean();

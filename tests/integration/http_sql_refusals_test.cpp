@@ -86,10 +86,16 @@ TEST_CASE("requests pgmux refuses get a JSON error with a status and SQLSTATE, n
     ok(post(port, neon_call(query_body("SELECT 1"))));
   }
   SECTION("a result over http.max_response_size is 54000, and the backend is stopped, not left busy") {
+    auto backend_pid = [&] {
+      return ok(post(port, neon_call(query_body("SELECT pg_backend_pid()"))))["rows"].at(0).at(0);
+    };
+    const json::value before = backend_pid();
     refused(post(port, neon_call(query_body("SELECT repeat('x', 100) FROM generate_series(1, 2000000)"))),
             400, "54000");
     json::object answer = ok(post(port, neon_call(query_body("SELECT 7"))));
     CHECK(answer["rows"] == json::parse(R"([["7"]])"));
+    // The cancel that stopped it could still land on whatever that server session runs next: not lent again.
+    CHECK(backend_pid() != before);
   }
   SECTION("Pgmux-Statement-Timeout bounds a query, only that request's") {
     HttpCall slow = neon_call(query_body("SELECT pg_sleep(30)"));
