@@ -34,8 +34,8 @@ struct PendingReply {
   bool defines_client_name = false;  // parse, parse_faked: defines client_name_slot's name for the client
   bool clears_client_statements = false;  // query, sync: DEALLOCATE ALL / DISCARD ALL ran, if none failed
   bool failed = false;                    // query, sync: an ErrorResponse came before the ReadyForQuery
-  // query, sync: the client changed search_path (to the relay's pending value) or reset it; pins if it
-  // failed.
+  // query, sync: the client changed search_path (to the relay's pending value) or reset it, if none failed;
+  // if one failed and survives_failure, it pins.
   enum class SearchPath : std::uint8_t { unchanged, set, reset } search_path = SearchPath::unchanged;
   // query, sync: the request creates session state (a static description of it); pins if none failed, or
   // whatever happened when survives_failure.

@@ -414,9 +414,6 @@ void Relay::client_readable(void* relay) {
   self.pump_client();  // errors and EOF show up as readable: the read finds them
 }
 
-// Terminate came after requests still unanswered. Postgres answers them before it closes (a serverless
-// client may send its last query and Terminate in one write, then read): the replies are relayed, and the
-// session ends at the last one (maybe_release).
 // The joint of two pieces, this long on each side, is scanned too: no name looked for is longer.
 constexpr std::size_t kPieceOverlap = 32;
 
@@ -443,6 +440,9 @@ void Relay::scan_long_statement(std::string_view piece) {
     end.erase(0, end.size() - kPieceOverlap);
 }
 
+// Terminate came after requests still unanswered. Postgres answers them before it closes (a serverless
+// client may send its last query and Terminate in one write, then read): the replies are relayed, and the
+// session ends at the last one (maybe_release).
 void Relay::end_after_replies() {
   // A server in COPY FROM STDIN answers nothing until it has the data's end, which a client that said
   // goodbye will not send: it ends now (its backend, busy, is closed rather than reused).
