@@ -330,10 +330,9 @@ SessionEffect set_config_effect(std::string_view sql) {
     const std::vector<std::string_view> arguments = call_arguments(sql.substr(at + 7));
     if (arguments.size() != 3) return pins("set_config of a setting pgmux does not carry");
     if (is_true(arguments[2])) continue;
-    std::string_view name = arguments[0];
-    if (name.size() >= 2 && name.front() == '\'' && name.back() == '\'') {
-      if (tracked_param(name.substr(1, name.size() - 2))) continue;  // search_path: the caller's rule
-    }
+    const std::string_view name = arguments[0];  // a tracked one is followed; search_path: the caller's rule
+    const bool literal = name.size() >= 2 && name.front() == '\'' && name.back() == '\'';
+    if (literal && tracked_param(name.substr(1, name.size() - 2))) continue;
     return pins("set_config of a setting pgmux does not carry");
   }
   return {};

@@ -64,9 +64,9 @@ struct Relay::ClientMessages {
           const std::size_t name_end = body.find('\0');
           if (name_end != std::string_view::npos) {
             SessionEffect effect = session_effect(body.substr(name_end + 1));
+            if (effect.kind != SessionEffect::Kind::pins && effect.kind != SessionEffect::Kind::none)
+              effect = {SessionEffect::Kind::pins, "a named statement that changes search_path", {}};
             if (effect.kind == SessionEffect::Kind::pins) relay.pin(effect);
-            if (effect.kind != SessionEffect::Kind::none)  // search_path, changed whenever it runs
-              relay.pin({SessionEffect::Kind::pins, "a named statement that changes search_path", {}});
           }
           if (!whole) relay.start_long_statement(body);
           replies.push({ReplyKind::parse});
